@@ -1,0 +1,17 @@
+"""Optax transforms for stable Adam training and width parametrizations.
+
+Imports nothing from Flax or the rest of adamlab, so `from adamlab import optim`
+works in any JAX program.
+"""
+
+from adamlab.optim.adam_atan2 import ScaleByAdamAtan2State, adam_atan2, atan2, scale_by_adam_atan2
+from adamlab.optim.config_error import ConfigError
+from adamlab.optim.factory import (
+    OPTIMIZERS, build, default_config, parametrization_table, schedule, validate)
+from adamlab.optim.parametrization import (
+    ALIGNMENTS, PARAMETRIZATIONS, ROLES, Exponents, LeafRole, LeafScale, eps_multipliers,
+    exponents, forward_multipliers, infer_roles, init_stds, lr_multipliers, parametrize,
+    scale_by_parametrization)
+from adamlab.optim.schedules import constant, warmup_cosine, wsd
+from adamlab.optim.stable_adam import (
+    ScaleByStableAdamState, last_rms, scale_by_stable_adam, stable_adamw)

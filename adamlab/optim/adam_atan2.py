@@ -1,0 +1,111 @@
+"""Adam-atan2 (Everett et al. 2024, App. C): Adam without epsilon.
+
+    update = a * atan2(m_hat, b * sqrt(v_hat))
+
+atan2 is bounded, defined at (0, 0) and unchanged when the gradients are scaled by
+any constant, so there is no epsilon to underflow or to tune. a = 1/atan(1) = 1.27
+makes a * atan2(x, x) = 1, Adam's step at |m_hat| = sqrt(v_hat).
+
+XLA's CPU arctan2 is several times slower than a division, which would make this the
+slowest part of a memory-bound update, so `atan2` below evaluates it as one division
+and a polynomial (max error ~2e-7, about two float32 ulps of pi/2).
+"""
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adamlab.optim.parametrization import scale_by_parametrization
+from adamlab.optim.stable_adam import compute_dtype, unzip
+
+# atan(t) ~ t * P(t^2) on [0, 1]: a near-minimax fit in t^2 (weighted least squares
+# on Chebyshev nodes, refined by Lawson reweighting), float32 max error 1.1e-7.
+_ATAN_COEFFS = (1.0, -0.3333309292793274, 0.19993053376674652, -0.14207130670547485,
+                0.10654667019844055, -0.0753365233540535, 0.043039076030254364,
+                -0.01628282107412815, 0.002903503831475973)
+
+
+def atan2(y: jax.Array, x: jax.Array) -> jax.Array:
+  """arctan2(y, x) for x >= 0, as one division and a polynomial.
+
+  Octant reduction: t = min(|y|, x) / max(|y|, x) lies in [0, 1]; atan(t) there is
+  a polynomial, pi/2 - atan(t) gives the other octant, and the sign comes from y.
+  atan2(0, 0) = 0 and atan2(y, 0) = sign(y) pi/2, as with jnp.arctan2.
+  """
+  ay = jnp.abs(y)
+  lo, hi = jnp.minimum(ay, x), jnp.maximum(ay, x)
+  t = lo / jnp.where(hi > 0, hi, 1)
+  s = t * t
+  p = jnp.asarray(_ATAN_COEFFS[-1], t.dtype)
+  for c in _ATAN_COEFFS[-2::-1]:
+    p = p * s + c
+  r = t * p
+  r = jnp.where(ay > x, math.pi / 2 - r, r)
+  return jnp.copysign(r, y)
+
+
+class ScaleByAdamAtan2State(NamedTuple):
+  count: jax.Array  # int32 step counter.
+  mu: optax.Updates  # First moment.
+  nu: optax.Updates  # Second moment.
+
+
+def scale_by_adam_atan2(
+    b1: float = 0.9,
+    b2: float = 0.99,
+    a: float = 1.27,
+    b: float = 1.0,
+    *,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformation:
+  """Rescale updates by a * atan2(m_hat, b * sqrt(v_hat)) with bias-corrected moments."""
+
+  def init_fn(params):
+    mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype or p.dtype), params)
+    nu = jax.tree.map(jnp.zeros_like, params)
+    return ScaleByAdamAtan2State(jnp.zeros([], jnp.int32), mu, nu)
+
+  def update_fn(updates, state, params=None):
+    del params
+    count = optax.safe_increment(state.count)
+
+    def one(g, m, v):
+      dt = compute_dtype(g.dtype)
+      g32, m32, v32 = g.astype(dt), m.astype(dt), v.astype(dt)
+      m_new = (1 - b1) * g32 + b1 * m32
+      v_new = (1 - b2) * (g32 * g32) + b2 * v32
+      t = count.astype(dt)
+      m_hat = m_new / (1 - b1**t).astype(dt)
+      v_hat = v_new / (1 - b2**t).astype(dt)
+      u = a * atan2(m_hat, b * jnp.sqrt(v_hat))
+      return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
+
+    out = jax.tree.map(one, updates, state.mu, state.nu)
+    u, mu, nu = unzip(out, updates, 3)
+    return u, ScaleByAdamAtan2State(count, mu, nu)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adam_atan2(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    a: float = 1.27,
+    b: float = 1.0,
+    weight_decay: float = 0.0,
+    mask: Any = None,
+    *,
+    parametrization: Any = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformation:
+  """Adam-atan2 with decoupled weight decay; `parametrization` scales lr per leaf."""
+  return optax.chain(
+      scale_by_adam_atan2(b1, b2, a, b, mu_dtype=mu_dtype),
+      optax.add_decayed_weights(weight_decay, mask),
+      scale_by_parametrization(parametrization),
+      optax.scale_by_learning_rate(learning_rate),
+  )

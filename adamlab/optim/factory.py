@@ -1,0 +1,185 @@
+"""Build an optimizer from an ml-collections config.
+
+The experiment config holds an `optimizer` section (see `default_config`) and, at
+the top level, `parametrization` and `alignment`, which the model reads too. The
+optimizer's hyperparameters are injected (`optax.inject_hyperparams`), so the
+learning rate of every step is in the state and runs can be vmapped over them.
+"""
+
+import math
+
+import jax
+import ml_collections
+import optax
+
+from adamlab.optim.adam_atan2 import scale_by_adam_atan2
+from adamlab.optim.config_error import ConfigError
+from adamlab.optim.parametrization import (
+    ALIGNMENTS, PARAMETRIZATIONS, eps_multipliers, parametrize, scale_by_parametrization)
+from adamlab.optim import schedules
+from adamlab.optim.stable_adam import scale_by_stable_adam
+
+OPTIMIZERS = ("adamw", "stable_adamw", "adam_atan2", "sgd", "adafactor", "lion")
+# The optimizer family decides the learning-rate exponents of a parametrization.
+FAMILY = {"adamw": "adam", "stable_adamw": "adam", "adam_atan2": "adam", "lion": "adam",
+          "sgd": "sgd", "adafactor": "adafactor"}
+# Scalar hyperparameters each optimizer injects (and a sweep may vmap over).
+HYPERPARAMS = {
+    "adamw": ("b1", "b2", "eps", "weight_decay"),
+    "stable_adamw": ("b1", "b2", "eps", "weight_decay", "clip_threshold"),
+    "adam_atan2": ("b1", "b2", "a", "b", "weight_decay"),
+    "lion": ("b1", "b2", "weight_decay"),
+    "sgd": ("momentum", "weight_decay"),
+    "adafactor": ("b2", "weight_decay", "clip_threshold"),
+}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `optimizer` section of an experiment config, every field explained."""
+  return ml_collections.ConfigDict(dict(
+      name="stable_adamw",  # one of OPTIMIZERS
+      learning_rate=1e-3,  # peak learning rate (times per-leaf parametrization multipliers)
+      b1=0.9,  # first-moment decay (adamw, stable_adamw, adam_atan2, lion)
+      b2=0.95,  # second-moment decay (adamw, stable_adamw, adam_atan2, lion, adafactor)
+      eps=1e-8,  # added to sqrt(v) (adamw, stable_adamw); scaled per leaf by the parametrization
+      weight_decay=0.0,  # decoupled, multiplied by the (unclipped) learning rate
+      clip_threshold=1.0,  # StableAdamW update clipping on RMS_t; Adafactor block-RMS clip
+      a=1.27,  # Adam-atan2 output scale
+      b=1.0,  # Adam-atan2 denominator scale
+      momentum=0.0,  # SGD heavy-ball momentum (0 = plain SGD)
+      grad_clip_norm=1.0,  # global-norm gradient clipping before the optimizer (0 = off)
+      decay_vectors=False,  # apply weight decay to biases and norm scales too
+      schedule="warmup_cosine",  # constant, warmup_cosine or wsd
+      warmup_steps=100,  # linear warmup from 0
+      total_steps=1000,  # schedule length (the trainer links it to config.steps)
+      final_lr_ratio=0.0,  # final lr / peak lr (warmup_cosine, wsd)
+      decay_fraction=0.2,  # fraction of total_steps spent decaying (wsd)
+      per_layer_lr=True,  # learning-rate exponents of the parametrization (False: one global lr)
+      scale_eps=True,  # shrink eps with each role's gradient scale (Adam family)
+  ))
+
+
+def validate(config) -> None:
+  """Raise ConfigError naming the first bad field of config.optimizer."""
+  if "optimizer" not in config:
+    raise ConfigError("optimizer", None, "a config section (see optim.default_config())")
+  opt = config.optimizer
+  known = default_config()
+  for key in opt:
+    if key not in known:
+      raise ConfigError(f"optimizer.{key}", opt[key], "a known field: " + ", ".join(known))
+  get = lambda k: opt.get(k, known[k])
+  _one_of("optimizer.name", get("name"), OPTIMIZERS)
+  _one_of("optimizer.schedule", get("schedule"), schedules.SCHEDULES)
+  _one_of("parametrization", config.get("parametrization", "sp"), PARAMETRIZATIONS)
+  _one_of("alignment", config.get("alignment", "full"), ALIGNMENTS)
+  _range("optimizer.learning_rate", get("learning_rate"), 0, None, "a finite number >= 0")
+  for k in ("b1", "b2"):
+    _range(f"optimizer.{k}", get(k), 0, 1, "in [0, 1)", open_hi=True)
+  _range("optimizer.momentum", get("momentum"), 0, 1, "in [0, 1)", open_hi=True)
+  for k in ("eps", "weight_decay", "grad_clip_norm"):
+    _range(f"optimizer.{k}", get(k), 0, None, "a finite number >= 0")
+  if get("clip_threshold") is not None:
+    _range("optimizer.clip_threshold", get("clip_threshold"), 0, None, "None or > 0",
+           open_lo=True)
+  for k in ("a", "b"):
+    _range(f"optimizer.{k}", get(k), 0, None, "a finite number > 0", open_lo=True)
+  _range("optimizer.final_lr_ratio", get("final_lr_ratio"), 0, 1, "in [0, 1]")
+  _range("optimizer.decay_fraction", get("decay_fraction"), 0, 1, "in (0, 1]", open_lo=True)
+  _int("optimizer.total_steps", get("total_steps"), 1)
+  _int("optimizer.warmup_steps", get("warmup_steps"), 0)
+  if get("warmup_steps") > get("total_steps"):
+    raise ConfigError("optimizer.warmup_steps", get("warmup_steps"),
+                      f"<= optimizer.total_steps ({get('total_steps')})")
+
+
+def _one_of(field, value, allowed):
+  if value not in allowed:
+    raise ConfigError(field, value, allowed)
+
+
+def _range(field, value, lo, hi, allowed, open_lo=False, open_hi=False):
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+  ok = ok and (value > lo if open_lo else value >= lo)
+  ok = ok and (hi is None or (value < hi if open_hi else value <= hi))
+  if not ok:
+    raise ConfigError(field, value, allowed)
+
+
+def _int(field, value, lo):
+  if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+    raise ConfigError(field, value, f"an integer >= {lo}")
+
+
+def schedule(opt) -> optax.Schedule:
+  """The learning-rate schedule of an optimizer section."""
+  if opt.schedule == "warmup_cosine":
+    return schedules.warmup_cosine(opt.learning_rate, opt.warmup_steps, opt.total_steps,
+                                   opt.final_lr_ratio)
+  if opt.schedule == "wsd":
+    return schedules.wsd(opt.learning_rate, opt.warmup_steps, opt.total_steps,
+                         opt.final_lr_ratio, opt.decay_fraction)
+  return schedules.constant(opt.learning_rate, opt.warmup_steps)
+
+
+def parametrization_table(config, params, base_params=None):
+  """The per-leaf table shared by the model and the optimizer of this config."""
+  opt = _with_defaults(config.optimizer)
+  return parametrize(
+      base_params, params, config.get("parametrization", "sp"), FAMILY[opt.name],
+      config.get("alignment", "full"), per_layer_lr=opt.per_layer_lr,
+      scale_eps=opt.scale_eps)
+
+
+def _with_defaults(opt):
+  full = default_config()
+  full.update(opt)
+  return full
+
+
+def build(config, params, base_params=None) -> optax.GradientTransformation:
+  """optax transformation for `config` (an experiment config with an optimizer section).
+
+  params and base_params may be arrays or shapes; base_params (the same model at
+  config.base_width) lets the parametrization tell which dimensions grow. Weight
+  decay skips vectors (biases, norm scales) unless optimizer.decay_vectors.
+  """
+  validate(config)
+  opt = _with_defaults(config.optimizer)
+  table = parametrization_table(config, params, base_params)
+  mask = None if opt.decay_vectors else jax.tree.map(lambda p: len(p.shape) >= 2, params)
+
+  def make(learning_rate, **hp):
+    return optax.chain(
+        direction(opt.name, hp, table),
+        optax.add_decayed_weights(hp["weight_decay"], mask),
+        scale_by_parametrization(table),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+  hp = {k: opt[k] for k in HYPERPARAMS[opt.name]}
+  if opt.name == "stable_adamw" and opt.clip_threshold is None:
+    hp.pop("clip_threshold")  # None is static: clipping off.
+  tx = optax.inject_hyperparams(make)(learning_rate=schedule(opt), **hp)
+  if opt.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
+  return tx
+
+
+def direction(name: str, hp: dict, table) -> optax.GradientTransformation:
+  """The update direction of optimizer `name`, before decay and learning rate."""
+  if name in ("adamw", "stable_adamw"):
+    clip = hp.get("clip_threshold") if name == "stable_adamw" else None
+    return scale_by_stable_adam(hp["b1"], hp["b2"], hp["eps"], clip,
+                                eps_scale=eps_multipliers(table))
+  if name == "adam_atan2":
+    return scale_by_adam_atan2(hp["b1"], hp["b2"], hp["a"], hp["b"])
+  if name == "lion":
+    return optax.scale_by_lion(hp["b1"], hp["b2"])
+  if name == "sgd":
+    return optax.trace(hp["momentum"])
+  # Adafactor: factored second moments, block-RMS update clipping, parameter scale.
+  return optax.chain(
+      optax.scale_by_factored_rms(decay_rate=hp["b2"]),
+      optax.clip_by_block_rms(hp.get("clip_threshold", 1.0)),
+      optax.scale_by_param_block_rms())

@@ -1,0 +1,174 @@
+"""StableAdamW: AdamW with per-tensor update clipping (Wortsman et al., Algorithm 2).
+
+Adam's second moment u_t can fall behind the gradients it is meant to track; then
+g_t^2 / u_t is large and the update is too big. Algorithm 2 measures this per tensor,
+
+    RMS_t = sqrt(mean(g_t^2 / u_t)),
+
+and divides that tensor's step size by max(1, RMS_t / clip_threshold). The debiased
+betas of Algorithm 2 give exactly Adam's bias-corrected moments, so they are computed
+that way. RMS_t of the last step stays in the state (also with clipping off), which is
+how RMS spikes are observed; read it with `last_rms`.
+"""
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adamlab.optim.parametrization import eps_multipliers, scale_by_parametrization
+
+
+class ScaleByStableAdamState(NamedTuple):
+  count: jax.Array  # int32 step counter, t - 1 before the update.
+  mu: optax.Updates  # First moment v_t (Algorithm 2 calls it v).
+  nu: optax.Updates  # Second moment u_t.
+  rms: Any  # Per-tensor RMS_t of the last step, float32 scalars (or None leaves).
+
+
+def compute_dtype(dtype) -> jnp.dtype:
+  """Low-precision states are computed in float32 and stored back in their dtype."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def unzip(out, like, n: int):
+  """A tree of n-tuples (one per leaf of `like`) -> n trees."""
+  return jax.tree.transpose(jax.tree.structure(like), jax.tree.structure((0,) * n), out)
+
+
+def leaf_eps(eps, eps_scale, tree):
+  """eps per leaf: a scalar eps times an optional static per-leaf multiplier tree."""
+  if eps_scale is None:
+    return jax.tree.map(lambda _: eps, tree)
+  return jax.tree.map(lambda _, s: eps * s, tree, eps_scale)
+
+
+def scale_by_stable_adam(
+    b1: float = 0.9,
+    b2: float = 0.99,
+    eps: float = 1e-6,
+    clip_threshold: Optional[float] = 1.0,
+    *,
+    eps_scale: Any = None,
+    mu_dtype: Any = None,
+    track_rms: bool = True,
+) -> optax.GradientTransformation:
+  """Adam's direction with per-tensor update clipping (StableAdamW, Algorithm 2).
+
+  Args:
+    b1: decay of the first moment.
+    b2: decay of the second moment.
+    eps: added to sqrt(u_t) in the denominator.
+    clip_threshold: a tensor's step is divided by max(1, RMS_t / clip_threshold);
+      None turns clipping off, which is then exactly `optax.scale_by_adam`.
+    eps_scale: optional pytree (like params) of Python floats multiplying eps per
+      leaf; width parametrizations use it (epsilon must shrink with width).
+    mu_dtype: dtype of the first moment; None keeps the params' dtype.
+    track_rms: keep RMS_t in the state when clipping is off (costs one reduction).
+
+  Returns:
+    An `optax.GradientTransformation` whose state is `ScaleByStableAdamState`.
+  """
+
+  def init_fn(params):
+    mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype or p.dtype), params)
+    nu = jax.tree.map(jnp.zeros_like, params)
+    rms = jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params)
+    return ScaleByStableAdamState(jnp.zeros([], jnp.int32), mu, nu, rms)
+
+  def update_fn(updates, state, params=None):
+    del params
+    count = optax.safe_increment(state.count)
+    eps_tree = leaf_eps(eps, eps_scale, updates)
+
+    def one(g, m, v, e):
+      dt = compute_dtype(g.dtype)
+      g32, m32, v32 = g.astype(dt), m.astype(dt), v.astype(dt)
+      # Same operation order as optax.scale_by_adam, so clip_threshold=None matches it.
+      m_new = (1 - b1) * g32 + b1 * m32
+      v_new = (1 - b2) * (g32 * g32) + b2 * v32
+      t = count.astype(dt)
+      m_hat = m_new / (1 - b1**t).astype(dt)
+      v_hat = v_new / (1 - b2**t).astype(dt)
+      u = m_hat / (jnp.sqrt(v_hat) + e)
+      if clip_threshold is not None or track_rms:
+        # u_t already holds g_t, so g^2/u <= 1/(1-b2) and no eps is needed but for
+        # u_t = 0 (zero gradients so far), where eps^2 keeps 0/0 out.
+        rms = jnp.sqrt(jnp.mean(g32 * g32 / jnp.maximum(v_hat, e * e))).astype(jnp.float32)
+      else:
+        rms = jnp.zeros([], jnp.float32)
+      if clip_threshold is not None:
+        u = u / jnp.maximum(1.0, rms / clip_threshold).astype(dt)
+      return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), rms
+
+    out = jax.tree.map(one, updates, state.mu, state.nu, eps_tree)
+    u, mu, nu, rms = unzip(out, updates, 4)
+    return u, ScaleByStableAdamState(count, mu, nu, rms)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def stable_adamw(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    clip_threshold: Optional[float] = 1.0,
+    mask: Any = None,
+    *,
+    parametrization: Any = None,
+    mu_dtype: Any = None,
+    track_rms: bool = True,
+) -> optax.GradientTransformation:
+  """StableAdamW. Weight decay uses the unclipped learning rate, as in Algorithm 2.
+
+  With clip_threshold=None this is `optax.adamw` (plus RMS_t in the state).
+  `parametrization` is a table from `adamlab.optim.parametrize`: it scales eps and the
+  learning rate per leaf.
+  """
+  return optax.chain(
+      scale_by_stable_adam(
+          b1, b2, eps, clip_threshold,
+          eps_scale=eps_multipliers(parametrization),
+          mu_dtype=mu_dtype, track_rms=track_rms),
+      optax.add_decayed_weights(weight_decay, mask),
+      scale_by_parametrization(parametrization),
+      optax.scale_by_learning_rate(learning_rate),
+  )
+
+
+def _find_states(tree, cls):
+  found = []
+
+  def visit(node):
+    if isinstance(node, cls):
+      found.append(node)
+    elif isinstance(node, (tuple, list)):
+      for child in node:
+        visit(child)
+    elif isinstance(node, dict):
+      for child in node.values():
+        visit(child)
+    elif hasattr(node, "inner_state"):  # optax.masked, MultiSteps and friends.
+      visit(node.inner_state)
+    elif hasattr(node, "inner_opt_state"):
+      visit(node.inner_opt_state)
+
+  visit(tree)
+  return found
+
+
+def last_rms(opt_state) -> Any:
+  """Per-tensor RMS_t of the last step, from any optimizer state holding StableAdam.
+
+  Returns a pytree shaped like the params with float32 scalars (masked-out leaves
+  stay `optax.MaskedNode`). Works through `optax.chain`, `masked`, `MultiSteps` and
+  `inject_hyperparams`. Raises ValueError if the state has no StableAdam part.
+  """
+  found = _find_states(opt_state, ScaleByStableAdamState)
+  if len(found) != 1:
+    raise ValueError(
+        f"expected one ScaleByStableAdamState in the optimizer state, found {len(found)}")
+  return found[0].rms
