@@ -149,10 +149,14 @@ def build(config, params, base_params=None) -> optax.GradientTransformation:
   table = parametrization_table(config, params, base_params)
   mask = None if opt.decay_vectors else jax.tree.map(lambda p: len(p.shape) >= 2, params)
 
-  def make(learning_rate, **hp):
+  # Explicit arguments: inject_hyperparams binds them by name.
+  def make(learning_rate, weight_decay, b1=None, b2=None, eps=None, clip_threshold=None,
+           a=None, b=None, momentum=None):
+    hp = dict(b1=b1, b2=b2, eps=eps, clip_threshold=clip_threshold, a=a, b=b,
+              momentum=momentum)
     return optax.chain(
         direction(opt.name, hp, table),
-        optax.add_decayed_weights(hp["weight_decay"], mask),
+        optax.add_decayed_weights(weight_decay, mask),
         scale_by_parametrization(table),
         optax.scale_by_learning_rate(learning_rate),
     )
@@ -169,7 +173,7 @@ def build(config, params, base_params=None) -> optax.GradientTransformation:
 def direction(name: str, hp: dict, table) -> optax.GradientTransformation:
   """The update direction of optimizer `name`, before decay and learning rate."""
   if name in ("adamw", "stable_adamw"):
-    clip = hp.get("clip_threshold") if name == "stable_adamw" else None
+    clip = hp["clip_threshold"] if name == "stable_adamw" else None
     return scale_by_stable_adam(hp["b1"], hp["b2"], hp["eps"], clip,
                                 eps_scale=eps_multipliers(table))
   if name == "adam_atan2":
@@ -181,5 +185,5 @@ def direction(name: str, hp: dict, table) -> optax.GradientTransformation:
   # Adafactor: factored second moments, block-RMS update clipping, parameter scale.
   return optax.chain(
       optax.scale_by_factored_rms(decay_rate=hp["b2"]),
-      optax.clip_by_block_rms(hp.get("clip_threshold", 1.0)),
+      optax.clip_by_block_rms(hp["clip_threshold"] or 1.0),
       optax.scale_by_param_block_rms())

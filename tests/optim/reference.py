@@ -1,0 +1,42 @@
+"""NumPy references written from the source documents, one step at a time, float64."""
+
+import numpy as np
+
+
+def stable_adamw(grads, theta0, lrs, b1, b2, eps, wd, clip):
+  """Algorithm 2 of seed 000, literally: debiased betas, per-tensor RMS_t, update clipping.
+
+  Returns the params after every step and the RMS_t of every step.
+  """
+  theta = np.array(theta0, np.float64)
+  v = np.zeros_like(theta)
+  u = np.zeros_like(theta)
+  thetas, rmss = [], []
+  for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+    g = np.asarray(g, np.float64)
+    b1_hat = b1 * (1 - b1 ** (t - 1)) / (1 - b1 ** t)
+    b2_hat = b2 * (1 - b2 ** (t - 1)) / (1 - b2 ** t)
+    v = b1_hat * v + (1 - b1_hat) * g
+    u = b2_hat * u + (1 - b2_hat) * g ** 2
+    rms = np.sqrt(np.mean(g ** 2 / np.maximum(u, eps ** 2)))
+    eta = lr if clip is None else lr / max(1.0, rms / clip)
+    theta = theta - lr * wd * theta - eta * v / (np.sqrt(u) + eps)
+    thetas.append(theta.copy())
+    rmss.append(rms)
+  return thetas, rmss
+
+
+def adam_atan2(grads, theta0, lrs, b1, b2, a, b, wd):
+  """Adam-atan2 (Everett et al. App. C): a * atan2(m_hat, b * sqrt(v_hat)), decoupled decay."""
+  theta = np.array(theta0, np.float64)
+  m = np.zeros_like(theta)
+  v = np.zeros_like(theta)
+  thetas = []
+  for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+    g = np.asarray(g, np.float64)
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g ** 2
+    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    theta = theta - lr * wd * theta - lr * a * np.arctan2(m_hat, b * np.sqrt(v_hat))
+    thetas.append(theta.copy())
+  return thetas
