@@ -4,7 +4,8 @@ Imports nothing from Flax or the rest of adamlab, so `from adamlab import optim`
 works in any JAX program.
 """
 
-from adamlab.optim.adam_atan2 import ScaleByAdamAtan2State, adam_atan2, atan2, scale_by_adam_atan2
+from adamlab.optim.adam_atan2 import (
+    ScaleByAdamAtan2State, adam_atan2, atan2, atan2_of_square, scale_by_adam_atan2)
 from adamlab.optim.config_error import ConfigError
 from adamlab.optim.factory import (
     OPTIMIZERS, build, default_config, parametrization_table, schedule, validate)

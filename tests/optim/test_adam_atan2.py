@@ -83,3 +83,12 @@ def test_bf16_keeps_dtype_and_inject_hyperparams():
   assert state.inner_state[0].mu.dtype == jnp.bfloat16
   # constant gradient: m_hat = sqrt(v_hat) = g, so each step is lr * a * atan(1).
   np.testing.assert_allclose(np.asarray(params, np.float32), 1 - 3 * 1e-2 * np.pi / 4, atol=1e-2)
+
+
+def test_atan2_of_square_matches_numpy():
+  rng = np.random.default_rng(5)
+  y = (rng.standard_normal(50_000) * 10.0 ** rng.uniform(-15, 15, 50_000)).astype(np.float32)
+  x = (np.abs(rng.standard_normal(50_000)) * 10.0 ** rng.uniform(-15, 15, 50_000)).astype(np.float32)
+  got = optim.atan2_of_square(jnp.asarray(y), jnp.asarray(x) ** 2)
+  np.testing.assert_allclose(got, np.arctan2(y.astype(np.float64), x.astype(np.float64)), atol=5e-7)
+  np.testing.assert_array_equal(optim.atan2_of_square(jnp.zeros(2), jnp.array([0.0, 1.0])), 0.0)

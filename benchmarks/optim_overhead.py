@@ -1,0 +1,90 @@
+"""Optimizer update time against optax.adamw on a transformer-shaped tree.
+
+    python benchmarks/optim_overhead.py [--params 20e6] [--repeats 20]
+
+Each optimizer's jitted update (updates + new state, buffers donated) is timed
+interleaved with optax.adamw, in the same process; the ratios are what to read.
+"""
+
+import argparse
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adamlab import optim
+from common import machine, time_fn
+
+
+def transformer_shapes(n_params: float, vocab: int = 8192, d: int = 512):
+  """Embedding, per layer qkv/out/mlp matrices and two norms, readout; ~n_params."""
+  per_layer = d * 3 * d + d * d + 2 * d * 4 * d + 4 * d
+  layers = max(1, round((n_params - 2 * vocab * d) / per_layer))
+  tree = {"embed": (vocab, d), "readout": (d, vocab), "final_norm": (d,)}
+  for i in range(layers):
+    tree[f"layer{i}"] = {"qkv": (d, 3 * d), "out": (d, d), "mlp_in": (d, 4 * d),
+                         "mlp_out": (4 * d, d), "norm1": (d,), "norm2": (d,)}
+  return jax.tree.map(lambda s: jnp.zeros(s, jnp.float32), tree,
+                      is_leaf=lambda x: isinstance(x, tuple))
+
+
+def candidates(params):
+  base = jax.tree.map(lambda p: jnp.zeros(tuple(max(1, s // 4) if s == 512 or s == 2048 or s == 1536
+                                                 else s for s in p.shape)), params)
+  table = optim.parametrize(base, params, "mup")
+  return {
+      "optax.adamw": optax.adamw(1e-3, weight_decay=0.1),
+      "stable_adamw": optim.stable_adamw(1e-3, weight_decay=0.1),
+      "stable_adamw (no clip, RMS telemetry)": optim.stable_adamw(1e-3, weight_decay=0.1,
+                                                                  clip_threshold=None),
+      "stable_adamw (no clip, no telemetry)": optim.stable_adamw(
+          1e-3, weight_decay=0.1, clip_threshold=None, track_rms=False),
+      "adam_atan2": optim.adam_atan2(1e-3, weight_decay=0.1),
+      "mup stable_adamw": optim.stable_adamw(1e-3, weight_decay=0.1, parametrization=table),
+      "mup adam_atan2": optim.adam_atan2(1e-3, weight_decay=0.1, parametrization=table),
+  }
+
+
+def run(n_params=20e6, repeats=20):
+  params = transformer_shapes(n_params)
+  count = sum(p.size for p in jax.tree.leaves(params))
+  grads = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(p.size), p.shape), params)
+  times = {}
+  for name, tx in candidates(params).items():
+    step = jax.jit(tx.update, donate_argnums=(1,))
+    state = [tx.init(params)]
+
+    def call(g, p, step=step, state=state):
+      u, state[0] = step(g, state[0], p)
+      return u
+
+    times[name] = time_fn(call, grads, params, repeats=repeats)
+  base_min, base_med = times["optax.adamw"]
+  rows = [{"optimizer": k, "min_s": v[0], "median_s": v[1], "ratio_min": v[0] / base_min,
+           "ratio_median": v[1] / base_med} for k, v in times.items()]
+  return {"params": count, "machine": machine(), "rows": rows}
+
+
+def report(result) -> str:
+  lines = [f"Optimizer update vs optax.adamw, {result['params'] / 1e6:.1f}M params, "
+           f"{result['machine']}", "",
+           "| optimizer | min ms | median ms | ratio (min) | ratio (median) |", "|---|---|---|---|---|"]
+  for r in result["rows"]:
+    lines.append(f"| {r['optimizer']} | {1e3 * r['min_s']:.2f} | {1e3 * r['median_s']:.2f} | "
+                 f"{r['ratio_min']:.2f}x | {r['ratio_median']:.2f}x |")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--params", type=float, default=20e6)
+  parser.add_argument("--repeats", type=int, default=20)
+  parser.add_argument("--json", default=None)
+  args = parser.parse_args()
+  result = run(args.params, args.repeats)
+  print(report(result))
+  if args.json:
+    json.dump(result, open(args.json, "w"), indent=1)
+  sys.exit(0)
