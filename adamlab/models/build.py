@@ -1,0 +1,138 @@
+"""Build a model from an experiment config, with its parametrization table applied.
+
+The model is traced at config.model.base_width and at config.model.width
+(`nnx.eval_shape`, no memory); comparing the two gives every parameter its role
+(`adamlab.optim.parametrize`). The same table sets the init stds and forward
+multipliers here and the learning-rate and eps multipliers in `optim.build`.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from adamlab import optim
+from adamlab.models.attention import check_heads
+from adamlab.models.gpt import GPT
+from adamlab.models.mlp import MLP
+from adamlab.models.vit import ViT
+from adamlab.optim.config_error import ConfigError
+
+MODELS = {"gpt": GPT, "vit": ViT, "mlp": MLP}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def default_config(name: str) -> ml_collections.ConfigDict:
+  """The `model` section for `name`, every field explained."""
+  common = dict(
+      name=name,  # gpt, vit or mlp
+      width=128,  # d_model (hidden width of the MLP)
+      base_width=128,  # the width whose model every parametrization equals (SP)
+      dtype="float32",  # compute dtype (parameters stay float32): float32 or bfloat16
+      zero_init_readout=False,  # muP option: readout starts at zero
+  )
+  if name == "mlp":
+    return ml_collections.ConfigDict(dict(
+        common, input_dim=28 * 28,  # flattened input size
+        num_classes=10, use_bias=False))
+  blocks = dict(
+      depth=2,  # transformer blocks
+      num_heads=4,  # attention heads; must divide width and base_width
+      mlp="gelu",  # gelu (4x) or swiglu
+      mlp_ratio=4,  # MLP hidden size / width
+      qk_layernorm=False,  # LayerNorm on queries and keys
+      zero_init_query=False,  # muP option: query projection starts at zero
+  )
+  if name == "gpt":
+    return ml_collections.ConfigDict(dict(
+        common, **blocks, vocab_size=256,  # byte-level tokens
+        seq_len=128,  # context length
+        positions="learned",  # learned or rotary
+        z_loss=0.0,  # weight of logsumexp^2 in the loss (PaLM)
+    ))
+  return ml_collections.ConfigDict(dict(
+      common, **blocks, image_size=28, channels=1, patch_size=4, num_classes=10,
+      pool="cls",  # cls token or gap (global average pooling)
+  ))
+
+
+def validate(config) -> None:
+  """ConfigError naming the first bad field of config.model."""
+  cfg = config.model
+  if cfg.get("name") not in MODELS:
+    raise ConfigError("model.name", cfg.get("name"), tuple(MODELS))
+  known = default_config(cfg.name)
+  for key in cfg:
+    if key not in known:
+      raise ConfigError(f"model.{key}", cfg[key], "a known field: " + ", ".join(known))
+  for key in ("width", "base_width") + (("depth", "num_heads") if cfg.name != "mlp" else ()):
+    if not isinstance(cfg[key], int) or cfg[key] < 1:
+      raise ConfigError(f"model.{key}", cfg[key], "an integer >= 1")
+  if cfg.dtype not in DTYPES:
+    raise ConfigError("model.dtype", cfg.dtype, tuple(DTYPES))
+  if cfg.name != "mlp":
+    check_heads(cfg)
+    if cfg.mlp not in ("gelu", "swiglu"):
+      raise ConfigError("model.mlp", cfg.mlp, ("gelu", "swiglu"))
+  if cfg.name == "gpt" and cfg.positions not in ("learned", "rotary"):
+    raise ConfigError("model.positions", cfg.positions, ("learned", "rotary"))
+  if cfg.name == "vit":
+    if cfg.image_size % cfg.patch_size:
+      raise ConfigError("model.patch_size", cfg.patch_size,
+                        f"a divisor of model.image_size ({cfg.image_size})")
+    if cfg.pool not in ("cls", "gap"):
+      raise ConfigError("model.pool", cfg.pool, ("cls", "gap"))
+  optim.validate(config)
+
+
+def _construct(config, width: int):
+  cfg = ml_collections.ConfigDict(config.model.to_dict())
+  cfg.width = width
+  return MODELS[cfg.name](cfg, config.get("parametrization", "sp"), DTYPES[cfg.dtype])
+
+
+def param_shapes(config, width: int):
+  """Parameter shapes of the model at `width`, as a nested dict of ShapeDtypeStructs."""
+  abstract = nnx.eval_shape(lambda: _construct(config, width))
+  return nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
+
+
+def table(config):
+  """The per-leaf parametrization table of this config's model and optimizer."""
+  return optim.parametrization_table(
+      config, param_shapes(config, config.model.width),
+      param_shapes(config, config.model.base_width))
+
+
+def build(config, key: jax.Array):
+  """(model, table): the model of config.model, initialized from the table."""
+  validate(config)
+  t = table(config)
+  model = _construct(config, config.model.width)
+  apply_table(model, t, key, zero_init_query=config.model.get("zero_init_query", False))
+  return model, t
+
+
+def apply_table(model, t, key, zero_init_query: bool = False) -> None:
+  """Set every parameter's value and forward multiplier from the table, in place.
+
+  normal: init_std * N(0, 1); zeros: 0; ones: 1 / multiplier, so the effective
+  value (multiplier * stored) starts at 1 in every parametrization.
+  """
+  params = [(path, var) for path, var in nnx.iter_graph(model) if isinstance(var, nnx.Param)]
+  for i, (path, var) in enumerate(params):
+    entry = t
+    for k in path:
+      entry = entry[k]
+    init = var.get_metadata("init")
+    shape = var[...].shape
+    if init == "normal":
+      new = entry.init_std * jax.random.normal(jax.random.fold_in(key, i), shape, jnp.float32)
+    elif init == "ones":
+      new = jnp.full(shape, 1.0 / entry.multiplier, jnp.float32)
+    else:
+      new = jnp.zeros(shape, jnp.float32)
+    if zero_init_query and path[-2:] == ("qkv", "kernel"):
+      new = new.at[:, : shape[1] // 3].set(0.0)
+    var[...] = new
+    var.set_metadata(multiplier=entry.multiplier)

@@ -1,0 +1,19 @@
+"""Losses: next-token cross-entropy with optional z-loss, and classification."""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def lm_loss(logits, targets, z_loss: float = 0.0):
+  """Mean next-token cross-entropy; z_loss * logsumexp(logits)^2 keeps logits from drifting."""
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  if z_loss:
+    loss = loss + z_loss * jnp.square(jax.nn.logsumexp(logits, axis=-1))
+  return loss.mean()
+
+
+def classification_loss(logits, labels):
+  """Mean cross-entropy and accuracy."""
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
