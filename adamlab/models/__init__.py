@@ -1,7 +1,8 @@
 """Flax NNX GPT, ViT and MLP whose width-dependent numbers come from adamlab.optim."""
 
 from adamlab.models.build import (
-    DTYPES, MODELS, apply_table, build, default_config, param_shapes, table, validate)
+    DTYPES, MODELS, apply_table, build, default_config, functional, param_shapes, table,
+    validate)
 from adamlab.models.gpt import GPT
 from adamlab.models.loss import classification_loss, lm_loss
 from adamlab.models.mlp import MLP

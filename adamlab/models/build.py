@@ -136,3 +136,17 @@ def apply_table(model, t, key, zero_init_query: bool = False) -> None:
       new = new.at[:, : shape[1] // 3].set(0.0)
     var[...] = new
     var.set_metadata(multiplier=entry.multiplier)
+
+
+def functional(model):
+  """(apply, params): params is a plain nested dict of arrays (what Optax sees), and
+  apply(params, *args) calls the model with them; pure, so jit and grad work."""
+  graphdef, state = nnx.split(model)
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+  def apply(p, *args, **kwargs):
+    st = jax.tree.map(lambda v: v, state)
+    nnx.replace_by_pure_dict(st, p)
+    return nnx.merge(graphdef, st)(*args, **kwargs)
+
+  return apply, params

@@ -1,0 +1,3 @@
+"""Pure functions over results: coordinate-check slopes and plots."""
+
+from adamlab.analysis.coords import plot as plot_coords, read_csv, slopes, write_csv

@@ -1,0 +1,94 @@
+"""Experiment configs: the shared base of configs/*.py, presets, and loading with overrides.
+
+A config file is Python with `get_config(arg)` (big_vision style); `arg` is what
+follows ':' in `--config configs/gpt.py:mup,stable_adamw`, a list of presets.
+Overrides use ml_collections' flag syntax: `--config.optimizer.b2=0.95`.
+"""
+
+import os
+
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+from adamlab import models, optim
+from adamlab.optim.config_error import ConfigError
+
+
+def base(model_name: str, arg: str = "") -> ml_collections.ConfigDict:
+  """An experiment config for `model_name`; `arg` is a comma-separated list of presets."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # init and data seed
+  config.steps = 1000  # training steps
+  config.batch_size = 32  # global batch size
+  config.parametrization = "sp"  # sp, ntk, mup, mfp or mup_tp5 (model and optimizer share it)
+  config.alignment = "full"  # full or none: the learning-rate exponents' assumption
+  config.model = models.default_config(model_name)
+  config.optimizer = optim.default_config()
+  config.optimizer.total_steps = config.get_ref("steps")
+  for preset in filter(None, (arg or "").split(",")):
+    apply_preset(config, preset)
+  return config
+
+
+def apply_preset(config, preset: str) -> None:
+  """A preset names a parametrization (sp, mup, ...) or an optimizer (adamw, ...)."""
+  if preset in optim.PARAMETRIZATIONS:
+    config.parametrization = preset
+  elif preset in optim.OPTIMIZERS:
+    config.optimizer.name = preset
+  else:
+    raise ConfigError("config preset", preset,
+                      tuple(optim.PARAMETRIZATIONS) + tuple(optim.OPTIMIZERS))
+
+
+def load(argv) -> tuple:
+  """Parse `--config FILE[:ARG]` and `--config.a.b=v` out of argv.
+
+  Returns (config, remaining argv). Unknown fields, wrong types, missing files and
+  syntax errors in the config file raise ConfigError with one line.
+  """
+  ours, rest, i = [], [], 0
+  while i < len(argv):  # accept "--config path" as well as "--config=path"
+    if argv[i] == "--config" and i + 1 < len(argv):
+      ours.append("--config=" + argv[i + 1])
+      i += 2
+      continue
+    (ours if argv[i].startswith("--config") else rest).append(argv[i])
+    i += 1
+  if not any(a.startswith("--config=") for a in ours):
+    raise ConfigError("--config", None, "a config file, e.g. configs/gpt.py:mup")
+  path = next(a for a in ours if a.startswith("--config=")).split("=", 1)[1].split(":")[0]
+  if not os.path.isfile(path):
+    raise ConfigError("--config", path, "an existing config file, e.g. configs/gpt.py")
+  joined = ["adamlab"] + ours
+  holder = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, flag_values=holder, lock_config=True,
+                                  sys_argv=joined)
+  try:
+    holder(joined)
+    config = holder.config
+  except Exception as err:  # absl, ml_collections or the config file itself
+    raise _explain(err, ours) from err
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError("--config", path, "a file whose get_config returns a ConfigDict")
+  return config, rest
+
+
+def _explain(err: Exception, ours) -> ConfigError:
+  """The most telling one-line ConfigError for a failure while loading a config."""
+  chain = []
+  while err is not None and err not in chain:
+    chain.append(err)
+    err = err.__cause__ or err.__context__
+  for e in reversed(chain):  # the original, not a copy that a flag parser re-raised
+    if isinstance(e, ConfigError):
+      return e
+  for e in chain:
+    if isinstance(e, (AttributeError, KeyError)):
+      name = str(e).strip("\"'")
+      flag = next((a for a in ours if a.split("=")[0].endswith("." + name)), name)
+      return ConfigError(f"{flag.split('=')[0].lstrip('-')}: no such field in the config")
+  last = str(chain[-1]).strip().splitlines()
+  return ConfigError(f"--config: {' '.join(ours)}: {type(chain[-1]).__name__}: "
+                     f"{last[-1] if last else ''}")

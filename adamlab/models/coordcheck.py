@@ -1,0 +1,65 @@
+"""Coordinate check (Tensor Programs V): does every layer's output stay Theta(1) in width?
+
+For each width, a few optimizer steps on one fixed batch; after each step the mean |x|
+of every recorded layer output. Under muP these curves are flat in width; under SP
+with Adam they grow. Works for any model, parametrization and optimizer of a config.
+"""
+
+import jax
+import ml_collections
+import optax
+
+from adamlab import optim
+from adamlab.models.build import build, functional, param_shapes
+from adamlab.models.loss import classification_loss, lm_loss
+
+
+def fixed_batch(config, batch_size: int = 16, seed: int = 0):
+  """One deterministic batch of the model's input kind: (inputs, targets)."""
+  cfg = config.model
+  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+  if cfg.name == "gpt":
+    tokens = jax.random.randint(k1, (batch_size, cfg.seq_len + 1), 0, cfg.vocab_size)
+    return tokens[:, :-1], tokens[:, 1:]
+  shape = ((batch_size, cfg.input_dim) if cfg.name == "mlp"
+           else (batch_size, cfg.image_size, cfg.image_size, cfg.channels))
+  return jax.random.normal(k1, shape), jax.random.randint(k2, (batch_size,), 0, cfg.num_classes)
+
+
+def loss_fn(config, apply):
+  """loss(params, inputs, targets) -> (loss, {layer: mean |output|}) for this config."""
+  def loss(params, inputs, targets):
+    records = {}
+    logits = apply(params, inputs, records)
+    if config.model.name == "gpt":
+      return lm_loss(logits, targets, config.model.get("z_loss", 0.0)), records
+    return classification_loss(logits, targets)[0], records
+  return loss
+
+
+def run(config, widths, steps: int = 5, seed: int = 0, batch=None):
+  """Rows (width, step, layer, l1); step 0 is at init, step t after t updates."""
+  inputs, targets = batch if batch is not None else fixed_batch(config, seed=seed)
+  rows = []
+  for width in widths:
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.model.width = width
+    model, _ = build(cfg, jax.random.PRNGKey(seed))
+    apply, params = functional(model)
+    tx = optim.build(cfg, params, param_shapes(cfg, cfg.model.base_width))
+    loss = loss_fn(cfg, apply)
+
+    @jax.jit
+    def step(params, state):
+      grads, records = jax.grad(loss, has_aux=True)(params, inputs, targets)
+      updates, state = tx.update(grads, state, params)
+      return optax.apply_updates(params, updates), state, records
+
+    state = tx.init(params)
+    for t in range(steps + 1):
+      if t < steps:  # the records of a step are those of the params before its update
+        params, state, records = step(params, state)
+      else:
+        records = jax.jit(loss)(params, inputs, targets)[1]
+      rows += [dict(width=width, step=t, layer=k, l1=float(v)) for k, v in records.items()]
+  return rows
