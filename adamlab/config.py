@@ -15,8 +15,8 @@ from adamlab import models, optim
 from adamlab.optim.config_error import ConfigError
 
 
-def base(model_name: str, arg: str = "") -> ml_collections.ConfigDict:
-  """An experiment config for `model_name`; `arg` is a comma-separated list of presets."""
+def base(model_name: str) -> ml_collections.ConfigDict:
+  """The defaults of an experiment config for `model_name`."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # init and data seed
   config.steps = 1000  # training steps
@@ -26,20 +26,23 @@ def base(model_name: str, arg: str = "") -> ml_collections.ConfigDict:
   config.model = models.default_config(model_name)
   config.optimizer = optim.default_config()
   config.optimizer.total_steps = config.get_ref("steps")
-  for preset in filter(None, (arg or "").split(",")):
-    apply_preset(config, preset)
   return config
 
 
-def apply_preset(config, preset: str) -> None:
-  """A preset names a parametrization (sp, mup, ...) or an optimizer (adamw, ...)."""
-  if preset in optim.PARAMETRIZATIONS:
-    config.parametrization = preset
-  elif preset in optim.OPTIMIZERS:
-    config.optimizer.name = preset
-  else:
-    raise ConfigError("config preset", preset,
-                      tuple(optim.PARAMETRIZATIONS) + tuple(optim.OPTIMIZERS))
+def with_presets(config, arg: str) -> ml_collections.ConfigDict:
+  """Apply `arg`, comma-separated presets, last (so they win over a file's defaults).
+
+  A preset names a parametrization (sp, mup, ...) or an optimizer (adamw, ...).
+  """
+  for preset in filter(None, (arg or "").split(",")):
+    if preset in optim.PARAMETRIZATIONS:
+      config.parametrization = preset
+    elif preset in optim.OPTIMIZERS:
+      config.optimizer.name = preset
+    else:
+      raise ConfigError("config preset", preset,
+                        tuple(optim.PARAMETRIZATIONS) + tuple(optim.OPTIMIZERS))
+  return config
 
 
 def load(argv) -> tuple:

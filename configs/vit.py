@@ -1,10 +1,10 @@
 """ViT on 28x28 grayscale images (Fashion-MNIST). Presets: `configs/vit.py:mup,stable_adamw`."""
 
-from adamlab.config import base
+from adamlab.config import base, with_presets
 
 
 def get_config(arg: str = ""):
-  config = base("vit", arg)
+  config = base("vit")
   config.model.update(dict(width=128, base_width=128, depth=2, num_heads=4, patch_size=4))
   config.optimizer.update(dict(learning_rate=1e-3, warmup_steps=100))
-  return config
+  return with_presets(config, arg)
