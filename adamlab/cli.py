@@ -50,6 +50,40 @@ def coordcheck(args, extra):
   print(f"wrote {args.out}/coords.csv and {args.out}/coordcheck.png")
 
 
+def train(args, extra):
+  from adamlab import train as trainer
+  from adamlab.config import load
+
+  config, rest = load(extra)
+  if rest:
+    raise ConfigError(f"adamlab train: unrecognized arguments: {' '.join(rest)}")
+  try:
+    last = trainer.run(config, args.workdir)
+  except trainer.TrainingStopped as err:
+    print(f"adamlab: training stopped: {err}", file=sys.stderr)
+    sys.exit(1)
+  shown = {k: v for k, v in last.items() if not k.startswith("rms/")}
+  print(" ".join(f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, float)))
+  print(f"run directory: {args.workdir} (metrics.jsonl, tb/, checkpoints/, loss.png)")
+
+
+def plot(args, extra):
+  from adamlab.analysis import runplots
+  if extra:
+    raise ConfigError(f"adamlab plot: unrecognized arguments: {' '.join(extra)}")
+  if not os.path.isfile(os.path.join(args.run_dir, "metrics.jsonl")):
+    raise ConfigError("RUN_DIR", args.run_dir, "a run directory with metrics.jsonl")
+  for path in runplots.plot_run(args.run_dir):
+    print(f"wrote {path}")
+
+
+def data_fetch(args, extra):
+  from adamlab import data
+  if extra:
+    raise ConfigError(f"adamlab data fetch: unrecognized arguments: {' '.join(extra)}")
+  data.fetch(args.dir, args.source)
+
+
 def main(argv=None):
   parser = _Parser(prog="adamlab", description=__doc__)
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -61,6 +95,17 @@ def main(argv=None):
   cc.add_argument("--widths", default="64,128,256,512")
   cc.add_argument("--steps", type=int, default=5)
   cc.add_argument("--out", default="coordcheck")
+  tr = commands.add_parser("train", help="train one config",
+                           description="adamlab train --config configs/gpt.py:mup --workdir DIR "
+                                       "[--config.a.b=value ...]")
+  tr.add_argument("--workdir", required=True)
+  pl = commands.add_parser("plot", help="loss / lr / RMS plots of a run directory")
+  pl.add_argument("run_dir", metavar="RUN_DIR")
+  da = commands.add_parser("data", help="data sets")
+  da_commands = da.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+  fe = da_commands.add_parser("fetch", help="GCIDE and Fashion-MNIST from Debian packages")
+  fe.add_argument("--dir", default="", help="data directory (default $ADAMLAB_DATA or ./data)")
+  fe.add_argument("--from", dest="source", default="", help="copy from this folder instead")
   try:
     args, extra = parser.parse_known_args(argv)
     if args.command == "demo":
@@ -70,6 +115,8 @@ def main(argv=None):
       demo.main()
     elif args.command == "coordcheck":
       coordcheck(args, extra)
+    else:
+      {"train": train, "plot": plot, "data": data_fetch}[args.command](args, extra)
   except ConfigError as err:
     print(f"adamlab: error: {err}", file=sys.stderr)
     sys.exit(2)

@@ -11,7 +11,8 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from adamlab import models, optim
+from adamlab import data, models, optim
+from adamlab.train import mesh
 from adamlab.optim.config_error import ConfigError
 
 
@@ -21,6 +22,18 @@ def base(model_name: str) -> ml_collections.ConfigDict:
   config.seed = 0  # init and data seed
   config.steps = 1000  # training steps
   config.batch_size = 32  # global batch size
+  config.log_every = 10  # metrics are fetched from the devices every this many steps
+  config.eval_every = 100  # held-out loss and accuracy
+  config.eval_batches = 4  # held-out batches per evaluation
+  config.checkpoint_every = 200  # Orbax checkpoint interval (and always at the end)
+  config.keep_checkpoints = 3  # newest checkpoints kept
+  config.ema_decay = 0.0  # EMA of the weights, evaluated too (0 = off)
+  config.max_nonfinite = 5  # this many non-finite steps in a row stop the run (or rewind)
+  config.rewind_skip = 0  # > 0: on max_nonfinite, restart from the checkpoint, skip this many batches
+  config.peak_flops = 0.0  # per-device peak FLOP/s for MFU (0: known GPUs/TPUs, else no MFU)
+  config.distributed = False  # jax.distributed.initialize() for multi-host runs
+  config.mesh = mesh.default_config()
+  config.data = data.default_config()
   config.parametrization = "sp"  # sp, ntk, mup, mfp or mup_tp5 (model and optimizer share it)
   config.alignment = "full"  # full or none: the learning-rate exponents' assumption
   config.model = models.default_config(model_name)

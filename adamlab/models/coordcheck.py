@@ -11,7 +11,7 @@ import optax
 
 from adamlab import optim
 from adamlab.models.build import build, functional, param_shapes
-from adamlab.models.loss import classification_loss, lm_loss
+from adamlab.models.loss import objective
 
 
 def fixed_batch(config, batch_size: int = 16, seed: int = 0):
@@ -28,12 +28,12 @@ def fixed_batch(config, batch_size: int = 16, seed: int = 0):
 
 def loss_fn(config, apply):
   """loss(params, inputs, targets) -> (loss, {layer: mean |output|}) for this config."""
+  objective_fn = objective(config, apply)
+
   def loss(params, inputs, targets):
     records = {}
-    logits = apply(params, inputs, records)
-    if config.model.name == "gpt":
-      return lm_loss(logits, targets, config.model.get("z_loss", 0.0)), records
-    return classification_loss(logits, targets)[0], records
+    value, _ = objective_fn(params, inputs, targets, records)
+    return value, records
   return loss
 
 

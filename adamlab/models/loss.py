@@ -17,3 +17,15 @@ def classification_loss(logits, labels):
   """Mean cross-entropy and accuracy."""
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def objective(config, apply):
+  """loss(params, inputs, targets, records=None) -> (loss, {"accuracy": ...}) for config.model."""
+  def loss(params, inputs, targets, records=None):
+    logits = apply(params, inputs, records)
+    if config.model.name == "gpt":
+      value = lm_loss(logits, targets, config.model.get("z_loss", 0.0))
+      return value, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == targets)}
+    value, accuracy = classification_loss(logits, targets)
+    return value, {"accuracy": accuracy}
+  return loss

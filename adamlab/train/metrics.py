@@ -1,0 +1,91 @@
+"""Where metrics go: metrics.jsonl (one line per step), TensorBoard, a progress line."""
+
+import json
+import math
+import os
+import sys
+import time
+
+
+class Writer:
+  """Appends step metrics to RUN/metrics.jsonl and TensorBoard events in RUN/tb."""
+
+  def __init__(self, workdir: str, resume_step: int = 0):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    _truncate_after(self.path, resume_step)  # steps after the checkpoint are redone
+    self.file = open(self.path, "a")
+    from tensorboardX import SummaryWriter
+    self.tb = SummaryWriter(os.path.join(workdir, "tb"), flush_secs=30)
+
+  def write(self, step: int, metrics: dict) -> None:
+    row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
+    self.file.write(json.dumps(row) + "\n")
+    for k, v in row.items():
+      if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+        self.tb.add_scalar(k, v, step)
+
+  def flush(self) -> None:
+    self.file.flush()
+    os.fsync(self.file.fileno())
+    self.tb.flush()
+
+  def close(self) -> None:
+    self.flush()
+    self.file.close()
+    self.tb.close()
+
+
+def _plain(v):
+  v = v.item() if hasattr(v, "item") else v
+  return v if not isinstance(v, float) or math.isfinite(v) else str(v)
+
+
+def _truncate_after(path: str, step: int) -> None:
+  """Keep lines with step <= `step` (all of them for a fresh run with no file)."""
+  if not os.path.exists(path):
+    return
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        if json.loads(line)["step"] <= step:
+          kept.append(line)
+      except (ValueError, KeyError):
+        break  # a line cut by a kill: everything after it is redone
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
+def read(path: str):
+  """The rows of a metrics.jsonl."""
+  rows = []
+  with open(path) as f:
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except ValueError:
+        break
+  return rows
+
+
+class Progress:
+  """One stderr line: step, loss and ETA, redrawn at each log interval."""
+
+  def __init__(self, total: int, start: int):
+    self.total, self.start, self.t0 = total, start, time.time()
+    self.tty = sys.stderr.isatty()
+
+  def update(self, step: int, loss: float) -> None:
+    done = step - self.start
+    rate = done / max(1e-9, time.time() - self.t0)
+    eta = (self.total - step) / rate if rate > 0 else float("inf")
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    line = f"step {step}/{self.total}  loss {loss:.4f}  {rate:.1f} steps/s  ETA {eta_text}"
+    print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr,
+          flush=True)
+
+  def close(self) -> None:
+    if self.tty:
+      print(file=sys.stderr)

@@ -1,0 +1,72 @@
+"""The jitted train and eval steps, and what they measure."""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adamlab import optim
+
+
+def learning_rate(opt_state):
+  """The scheduled learning rate injected in the optimizer state (None if absent)."""
+  nodes = [opt_state]
+  while nodes:
+    node = nodes.pop()
+    if hasattr(node, "hyperparams") and "learning_rate" in node.hyperparams:
+      return node.hyperparams["learning_rate"]
+    if isinstance(node, (tuple, list)):
+      nodes.extend(node)
+  return None
+
+
+def layer_name(path) -> str:
+  return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def rms_metrics(opt_state) -> dict:
+  """Per-layer RMS_t of StableAdamW / AdamW as {"rms/<layer>": value}; {} for others."""
+  try:
+    rms = optim.last_rms(opt_state)
+  except ValueError:
+    return {}
+  return {"rms/" + layer_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(rms)[0]}
+
+
+def make_train_step(objective, tx, ema_decay: float = 0.0):
+  """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update."""
+
+  def train_step(state, inputs, targets):
+    params = state["params"]
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, inputs, targets)
+    updates, opt_state = tx.update(grads, state["opt_state"], params)
+    new_params = optax.apply_updates(params, updates)
+    finite = jnp.isfinite(loss) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    new = dict(state, params=keep(new_params, params),
+               opt_state=keep(opt_state, state["opt_state"]), step=state["step"] + 1,
+               nonfinite=jnp.where(finite, 0, state["nonfinite"] + 1))
+    if ema_decay:
+      ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"],
+                         new_params)
+      new["ema"] = keep(ema, state["ema"])
+    count = sum(u.size for u in jax.tree.leaves(updates))
+    metrics = dict(
+        loss=loss, accuracy=aux["accuracy"], grad_norm=optax.global_norm(grads),
+        param_norm=optax.global_norm(new["params"]),
+        update_rms=jnp.sqrt(sum(jnp.sum(jnp.square(u.astype(jnp.float32)))
+                                for u in jax.tree.leaves(updates)) / count),
+        skipped=~finite, **rms_metrics(opt_state))
+    lr = learning_rate(opt_state)
+    if lr is not None:
+      metrics["lr"] = lr
+    return new, metrics
+
+  return train_step
+
+
+def make_eval_step(objective):
+  def eval_step(params, inputs, targets):
+    loss, aux = objective(params, inputs, targets)
+    return loss, aux["accuracy"]
+  return eval_step
