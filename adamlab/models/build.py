@@ -65,9 +65,12 @@ def validate(config) -> None:
   for key in cfg:
     if key not in known:
       raise ConfigError(f"model.{key}", cfg[key], "a known field: " + ", ".join(known))
-  for key in ("width", "base_width") + (("depth", "num_heads") if cfg.name != "mlp" else ()):
-    if not isinstance(cfg[key], int) or cfg[key] < 1:
-      raise ConfigError(f"model.{key}", cfg[key], "an integer >= 1")
+  for key, default in known.items():  # every size is a positive integer
+    if isinstance(default, int) and not isinstance(default, bool):
+      if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 1:
+        raise ConfigError(f"model.{key}", cfg[key], "an integer >= 1")
+  if cfg.get("z_loss", 0.0) < 0:
+    raise ConfigError("model.z_loss", cfg.z_loss, ">= 0")
   if cfg.dtype not in DTYPES:
     raise ConfigError("model.dtype", cfg.dtype, tuple(DTYPES))
   if cfg.name != "mlp":

@@ -106,8 +106,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
                data_offset=jnp.zeros([], jnp.int32), rng=jax.random.key_data(key))
   if config.ema_decay:
     state["ema"] = jax.tree.map(jnp.copy, params)
-  state = jax.device_put(state, jax.tree.map(
-      lambda x: x.sharding if hasattr(x, "sharding") else mesh_lib.replicated(mesh), state))
+  on_mesh = lambda x: (x.sharding if isinstance(x.sharding, jax.sharding.NamedSharding)
+                       and x.sharding.mesh == mesh else mesh_lib.replicated(mesh))
+  state = jax.device_put(state, jax.tree.map(on_mesh, state))
   shardings = jax.tree.map(lambda x: x.sharding, state)
 
   ckpt = checkpoint.manager(os.path.abspath(os.path.join(workdir, "checkpoints")),
