@@ -1,0 +1,76 @@
+"""Deterministic, resumable batch sources: text (GCIDE, user files) and images (Fashion-MNIST)."""
+
+import os
+
+import ml_collections
+import numpy as np
+
+from adamlab.data import images, text
+from adamlab.data.download import PACKAGES, data_dir, fetch
+from adamlab.optim.config_error import ConfigError
+
+DATASETS = ("gcide", "fashion_mnist", "text", "idx", "npz")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `data` section of an experiment config."""
+  return ml_collections.ConfigDict(dict(
+      name="gcide",  # gcide, fashion_mnist, or a user file: text (text/.npy/.bin), idx, npz
+      path="",  # user data: a text/.npy/.bin file, an .npz, or a folder of IDX files
+      dir="",  # data directory of `adamlab data fetch` (default $ADAMLAB_DATA or ./data)
+      eval_fraction=0.05,  # text: held-out fraction at the end of the corpus
+  ))
+
+
+class Source:
+  """batch(step) and eval_batch(i) as pure functions of (seed, step): no iterator state."""
+
+  def __init__(self, config):
+    cfg, model = config.data, config.model
+    if cfg.name not in DATASETS:
+      raise ConfigError("data.name", cfg.name, DATASETS)
+    self.seed, self.batch_size = config.seed, config.batch_size
+    self.kind = "text" if cfg.name in ("gcide", "text") else "images"
+    wants = "text" if model.name == "gpt" else "images"
+    if self.kind != wants:
+      raise ConfigError("data.name", cfg.name, f"a {wants} data set for model {model.name!r}")
+    if self.kind == "text":
+      path = (os.path.join(data_dir(cfg.dir), "gcide", "gcide.dict.dz") if cfg.name == "gcide"
+              else cfg.path)
+      tokens = text.load_tokens(path)
+      if not 0 < cfg.eval_fraction < 1:
+        raise ConfigError("data.eval_fraction", cfg.eval_fraction, "in (0, 1)")
+      self.train, self.eval = text.split(tokens, cfg.eval_fraction)
+      self.seq_len = model.seq_len
+      top = int(np.max(tokens[: 1 << 20]))
+      if top >= model.vocab_size:
+        raise ConfigError("model.vocab_size", model.vocab_size, f"> the largest token id ({top})")
+    else:
+      if cfg.name == "fashion_mnist":
+        parts = images.load_fashion_mnist(data_dir(cfg.dir))
+      elif cfg.name == "idx":
+        parts = images.load_fashion_mnist(os.path.dirname(os.path.abspath(cfg.path)))
+      else:
+        parts = images.load_npz(cfg.path)
+      self.train, self.eval = parts["train"], parts["eval"]
+      x = self.train[0]
+      if model.name == "vit" and x.shape[1:] != (model.image_size, model.image_size, model.channels):
+        raise ConfigError("model.image_size", model.image_size,
+                          f"the data's image shape {x.shape[1:]} (with model.channels)")
+      if model.name == "mlp" and int(np.prod(x.shape[1:])) != model.input_dim:
+        raise ConfigError("model.input_dim", model.input_dim, f"{int(np.prod(x.shape[1:]))}")
+
+  def batch(self, step: int, rows=None):
+    if self.kind == "text":
+      return text.batch(self.train, step, self.seed, self.batch_size, self.seq_len, rows)
+    return images.batch(*self.train, step, self.seed, self.batch_size, rows)
+
+  def eval_batch(self, i: int, rows=None):
+    """The i-th held-out batch (the same at every evaluation)."""
+    if self.kind == "text":
+      return text.batch(self.eval, i, self.seed + 1, self.batch_size, self.seq_len, rows)
+    x, y = self.eval
+    idx = (np.arange(self.batch_size) + i * self.batch_size) % len(x)
+    if rows is not None:
+      idx = idx[rows]
+    return x[idx], y[idx]

@@ -1,0 +1,62 @@
+"""Byte-level text: GCIDE by default, or user text files and token arrays.
+
+Tokens live in one flat uint8/uint16/int32 array (a memmap for .bin/.npy). The last
+`eval_fraction` of it is held out. The batch at step t is a pure function of
+(seed, t): random windows whose offsets come from a counter-based generator, so a
+resumed run needs no iterator state, and each process reads only its own rows.
+"""
+
+import gzip
+import os
+
+import numpy as np
+
+from adamlab.optim.config_error import ConfigError
+
+
+def load_tokens(path: str) -> np.ndarray:
+  """Tokens from a text file (bytes), a .gz/.dz of text, a .npy, or a raw uint16 .bin."""
+  if not os.path.exists(path):
+    raise ConfigError("data.path", path, "an existing file (run `adamlab data fetch` for GCIDE)")
+  try:
+    if path.endswith(".npy"):
+      tokens = np.load(path, mmap_mode="r")
+    elif path.endswith(".bin"):
+      tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    elif path.endswith((".gz", ".dz")):
+      cache = path + ".tokens.npy"
+      if not os.path.exists(cache) or os.path.getmtime(cache) < os.path.getmtime(path):
+        raw = np.frombuffer(gzip.open(path).read(), np.uint8)
+        tmp = cache + f".tmp{os.getpid()}.npy"
+        np.save(tmp, raw)
+        os.replace(tmp, cache)
+      tokens = np.load(cache, mmap_mode="r")
+    else:
+      tokens = np.memmap(path, dtype=np.uint8, mode="r")
+  except (OSError, ValueError, EOFError) as err:
+    raise ConfigError("data.path", path, f"a readable token or text file ({err})") from err
+  if tokens.ndim != 1 or tokens.size < 2:
+    raise ConfigError("data.path", path, "a 1-D token array with at least 2 tokens")
+  return tokens
+
+
+def split(tokens: np.ndarray, eval_fraction: float):
+  """(train, eval) views: the held-out part is the end of the corpus."""
+  cut = int(len(tokens) * (1 - eval_fraction))
+  return tokens[:cut], tokens[cut:]
+
+
+def batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_len: int,
+          rows=None):
+  """(inputs, targets), each (rows, seq_len) int32, for global step `step`.
+
+  rows: the slice of the global batch this process reads (default: all of it).
+  """
+  if len(tokens) <= seq_len + 1:
+    raise ConfigError("model.seq_len", seq_len, f"< the corpus length ({len(tokens)} tokens)")
+  rng = np.random.Generator(np.random.Philox(key=seed, counter=[step, 0, 0, 0]))
+  starts = rng.integers(0, len(tokens) - seq_len - 1, size=batch_size)
+  if rows is not None:
+    starts = starts[rows]
+  window = np.stack([np.asarray(tokens[s:s + seq_len + 1]) for s in starts]).astype(np.int32)
+  return window[:, :-1], window[:, 1:]
