@@ -16,6 +16,6 @@ def test_python_examples_run(capsys):
 
 
 def test_ci_runs_the_readme_test_command():
-  command = "python3 -m pip install -q -e '.[dev]' && python3 -m pytest"
+  command = "python3 -m pip install -q -e '.[dev]' && adamlab data fetch && python3 -m pytest"
   assert command in README.read_text()
   assert command in (README.parent / ".ci" / "run").read_text()
