@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from adamlab.models.layers import Dense, LayerNorm, record
+from adamlab.models.layers import Dense, LayerNorm, dropout, record
 from adamlab.optim.config_error import ConfigError
 
 # Parametrizations in the muP class (a + b = 1 at the readout) use 1/head_dim
@@ -78,17 +78,19 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-  """Pre-LayerNorm transformer block."""
+  """Pre-LayerNorm transformer block; dropout on both residual branches when training."""
 
   def __init__(self, cfg, dtype, causal: bool, scale: float):
     self.norm1 = LayerNorm(cfg.width, "embed")
     self.attn = Attention(cfg, dtype, causal, scale)
     self.norm2 = LayerNorm(cfg.width, "embed")
     self.mlp = MLP(cfg, dtype)
+    self.dropout = cfg.get("dropout", 0.0)
 
-  def __call__(self, x, records=None, prefix=""):
-    x = x + self.attn(self.norm1(x), records, prefix)
-    x = x + self.mlp(self.norm2(x), records, prefix)
+  def __call__(self, x, records=None, prefix="", dropout_key=None):
+    keys = jax.random.split(dropout_key) if dropout_key is not None else (None, None)
+    x = x + dropout(self.attn(self.norm1(x), records, prefix), self.dropout, keys[0])
+    x = x + dropout(self.mlp(self.norm2(x), records, prefix), self.dropout, keys[1])
     return record(records, prefix + "out", x)
 
 

@@ -30,6 +30,7 @@ def default_config(name: str) -> ml_collections.ConfigDict:
       base_width=128,  # the width whose model every parametrization equals (SP)
       dtype="float32",  # compute dtype (parameters stay float32): float32 or bfloat16
       zero_init_readout=False,  # muP option: readout starts at zero
+      dropout=0.0,  # dropout rate in training (residual branches; MLP hidden layers)
   )
   if name == "mlp":
     return ml_collections.ConfigDict(dict(
@@ -49,6 +50,7 @@ def default_config(name: str) -> ml_collections.ConfigDict:
         seq_len=128,  # context length
         positions="learned",  # learned or rotary
         z_loss=0.0,  # weight of logsumexp^2 in the loss (PaLM)
+        tied_embeddings=False,  # readout = embedding^T (times the output role's multiplier)
     ))
   return ml_collections.ConfigDict(dict(
       common, **blocks, image_size=28, channels=1, patch_size=4, num_classes=10,
@@ -71,6 +73,8 @@ def validate(config) -> None:
         raise ConfigError(f"model.{key}", cfg[key], "an integer >= 1")
   if cfg.get("z_loss", 0.0) < 0:
     raise ConfigError("model.z_loss", cfg.z_loss, ">= 0")
+  if not 0 <= cfg.dropout < 1:
+    raise ConfigError("model.dropout", cfg.dropout, "in [0, 1)")
   if cfg.dtype not in DTYPES:
     raise ConfigError("model.dtype", cfg.dtype, tuple(DTYPES))
   if cfg.name != "mlp":
@@ -112,16 +116,19 @@ def build(config, key: jax.Array):
   validate(config)
   t = table(config)
   model = _construct(config, config.model.width)
-  apply_table(model, t, key, zero_init_query=config.model.get("zero_init_query", False))
+  apply_table(model, t, key, zero_init_query=config.model.get("zero_init_query", False),
+              parametrization=config.get("parametrization", "sp"))
   return model, t
 
 
-def apply_table(model, t, key, zero_init_query: bool = False) -> None:
+def apply_table(model, t, key, zero_init_query: bool = False, parametrization: str = "sp"):
   """Set every parameter's value and forward multiplier from the table, in place.
 
   normal: init_std * N(0, 1); zeros: 0; ones: 1 / multiplier, so the effective
-  value (multiplier * stored) starts at 1 in every parametrization.
+  value (multiplier * stored) starts at 1 in every parametrization. A tied embedding
+  also gets the output role's multiplier for its use as the readout.
   """
+  a_out = optim.exponents(parametrization)["output"].a
   params = [(path, var) for path, var in nnx.iter_graph(model) if isinstance(var, nnx.Param)]
   for i, (path, var) in enumerate(params):
     entry = t
@@ -139,6 +146,8 @@ def apply_table(model, t, key, zero_init_query: bool = False) -> None:
       new = new.at[:, : shape[1] // 3].set(0.0)
     var[...] = new
     var.set_metadata(multiplier=entry.multiplier)
+    if "tied_output" in var.get_metadata():
+      var.set_metadata(tied_output=entry.width_mult ** -a_out)
 
 
 def functional(model):

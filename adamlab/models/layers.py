@@ -59,3 +59,16 @@ def record(records, name: str, x):
   if records is not None:
     records[name] = jnp.mean(jnp.abs(x.astype(jnp.float32)))
   return x
+
+
+def dropout(x, rate: float, key):
+  """Inverted dropout; the identity at rate 0 or without a key (evaluation)."""
+  if not rate or key is None:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def fold(key, i: int):
+  """A per-layer dropout key (None stays None)."""
+  return None if key is None else jax.random.fold_in(key, i)

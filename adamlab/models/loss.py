@@ -20,9 +20,9 @@ def classification_loss(logits, labels):
 
 
 def objective(config, apply):
-  """loss(params, inputs, targets, records=None) -> (loss, {"accuracy": ...}) for config.model."""
-  def loss(params, inputs, targets, records=None):
-    logits = apply(params, inputs, records)
+  """loss(params, inputs, targets, records=None, dropout_key=None) -> (loss, {"accuracy": ...})."""
+  def loss(params, inputs, targets, records=None, dropout_key=None):
+    logits = apply(params, inputs, records, dropout_key)
     if config.model.name == "gpt":
       value = lm_loss(logits, targets, config.model.get("z_loss", 0.0))
       return value, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == targets)}

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from adamlab.models.attention import Block, attention_scale
-from adamlab.models.layers import Dense, LayerNorm, param, record, value
+from adamlab.models.layers import Dense, LayerNorm, fold, param, record, value
 
 
 def patchify(images, patch: int):
@@ -31,14 +31,14 @@ class ViT(nnx.Module):
                       init="zeros" if cfg.zero_init_readout else "normal", dtype=dtype)
     self.dtype = dtype
 
-  def __call__(self, images, records=None):
+  def __call__(self, images, records=None, dropout_key=None):
     x = self.patch_embed(patchify(images.astype(self.dtype), self.patch))
     if self.cls is not None:
       cls = jnp.broadcast_to(value(self.cls, self.dtype), (x.shape[0], 1, x.shape[-1]))
       x = jnp.concatenate([cls, x], axis=1)
     x = record(records, "patch_embed", x + value(self.pos_embed, self.dtype))
     for i, block in enumerate(self.blocks):
-      x = block(x, records, f"block{i}.")
+      x = block(x, records, f"block{i}.", fold(dropout_key, i))
     x = self.final_norm(x)
     x = x[:, 0] if self.cls is not None else x.mean(axis=1)
     return record(records, "logits", self.head(x).astype(jnp.float32))

@@ -19,13 +19,14 @@ def save(mngr: ocp.CheckpointManager, step: int, state, force: bool = False) -> 
   return mngr.save(step, args=ocp.args.StandardSave(state), force=force)
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state, log=print):
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, log=print, max_step=None):
   """(step, state) of the newest checkpoint that restores; (None, None) if there is none.
 
   A checkpoint that fails to restore (truncated or garbled files) is reported and the
-  previous one is tried.
+  previous one is tried. max_step: only checkpoints at or before this step.
   """
-  for step in sorted(mngr.all_steps(), reverse=True):
+  steps = [s for s in mngr.all_steps() if max_step is None or s <= max_step]
+  for step in sorted(steps, reverse=True):
     try:
       state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
       return step, state

@@ -32,12 +32,30 @@ def rms_metrics(opt_state) -> dict:
   return {"rms/" + layer_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(rms)[0]}
 
 
-def make_train_step(objective, tx, ema_decay: float = 0.0):
-  """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update."""
+def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False,
+                    poison_steps=()):
+  """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update.
+
+  dropout: pass a dropout key derived from (state rng, step), so a resumed run draws the
+  same masks. poison_steps: a test hook; the loss on these batches (1-based batch
+  index: step + data offset) is made NaN.
+  """
 
   def train_step(state, inputs, targets):
     params = state["params"]
-    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, inputs, targets)
+    key = None
+    if dropout:
+      key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+
+    def loss_fn(p):
+      loss, aux = objective(p, inputs, targets, None, key)
+      if poison_steps:
+        batch = state["step"] + state["data_offset"] + 1
+        poisoned = jnp.isin(batch, jnp.asarray(poison_steps))
+        loss = loss * jnp.where(poisoned, jnp.nan, 1.0)
+      return loss, aux
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_params = optax.apply_updates(params, updates)
     finite = jnp.isfinite(loss) & jnp.all(

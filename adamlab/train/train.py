@@ -122,7 +122,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   start = int(state["step"])
 
   batch_sharding = mesh_lib.batch_sharding(mesh)
-  train_step = jax.jit(make_train_step(objective, tx, config.ema_decay),
+  # Test-only hook: ADAMLAB_INJECT_NONFINITE="5,6,7" makes the loss NaN on the batches
+  # of those steps (batch index + 1, so a rewind that skips them escapes them).
+  poison = tuple(int(s) for s in os.environ.get("ADAMLAB_INJECT_NONFINITE", "").split(",") if s)
+  train_step = jax.jit(make_train_step(objective, tx, config.ema_decay,
+                                       dropout=config.model.dropout > 0, poison_steps=poison),
                        in_shardings=(shardings, batch_sharding, batch_sharding),
                        out_shardings=(shardings, None), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(objective))
@@ -191,11 +195,17 @@ def _nonfinite(config, state, ckpt, abstract, log):
         f"{config.max_nonfinite}); the last good params are checkpointed. Lower the learning "
         "rate, or set rewind_skip to restart from the checkpoint and skip batches.")
   ckpt.wait_until_finished()
-  step, restored = checkpoint.restore_latest(ckpt, abstract, log)
+  first_bad = int(state["step"]) - k + 1
+  step, restored = checkpoint.restore_latest(ckpt, abstract, log, max_step=first_bad - 1)
   if restored is None:
-    raise TrainingStopped(f"{k} non-finite steps in a row and no checkpoint to rewind to")
+    raise TrainingStopped(f"{k} non-finite steps in a row and no checkpoint before step "
+                          f"{first_bad} to rewind to")
+  for newer in [s for s in ckpt.all_steps() if s > step]:
+    ckpt.delete(newer)
+  # The next batch is the one after the bad ones, plus rewind_skip more.
   skip = int(state["data_offset"]) + config.rewind_skip + int(state["step"]) - step
   restored["data_offset"] = jnp.asarray(skip, jnp.int32)
+  restored["nonfinite"] = jnp.zeros([], jnp.int32)
   log(f"{k} non-finite steps in a row: rewound to step {step}, skipping ahead {skip} batches")
   return restored
 

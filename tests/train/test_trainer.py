@@ -141,3 +141,41 @@ def test_other_configs_workdir_is_refused_and_untouched(tmp_path):
             "--config.optimizer.b2=0.9")
   assert r.returncode == 2 and "optimizer.b2" in r.stderr
   assert {p.name: p.stat().st_mtime for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_nonfinite_steps_are_skipped_logged_and_stop_the_run(tmp_path):
+  env_train = lambda workdir, steps, *extra: subprocess.run(
+      [sys.executable, "-m", "adamlab.cli", "train", "--workdir", str(workdir), *SMALL,
+       "--config.steps=20", "--config.log_every=1", "--config.checkpoint_every=5", *extra],
+      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, ADAMLAB_INJECT_NONFINITE=steps, JAX_PLATFORMS="cpu"))
+  # Two bad steps: skipped (params unchanged across them), logged, and the run goes on.
+  r = env_train(tmp_path / "skip", "6,7")
+  assert r.returncode == 0, r.stderr
+  got = rows(tmp_path / "skip")
+  assert [row["skipped"] for row in got] == [1.0 if s in (6, 7) else 0.0 for s in range(1, 21)]
+  assert got[5]["param_norm"] == got[6]["param_norm"] == got[4]["param_norm"]
+  assert all(np.isfinite(row["param_norm"]) for row in got)
+  # max_nonfinite in a row: exit 1, a clear message, and a finite checkpoint of step 8.
+  r = env_train(tmp_path / "stop", "9,10,11,12,13,14,15", "--config.max_nonfinite=3")
+  assert r.returncode == 1
+  last = r.stderr.strip().splitlines()[-1]  # above it: the progress lines
+  assert last.startswith("adamlab: training stopped: 3 non-finite steps in a row"), last
+  params = final_params(tmp_path / "stop")
+  assert all(np.all(np.isfinite(v)) for v in params.values())
+  # rewind_skip: back to the checkpoint before the bad steps, skip batches, finish.
+  r = env_train(tmp_path / "rewind", "9,10,11", "--config.max_nonfinite=3",
+                "--config.rewind_skip=4")
+  assert r.returncode == 0, r.stderr
+  assert "rewound to step 5" in r.stdout
+  got = rows(tmp_path / "rewind")
+  assert [row["step"] for row in got] == list(range(1, 21))
+  assert all(np.isfinite(row["loss"]) for row in got if row["step"] > 11)
+
+
+def test_dropout_and_tied_embeddings_train(tmp_path):
+  r = train(tmp_path / "run", "--config.steps=6", "--config.log_every=3",
+            "--config.model.dropout=0.1", "--config.model.tied_embeddings=True")
+  assert r.returncode == 0, r.stderr
+  got = rows(tmp_path / "run")
+  assert all(np.isfinite(row["loss"]) for row in got) and "readout" not in json.dumps(got[-1])
