@@ -24,13 +24,14 @@ class Writer:
       if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
         self.tb.add_scalar(k, v, step)
 
-  def flush(self) -> None:
+  def flush(self, durable: bool = False) -> None:
+    """Flushed lines survive a killed process; durable ones (fsync) a crashed machine too."""
     self.file.flush()
-    os.fsync(self.file.fileno())
-    self.tb.flush()
+    if durable:
+      os.fsync(self.file.fileno())
 
   def close(self) -> None:
-    self.flush()
+    self.flush(durable=True)
     self.file.close()
     self.tb.close()
 

@@ -122,15 +122,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   start = int(state["step"])
 
   batch_sharding = mesh_lib.batch_sharding(mesh)
+  rows = _process_rows(config.batch_size)
   # Test-only hook: ADAMLAB_INJECT_NONFINITE="5,6,7" makes the loss NaN on the batches
   # of those steps (batch index + 1, so a rewind that skips them escapes them).
   poison = tuple(int(s) for s in os.environ.get("ADAMLAB_INJECT_NONFINITE", "").split(",") if s)
-  train_step = jax.jit(make_train_step(objective, tx, config.ema_decay,
-                                       dropout=config.model.dropout > 0, poison_steps=poison),
-                       in_shardings=(shardings, batch_sharding, batch_sharding),
+  step_fn = make_train_step(objective, tx, config.ema_decay, dropout=config.model.dropout > 0,
+                            poison_steps=poison)
+  metric_names = sorted(jax.eval_shape(step_fn, state, *source_shapes(source, rows))[1])
+
+  def packed_step(state, inputs, targets):
+    state, metrics = step_fn(state, inputs, targets)
+    return state, jnp.stack([metrics[k].astype(jnp.float32) for k in metric_names])
+
+  train_step = jax.jit(packed_step, in_shardings=(shardings, batch_sharding, batch_sharding),
                        out_shardings=(shardings, None), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(objective))
-  rows = _process_rows(config.batch_size)
   put = lambda arr: _put(arr, batch_sharding)
 
   writer = metrics_lib.Writer(workdir, resume_step=start)
@@ -146,10 +152,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
       x, y = source.batch(step + offset, rows)
       state, m = train_step(state, put(x), put(y))
       step += 1
-      pending.append((step, m))
+      pending.append((step, m))  # one packed vector per step: one transfer when logging
       evaluate = step % config.eval_every == 0 or step == config.steps
       if step % config.log_every == 0 or evaluate:
-        fetched = jax.device_get(pending)
+        fetched = [(s, dict(zip(metric_names, v))) for s, v in jax.device_get(pending)]
         elapsed = max(1e-9, time.time() - t_log)
         timing = {"items_per_s": len(fetched) * per_step_items / elapsed,
                   "step_time_s": elapsed / len(fetched),
@@ -163,7 +169,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
           if s == step:
             last.update(eval_metrics)
           writer.write(s, last)
-        writer.flush()
+        writer.flush(durable=step % config.checkpoint_every == 0)
         progress.update(step, last["loss"])
         pending, t_log = [], time.time()
         if int(state["nonfinite"]) >= config.max_nonfinite:
@@ -172,7 +178,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
           writer.close()
           writer = metrics_lib.Writer(workdir, resume_step=step)
           continue
-      checkpoint.save(ckpt, step, state)
+      if step % config.checkpoint_every == 0:  # (asking Orbax every step costs a sync)
+        checkpoint.save(ckpt, step, state)
     if config.steps not in ckpt.all_steps():
       checkpoint.save(ckpt, config.steps, state, force=True)
   finally:
@@ -225,6 +232,11 @@ def _evaluate(eval_step, state, source, config, rows, put):
     out[f"{name}_loss"] = float(np.mean(jax.device_get(losses)))
     out[f"{name}_accuracy"] = float(np.mean(jax.device_get(accs)))
   return out
+
+
+def source_shapes(source, rows):
+  """ShapeDtypeStructs of one batch (inputs, targets)."""
+  return [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in source.batch(0, rows)]
 
 
 def _process_rows(batch_size: int):
