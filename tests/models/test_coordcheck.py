@@ -39,10 +39,3 @@ def test_mup_is_flat_and_sp_grows(name):
   # At init (step 0) both are fine: the difference is made by training.
   init = analysis.slopes(coordcheck.run(config(name, "sp"), WIDTHS, steps=0), step=0)
   assert max(abs(s) for k, s in init.items() if k != "logits") < 0.15, init
-
-
-def test_slopes_fit_a_power_law():
-  rows = [dict(width=w, step=1, layer="a", l1=3.0 * w ** 0.5) for w in WIDTHS]
-  rows += [dict(width=w, step=1, layer="b", l1=2.0) for w in WIDTHS]
-  s = analysis.slopes(rows)
-  assert s["a"] == pytest.approx(0.5) and s["b"] == pytest.approx(0.0, abs=1e-12)

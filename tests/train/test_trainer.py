@@ -179,3 +179,20 @@ def test_dropout_and_tied_embeddings_train(tmp_path):
   assert r.returncode == 0, r.stderr
   got = rows(tmp_path / "run")
   assert all(np.isfinite(row["loss"]) for row in got) and "readout" not in json.dumps(got[-1])
+
+
+def test_corrupted_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+  args = ["--config.steps=12", "--config.log_every=1", "--config.checkpoint_every=4"]
+  r = train(tmp_path / "run", *args)
+  assert r.returncode == 0, r.stderr
+  want = [science(row) for row in rows(tmp_path / "run")]
+  newest = tmp_path / "run" / "checkpoints" / "12"
+  files = [p for p in newest.rglob("*") if p.is_file() and p.stat().st_size > 0]
+  assert files
+  for p in files:  # garble every file of the newest checkpoint
+    p.write_bytes(b"\x00garbage" * 3)
+  r = train(tmp_path / "run", *args)
+  assert r.returncode == 0, r.stderr
+  assert "checkpoint 12 is unreadable" in r.stdout and "resumed" in r.stdout
+  assert "at step 8" in r.stdout
+  assert [science(row) for row in rows(tmp_path / "run")] == want  # steps 9-12 redone, same
