@@ -1,18 +1,12 @@
 """Plots of one run directory: loss, learning rate and per-layer RMS_t."""
 
-import json
 import os
+
+from adamlab.train import metrics
 
 
 def read_metrics(workdir: str):
-  rows = []
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      try:
-        rows.append(json.loads(line))
-      except ValueError:
-        break
-  return rows
+  return metrics.read(os.path.join(workdir, "metrics.jsonl"))
 
 
 def plot_run(workdir: str) -> list:

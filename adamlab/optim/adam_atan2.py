@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from adamlab.optim.parametrization import scale_by_parametrization
-from adamlab.optim.stable_adam import compute_dtype, unzip
+from adamlab.optim.stable_adam import moments, unzip
 
 # atan(t) ~ t * P(t^2) on [0, 1]: a near-minimax fit in t^2 (weighted least squares
 # on Chebyshev nodes, refined by Lawson reweighting), float32 max error 1.1e-7.
@@ -87,13 +87,7 @@ def scale_by_adam_atan2(
     count = optax.safe_increment(state.count)
 
     def one(g, m, v):
-      dt = compute_dtype(g.dtype)
-      g32, m32, v32 = g.astype(dt), m.astype(dt), v.astype(dt)
-      m_new = (1 - b1) * g32 + b1 * m32
-      v_new = (1 - b2) * (g32 * g32) + b2 * v32
-      t = count.astype(dt)
-      m_hat = m_new / (1 - b1**t).astype(dt)
-      v_hat = v_new / (1 - b2**t).astype(dt)
+      _, m_new, v_new, m_hat, v_hat = moments(g, m, v, count, b1, b2)
       u = a * atan2_of_square(m_hat, (b * b) * v_hat)
       return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype)
 

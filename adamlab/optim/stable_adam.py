@@ -83,14 +83,8 @@ def scale_by_stable_adam(
     eps_tree = leaf_eps(eps, eps_scale, updates)
 
     def one(g, m, v, e):
-      dt = compute_dtype(g.dtype)
-      g32, m32, v32 = g.astype(dt), m.astype(dt), v.astype(dt)
-      # Same operation order as optax.scale_by_adam, so clip_threshold=None matches it.
-      m_new = (1 - b1) * g32 + b1 * m32
-      v_new = (1 - b2) * (g32 * g32) + b2 * v32
-      t = count.astype(dt)
-      m_hat = m_new / (1 - b1**t).astype(dt)
-      v_hat = v_new / (1 - b2**t).astype(dt)
+      g32, m_new, v_new, m_hat, v_hat = moments(g, m, v, count, b1, b2)
+      dt = g32.dtype
       u = m_hat / (jnp.sqrt(v_hat) + e)
       if clip_threshold is not None or track_rms:
         # u_t already holds g_t, so g^2/u <= 1/(1-b2) and no eps is needed but for
@@ -140,6 +134,20 @@ def stable_adamw(
       scale_by_parametrization(parametrization),
       optax.scale_by_learning_rate(learning_rate),
   )
+
+
+def moments(g, m, v, count, b1, b2):
+  """Adam's moment updates for one leaf, in float32 or wider.
+
+  Returns (g, m_t, v_t, m_hat, v_hat); m_hat and v_hat are bias-corrected (what
+  Algorithm 2's debiased betas give). Same operation order as optax.scale_by_adam.
+  """
+  dt = compute_dtype(g.dtype)
+  g32, m32, v32 = g.astype(dt), m.astype(dt), v.astype(dt)
+  m_new = (1 - b1) * g32 + b1 * m32
+  v_new = (1 - b2) * (g32 * g32) + b2 * v32
+  t = count.astype(dt)
+  return g32, m_new, v_new, m_new / (1 - b1**t).astype(dt), v_new / (1 - b2**t).astype(dt)
 
 
 def _find_states(tree, cls):
