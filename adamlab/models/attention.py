@@ -13,9 +13,14 @@ from adamlab.optim.config_error import ConfigError
 LINEAR_ATTENTION = ("mup", "mup_tp5", "mfp")
 
 
+def head_dim(cfg, width: int) -> int:
+  """model.head_dim if set (heads then grow with width), else width / model.num_heads."""
+  return cfg.get("head_dim") or width // cfg.num_heads
+
+
 def attention_scale(cfg, parametrization: str) -> float:
   """1/sqrt(head_dim) (SP, NTK) or 1/head_dim times a constant equal at base width (muP)."""
-  hd, base_hd = cfg.width // cfg.num_heads, cfg.base_width // cfg.num_heads
+  hd, base_hd = head_dim(cfg, cfg.width), head_dim(cfg, cfg.base_width)
   if parametrization in LINEAR_ATTENTION:
     return base_hd ** -0.5 * base_hd / hd
   return hd ** -0.5
@@ -34,10 +39,10 @@ def rotary(x, positions):
 class Attention(nnx.Module):
 
   def __init__(self, cfg, dtype, causal: bool, scale: float):
-    d, self.heads = cfg.width, cfg.num_heads
+    d, hd = cfg.width, head_dim(cfg, cfg.width)
+    self.heads = d // hd
     self.qkv = Dense(d, 3 * d, ("embed", "qkv"), dtype=dtype)
     self.out = Dense(d, d, ("heads", "embed"), dtype=dtype)
-    hd = d // cfg.num_heads
     self.q_norm = LayerNorm(hd, "head_dim") if cfg.qk_layernorm else None
     self.k_norm = LayerNorm(hd, "head_dim") if cfg.qk_layernorm else None
     self.rotary = cfg.get("positions", "learned") == "rotary"
@@ -95,10 +100,12 @@ class Block(nnx.Module):
 
 
 def check_heads(cfg):
-  """Heads must divide the width at the target and at the base width."""
+  """Heads (or the head size) must divide the width at the target and at the base width."""
+  by, name = (cfg.head_dim, "head_dim") if cfg.get("head_dim") else (cfg.num_heads, "num_heads")
+  if cfg.get("head_dim") is not None and cfg.head_dim < 1:
+    raise ConfigError("model.head_dim", cfg.head_dim, "None or an integer >= 1")
   for field in ("width", "base_width"):
-    if cfg[field] % cfg.num_heads:
-      raise ConfigError(f"model.{field}", cfg[field],
-                        f"a multiple of model.num_heads ({cfg.num_heads})")
-  if cfg.get("positions", "learned") == "rotary" and (cfg.width // cfg.num_heads) % 2:
-    raise ConfigError("model.width", cfg.width, "such that width / num_heads is even (rotary)")
+    if cfg[field] % by:
+      raise ConfigError(f"model.{field}", cfg[field], f"a multiple of model.{name} ({by})")
+  if cfg.get("positions", "learned") == "rotary" and head_dim(cfg, cfg.width) % 2:
+    raise ConfigError("model.width", cfg.width, "such that the head size is even (rotary)")

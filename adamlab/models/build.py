@@ -39,6 +39,7 @@ def default_config(name: str) -> ml_collections.ConfigDict:
   blocks = dict(
       depth=2,  # transformer blocks
       num_heads=4,  # attention heads; must divide width and base_width
+      head_dim=ml_collections.config_dict.placeholder(int),  # set: fixed head size, heads grow
       mlp="gelu",  # gelu (4x) or swiglu
       mlp_ratio=4,  # MLP hidden size / width
       qk_layernorm=False,  # LayerNorm on queries and keys

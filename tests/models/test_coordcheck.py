@@ -39,3 +39,13 @@ def test_mup_is_flat_and_sp_grows(name):
   # At init (step 0) both are fine: the difference is made by training.
   init = analysis.slopes(coordcheck.run(config(name, "sp"), WIDTHS, steps=0), step=0)
   assert max(abs(s) for k, s in init.items() if k != "logits") < 0.15, init
+
+
+def test_vit_coordinate_check_records_every_layer():
+  c = config("vit", "mup")
+  c.model.update(dict(depth=1, num_heads=2, patch_size=7))
+  rows = coordcheck.run(c, [32, 64], steps=1)
+  layers = {r["layer"] for r in rows}
+  assert layers == {"patch_embed", "block0.attn", "block0.mlp_hidden", "block0.out", "logits"}
+  assert {(r["width"], r["step"]) for r in rows} == {(w, s) for w in (32, 64) for s in (0, 1)}
+  assert all(r["l1"] > 0 for r in rows)

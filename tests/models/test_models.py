@@ -117,3 +117,13 @@ def test_bad_parametrization_or_alignment(field, value):
   c[field] = value
   with pytest.raises(optim.ConfigError, match=f"^{field} = "):
     models.build(c, jax.random.PRNGKey(0))
+
+
+def test_fixed_head_dim_grows_the_heads():
+  model, _ = models.build(config("gpt", "mup", 64, 32, head_dim=16), jax.random.PRNGKey(0))
+  attn = model.blocks[0].attn
+  assert attn.heads == 4
+  assert attn.scale == pytest.approx(16 ** -0.5)  # head size fixed: muP's 1/d changes nothing
+  assert model(inputs("gpt")).shape == (2, 16, 256)
+  with pytest.raises(optim.ConfigError, match="^model.width = 64: must be a multiple of model.head_dim"):
+    models.build(config("gpt", "mup", 64, 32, head_dim=24), jax.random.PRNGKey(0))
