@@ -84,6 +84,27 @@ def data_fetch(args, extra):
   data.fetch(args.dir, args.source)
 
 
+def sweep(args, extra):
+  from adamlab.sweep import local
+  if extra:
+    raise ConfigError(f"adamlab sweep: unrecognized arguments: {' '.join(extra)}")
+  status = local.run(args.config, args.workdir, args.workers)
+  print(open(os.path.join(args.workdir, "results.md")).read(), end="")
+  print(f"sweep directory: {args.workdir} ({sum(s != 'failed' for s in status.values())}"
+        f"/{len(status)} runs finished; results.csv, results.md)")
+  if any(s == "failed" for s in status.values()):
+    sys.exit(1)
+
+
+def results(args, extra):
+  from adamlab.sweep import results as results_lib
+  if extra:
+    raise ConfigError(f"adamlab results: unrecognized arguments: {' '.join(extra)}")
+  if not os.path.isfile(os.path.join(args.sweep_dir, "sweep.json")):
+    raise ConfigError("SWEEP_DIR", args.sweep_dir, "a sweep directory with sweep.json")
+  print(results_lib.write(args.sweep_dir), end="")
+
+
 def main(argv=None):
   parser = _Parser(prog="adamlab", description=__doc__)
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -106,6 +127,14 @@ def main(argv=None):
   fe = da_commands.add_parser("fetch", help="GCIDE and Fashion-MNIST from Debian packages")
   fe.add_argument("--dir", default="", help="data directory (default $ADAMLAB_DATA or ./data)")
   fe.add_argument("--from", dest="source", default="", help="copy from this folder instead")
+  sw = commands.add_parser("sweep", help="run a sweep config's grid",
+                           description="adamlab sweep --config configs/sweeps/X.py --workdir DIR")
+  sw.add_argument("--config", required=True)
+  sw.add_argument("--workdir", required=True)
+  sw.add_argument("--workers", type=int, default=1)
+  sw.add_argument("--backend", choices=["local"], default="local")
+  rs = commands.add_parser("results", help="results.csv and tables of a sweep directory")
+  rs.add_argument("sweep_dir", metavar="SWEEP_DIR")
   try:
     args, extra = parser.parse_known_args(argv)
     if args.command == "demo":
@@ -116,7 +145,8 @@ def main(argv=None):
     elif args.command == "coordcheck":
       coordcheck(args, extra)
     else:
-      {"train": train, "plot": plot, "data": data_fetch}[args.command](args, extra)
+      {"train": train, "plot": plot, "data": data_fetch, "sweep": sweep,
+       "results": results}[args.command](args, extra)
   except ConfigError as err:
     print(f"adamlab: error: {err}", file=sys.stderr)
     sys.exit(2)

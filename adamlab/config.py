@@ -6,6 +6,7 @@ Overrides use ml_collections' flag syntax: `--config.optimizer.b2=0.95`.
 """
 
 import os
+import re
 
 import ml_collections
 from absl import flags
@@ -102,9 +103,13 @@ def _explain(err: Exception, ours) -> ConfigError:
       return e
   for e in chain:
     if isinstance(e, (AttributeError, KeyError)):
-      name = str(e).strip("\"'")
-      flag = next((a for a in ours if a.split("=")[0].endswith("." + name)), name)
-      return ConfigError(f"{flag.split('=')[0].lstrip('-')}: no such field in the config")
+      found = re.search(r"'([A-Za-z0-9_]+)", str(e))
+      name = found.group(1) if found else str(e)
+      flag = next((a.split("=")[0].lstrip("-") for a in ours
+                   if a.split("=")[0].endswith("." + name)), name)
+      hint = re.search(r'Did you mean "([^"]+)"', str(e))
+      return ConfigError(f"{flag}: no such field in the config"
+                         + (f" (did you mean {hint.group(1)}?)" if hint else ""))
   last = str(chain[-1]).strip().splitlines()
   return ConfigError(f"--config: {' '.join(ours)}: {type(chain[-1]).__name__}: "
                      f"{last[-1] if last else ''}")

@@ -1,0 +1,3 @@
+"""Sweeps: config grids -> runs with stable ids, a local executor, results tables."""
+
+from adamlab.sweep import grid, local, results

@@ -1,0 +1,63 @@
+"""Sweep results: results.csv, a markdown table and the best value per group."""
+
+import csv
+import json
+import math
+import os
+
+COLUMNS = ("diverged", "final_loss", "best_loss", "final_eval_loss", "best_eval_loss",
+           "final_eval_accuracy")
+
+
+def collect(workdir: str):
+  """(grid fields, rows): one row per run of the sweep, finished or not."""
+  plan = json.load(open(os.path.join(workdir, "sweep.json")))
+  fields = list(plan["runs"][0]["values"]) if plan["runs"] else []
+  rows = []
+  for run in plan["runs"]:
+    path = os.path.join(workdir, run["id"], "result.json")
+    result = json.load(open(path)) if os.path.exists(path) else {}
+    rows.append(dict(id=run["id"], **run["values"], status="done" if result else "missing",
+                     **{k: result.get(k) for k in COLUMNS}))
+  return plan["sweep"], fields, rows
+
+
+def best_per_group(rows, fields, best_of: str, metric: str):
+  """For each combination of the other grid fields, the run with the lowest final metric."""
+  key = "final_" + metric if not metric.startswith(("final_", "best_")) else metric
+  groups = {}
+  for r in rows:
+    value = r.get(key)
+    if r["status"] != "done" or r["diverged"] or value is None or not math.isfinite(value):
+      continue
+    g = tuple((f, r[f]) for f in fields if f != best_of)
+    if g not in groups or value < groups[g][key]:
+      groups[g] = r
+  return [dict(g, **{best_of: r[best_of], key: r[key]}) for g, r in groups.items()]
+
+
+def write(workdir: str) -> str:
+  """Write results.csv and results.md; return the markdown."""
+  sweep, fields, rows = collect(workdir)
+  header = ["id", *fields, "status", *COLUMNS]
+  with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=header)
+    w.writeheader()
+    w.writerows(rows)
+  md = [_table(header[1:], rows)]
+  if sweep.get("best_of") in fields:
+    best = best_per_group(rows, fields, sweep["best_of"], sweep.get("metric", "eval_loss"))
+    if best:
+      md += ["", f"Best {sweep['best_of']} per group (lowest {sweep.get('metric', 'eval_loss')}):",
+             "", _table(list(best[0]), best)]
+  text = "\n".join(md) + "\n"
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(text)
+  return text
+
+
+def _table(columns, rows) -> str:
+  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+  return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""Sweeps, for real: grids, stable ids, the local executor with subprocesses, results."""
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from adamlab import optim
+from adamlab.sweep import grid, results
+
+ROOT = pathlib.Path(__file__).parents[2]
+SWEEP = '''
+def get_sweep(arg=""):
+  return dict(
+      base="configs/gpt.py:adamw",
+      fixed={"steps": 6, "model.base_width": 16, "model.depth": 1, "model.num_heads": 2,
+             "model.seq_len": 16, "batch_size": 4, "optimizer.warmup_steps": 2,
+             "eval_every": 3, "eval_batches": 1, "log_every": 3, "max_nonfinite": 2},
+      axes=[{"model.width": [16, 32]}, {"optimizer.learning_rate": [1e-3, 1e-2]}],
+      best_of="optimizer.learning_rate", metric="eval_loss")
+'''
+
+
+def sweep_file(tmp_path, text=SWEEP):
+  path = tmp_path / "sweep.py"
+  path.write_text(text)
+  return str(path)
+
+
+def adamlab(*args, env=None):
+  return subprocess.run([sys.executable, "-m", "adamlab.cli", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=900,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu", **(env or {})))
+
+
+def test_grid_products_zips_and_stable_ids(tmp_path):
+  s = grid.load_sweep(sweep_file(tmp_path))
+  planned = grid.runs(s)
+  assert [v for _, v in planned] == [
+      {"model.width": w, "optimizer.learning_rate": lr} for w in (16, 32) for lr in (1e-3, 1e-2)]
+  assert [r for r, _ in planned] == [r for r, _ in grid.runs(s)]  # stable
+  assert len({r for r, _ in planned}) == 4
+  zipped = dict(s, axes=[{"parametrization": ["sp", "mup"], "optimizer.per_layer_lr": [False, True]}])
+  assert [v for _, v in grid.runs(zipped)] == [
+      {"parametrization": "sp", "optimizer.per_layer_lr": False},
+      {"parametrization": "mup", "optimizer.per_layer_lr": True}]
+
+
+@pytest.mark.parametrize("axes,needle", [
+    ([{"model.width": [16, 32], "optimizer.b2": [0.9]}], "sweep.axes[0]"),
+    ([{"model.width": []}], "sweep.axes[0]"),
+    ([{"model.widht": [16]}], "model.widht: no such field"),
+    ([{"optimizer.b2": [0.9, 1.0]}], "optimizer.b2 = 1.0"),
+    ([{"model.width": [16, 33]}], "model.width = 33"),
+])
+def test_bad_grids_are_reported_before_anything_runs(tmp_path, axes, needle):
+  text = SWEEP.replace('axes=[{"model.width": [16, 32]}, {"optimizer.learning_rate": [1e-3, 1e-2]}]',
+                       f"axes={axes!r}")
+  r = adamlab("sweep", "--config", sweep_file(tmp_path, text), "--workdir", str(tmp_path / "s"))
+  assert r.returncode == 2 and needle in r.stderr, r.stderr
+  assert r.stderr.count("\n") == 1
+  assert not (tmp_path / "s").exists()
+
+
+def test_local_sweep_runs_once_skips_done_and_tabulates(tmp_path):
+  workdir = tmp_path / "s"
+  r = adamlab("sweep", "--config", sweep_file(tmp_path), "--workdir", str(workdir),
+              "--workers", "2")
+  assert r.returncode == 0, r.stderr
+  with open(workdir / "results.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
+  assert all(float(r["final_eval_loss"]) > 0 and r["diverged"] == "False" for r in rows)
+  md = (workdir / "results.md").read_text()
+  assert "Best optimizer.learning_rate per group" in md
+  # Again: nothing to run. Remove one result: only that run runs (and resumes its dir).
+  r = adamlab("sweep", "--config", sweep_file(tmp_path), "--workdir", str(workdir))
+  assert "4 already done, 0 to run" in r.stdout
+  victim = json.load(open(workdir / "sweep.json"))["runs"][1]["id"]
+  os.remove(workdir / victim / "result.json")
+  r = adamlab("sweep", "--config", sweep_file(tmp_path), "--workdir", str(workdir))
+  assert "3 already done, 1 to run" in r.stdout and r.returncode == 0
+  r = adamlab("results", str(workdir))
+  assert r.returncode == 0 and "| 32 | 0.01 |" in r.stdout
+
+
+def test_diverged_runs_are_results(tmp_path):
+  text = SWEEP.replace('{"optimizer.learning_rate": [1e-3, 1e-2]}', '{"optimizer.learning_rate": [1e-3]}')
+  r = adamlab("sweep", "--config", sweep_file(tmp_path, text), "--workdir", str(tmp_path / "s"),
+              env={"ADAMLAB_INJECT_NONFINITE": "1,2,3,4,5,6"})
+  assert r.returncode == 0, r.stderr
+  _, _, rows = results.collect(str(tmp_path / "s"))
+  assert [r["diverged"] for r in rows] == [True, True]
+  assert results.best_per_group(rows, ["model.width", "optimizer.learning_rate"],
+                                "optimizer.learning_rate", "eval_loss") == []
+
+
+def test_best_per_group_picks_the_lowest_finite_metric():
+  rows = [dict(w=1, lr=a, status="done", diverged=d, final_eval_loss=l)
+          for a, d, l in ((0.1, False, 2.0), (0.2, False, 1.5), (0.4, True, None))]
+  rows += [dict(w=2, lr=0.1, status="done", diverged=False, final_eval_loss=float("nan"))]
+  assert results.best_per_group(rows, ["w", "lr"], "lr", "eval_loss") == [
+      {"w": 1, "lr": 0.2, "final_eval_loss": 1.5}]
+  with pytest.raises(optim.ConfigError, match=r"sweep.axes\[0\]"):
+    grid.runs(dict(axes=[{"x": "notalist"}]))
