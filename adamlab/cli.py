@@ -34,6 +34,8 @@ def coordcheck(args, extra):
   if rest:
     raise ConfigError(f"adamlab coordcheck: unrecognized arguments: {' '.join(rest)}")
   widths = _widths(args.widths)
+  if args.steps < 0:
+    raise ConfigError("--steps", args.steps, "an integer >= 0")
   for w in widths:  # every width is checked before anything runs or is written
     c = ml_collections.ConfigDict(config.to_dict())
     c.model.width = w
@@ -61,7 +63,8 @@ def train(args, extra):
     last = trainer.run(config, args.workdir)
   except trainer.TrainingStopped as err:
     print(f"adamlab: training stopped: {err}", file=sys.stderr)
-    sys.exit(1)
+    from adamlab.sweep.local import STOPPED
+    sys.exit(STOPPED)
   shown = {k: v for k, v in last.items() if not k.startswith("rms/")}
   print(" ".join(f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, float)))
   print(f"run directory: {args.workdir} (metrics.jsonl, tb/, checkpoints/, loss.png)")
@@ -114,7 +117,7 @@ def main(argv=None):
       description="adamlab coordcheck --config configs/gpt.py:mup --widths 64,128,256 "
                   "--steps 5 --out DIR [--config.a.b=value ...]")
   cc.add_argument("--widths", default="64,128,256,512")
-  cc.add_argument("--steps", type=int, default=5)
+  cc.add_argument("--steps", type=int, default=5)  # >= 0, checked in coordcheck()
   cc.add_argument("--out", default="coordcheck")
   tr = commands.add_parser("train", help="train one config",
                            description="adamlab train --config configs/gpt.py:mup --workdir DIR "

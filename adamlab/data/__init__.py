@@ -42,14 +42,14 @@ class Source:
         raise ConfigError("data.eval_fraction", cfg.eval_fraction, "in (0, 1)")
       self.train, self.eval = text.split(tokens, cfg.eval_fraction)
       self.seq_len = model.seq_len
-      top = int(np.max(tokens[: 1 << 20]))
+      top = int(np.max(tokens))
       if top >= model.vocab_size:
         raise ConfigError("model.vocab_size", model.vocab_size, f"> the largest token id ({top})")
     else:
       if cfg.name == "fashion_mnist":
         parts = images.load_fashion_mnist(data_dir(cfg.dir))
       elif cfg.name == "idx":
-        parts = images.load_fashion_mnist(os.path.dirname(os.path.abspath(cfg.path)))
+        parts = images.load_idx_folder(cfg.path)
       else:
         parts = images.load_npz(cfg.path)
       self.train, self.eval = parts["train"], parts["eval"]

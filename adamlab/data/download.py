@@ -71,9 +71,11 @@ def _unpack(packages, scratch: str) -> str:
                       "use `adamlab data fetch --from DIR` with a folder holding the files")
   out = os.path.join(scratch, "root")
   for deb in glob.glob(os.path.join(debs, "*.deb")):
-    _run(["dpkg", "-x", deb, out], debs, check=True)
+    if _run(["dpkg", "-x", deb, out], debs).returncode != 0:
+      raise ConfigError(f"data fetch: dpkg -x {os.path.basename(deb)} failed; "
+                        "use `adamlab data fetch --from DIR`")
   return out
 
 
-def _run(cmd, cwd, check=False):
-  return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=check)
+def _run(cmd, cwd):
+  return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)

@@ -35,7 +35,11 @@ def read_idx(path: str) -> np.ndarray:
 
 def load_fashion_mnist(root: str):
   """{'train': (images, labels), 'eval': (images, labels)}, images (n, 28, 28, 1) float32."""
-  d = os.path.join(root, "fashion-mnist")
+  return load_idx_folder(os.path.join(root, "fashion-mnist"))
+
+
+def load_idx_folder(d: str):
+  """A folder with train-/t10k- images and labels IDX files (gzipped), MNIST naming."""
   parts = {}
   for split, prefix in (("train", "train"), ("eval", "t10k")):
     x = read_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte.gz"))

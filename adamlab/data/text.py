@@ -26,7 +26,8 @@ def load_tokens(path: str) -> np.ndarray:
     elif path.endswith((".gz", ".dz")):
       cache = path + ".tokens.npy"
       if not os.path.exists(cache) or os.path.getmtime(cache) < os.path.getmtime(path):
-        raw = np.frombuffer(gzip.open(path).read(), np.uint8)
+        with gzip.open(path) as f:
+          raw = np.frombuffer(f.read(), np.uint8)
         tmp = cache + f".tmp{os.getpid()}.npy"
         np.save(tmp, raw)
         os.replace(tmp, cache)

@@ -30,7 +30,7 @@ HYPERPARAMS = {
     "adam_atan2": ("b1", "b2", "a", "b", "weight_decay"),
     "lion": ("b1", "b2", "weight_decay"),
     "sgd": ("momentum", "weight_decay"),
-    "adafactor": ("b2", "weight_decay", "clip_threshold"),
+    "adafactor": ("weight_decay", "clip_threshold"),
 }
 
 
@@ -40,7 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
       name="stable_adamw",  # one of OPTIMIZERS
       learning_rate=1e-3,  # peak learning rate (times per-leaf parametrization multipliers)
       b1=0.9,  # first-moment decay (adamw, stable_adamw, adam_atan2, lion)
-      b2=0.95,  # second-moment decay (adamw, stable_adamw, adam_atan2, lion, adafactor)
+      b2=0.95,  # second-moment decay (adamw, stable_adamw, adam_atan2, lion)
       eps=1e-8,  # added to sqrt(v) (adamw, stable_adamw); scaled per leaf by the parametrization
       weight_decay=0.0,  # decoupled, multiplied by the (unclipped) learning rate
       clip_threshold=1.0,  # StableAdamW update clipping on RMS_t; Adafactor block-RMS clip
@@ -164,6 +164,8 @@ def build(config, params, base_params=None) -> optax.GradientTransformation:
   hp = {k: opt[k] for k in HYPERPARAMS[opt.name]}
   if opt.name == "stable_adamw" and opt.clip_threshold is None:
     hp.pop("clip_threshold")  # None is static: clipping off.
+  if opt.name == "adafactor" and opt.clip_threshold is None:
+    hp["clip_threshold"] = 1.0  # Adafactor always clips its block RMS; 1 is its default
   tx = optax.inject_hyperparams(make)(learning_rate=schedule(opt), **hp)
   if opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
@@ -182,8 +184,9 @@ def direction(name: str, hp: dict, table) -> optax.GradientTransformation:
     return optax.scale_by_lion(hp["b1"], hp["b2"])
   if name == "sgd":
     return optax.trace(hp["momentum"])
-  # Adafactor: factored second moments, block-RMS update clipping, parameter scale.
+  # Adafactor: factored second moments (optax's decay schedule 1 - t^-0.8), block-RMS
+  # update clipping, parameter scale.
   return optax.chain(
-      optax.scale_by_factored_rms(decay_rate=hp["b2"]),
-      optax.clip_by_block_rms(hp["clip_threshold"] or 1.0),
+      optax.scale_by_factored_rms(),
+      optax.clip_by_block_rms(hp["clip_threshold"]),
       optax.scale_by_param_block_rms())

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 
-from adamlab import models
+from adamlab import data
 from adamlab.optim.config_error import ConfigError
 from adamlab.sweep import grid, results
 from adamlab.train import metrics as metrics_lib
-from adamlab.train.train import validate as validate_run
+from adamlab.train.train import check_config
+
+STOPPED = 3  # `adamlab train`'s exit code for a run stopped by non-finite steps
 
 
 def prepare(sweep_path: str, workdir: str):
@@ -26,13 +28,19 @@ def prepare(sweep_path: str, workdir: str):
   planned = grid.runs(sweep)
   for i, (rid, values) in enumerate(planned):
     config = grid.run_config(sweep, values)
+    check_config(config)  # no devices here: the runs' processes own them
     if i == 0:
-      validate_run(config)  # mesh and data, once
-    else:
-      models.validate(config)
+      data.Source(config)  # the data is there and fits the model
   saved = os.path.join(workdir, "sweep.json")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError("--workdir", workdir, "a directory (this is a file)")
   if os.path.exists(saved):
-    if json.load(open(saved))["sweep"] != json.loads(json.dumps(sweep)):
+    try:
+      with open(saved) as f:
+        same = json.load(f)["sweep"] == json.loads(json.dumps(sweep))
+    except (ValueError, KeyError) as err:
+      raise ConfigError("--workdir", workdir, f"a sweep with a readable sweep.json ({err})")
+    if not same:
       raise ConfigError("--workdir", workdir, "a new directory, or one holding this same sweep")
   elif os.path.isdir(workdir) and os.listdir(workdir):
     raise ConfigError("--workdir", workdir, "a new or empty directory, or an adamlab sweep")
@@ -52,17 +60,20 @@ def run(sweep_path: str, workdir: str, workers: int = 1, log=print) -> dict:
   log(f"sweep: {len(planned)} runs, {len(status)} already done, {len(todo)} to run, "
       f"{workers} worker(s)")
   t0, finished = time.time(), 0
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    futures = {pool.submit(_train, sweep, workdir, rid, values): rid for rid, values in todo}
+  pool = concurrent.futures.ThreadPoolExecutor(workers)
+  futures = {pool.submit(_train, sweep, workdir, rid, values): rid for rid, values in todo}
+  try:
     for future in concurrent.futures.as_completed(futures):
       rid = futures[future]
       status[rid] = future.result()
       finished += 1
       running = min(workers, len(todo) - finished)
       failed = sum(s == "failed" for s in status.values())
-      eta = (time.time() - t0) / finished * (len(todo) - finished) / 1
+      eta = (time.time() - t0) / finished * (len(todo) - finished)
       log(f"sweep: {sum(s != 'failed' for s in status.values())}/{len(planned)} done, "
           f"{running} running, {failed} failed, ETA {eta / 60:.1f} min  [{rid}: {status[rid]}]")
+  finally:  # on Ctrl-C or an error, queued runs are not started
+    pool.shutdown(wait=True, cancel_futures=True)
   results.write(workdir)
   return status
 
@@ -71,15 +82,16 @@ def _train(sweep, workdir, rid, values) -> str:
   run_dir = os.path.join(workdir, rid)
   cmd = [sys.executable, "-m", "adamlab.cli", "train", "--workdir", run_dir,
          "--config=" + sweep["base"], *grid.flags({**sweep["fixed"], **values})]
-  with open(os.path.join(workdir, f"{rid}.log"), "w") as out:
+  with open(os.path.join(workdir, f"{rid}.log"), "a") as out:
     proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
-  if proc.returncode not in (0, 1):
+  metrics_path = os.path.join(run_dir, "metrics.jsonl")
+  if proc.returncode not in (0, STOPPED) or not os.path.exists(metrics_path):
     return "failed"  # a crash: not recorded, so the next `adamlab sweep` retries it
-  rows = metrics_lib.read(os.path.join(run_dir, "metrics.jsonl"))
+  rows = metrics_lib.read(metrics_path)
   final = rows[-1] if rows else {}
   losses = [r["loss"] for r in rows if isinstance(r.get("loss"), float)]
   evals = [r["eval_loss"] for r in rows if isinstance(r.get("eval_loss"), float)]
-  diverged = proc.returncode == 1 or not losses or not math.isfinite(losses[-1])
+  diverged = proc.returncode == STOPPED or not losses or not math.isfinite(losses[-1])
   _write_json(_result_path(workdir, rid), dict(
       id=rid, values=values, diverged=diverged, steps=final.get("step", 0),
       final_loss=losses[-1] if losses else None, best_loss=min(losses) if losses else None,

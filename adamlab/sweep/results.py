@@ -11,12 +11,16 @@ COLUMNS = ("diverged", "final_loss", "best_loss", "final_eval_loss", "best_eval_
 
 def collect(workdir: str):
   """(grid fields, rows): one row per run of the sweep, finished or not."""
-  plan = json.load(open(os.path.join(workdir, "sweep.json")))
+  with open(os.path.join(workdir, "sweep.json")) as f:
+    plan = json.load(f)
   fields = list(plan["runs"][0]["values"]) if plan["runs"] else []
   rows = []
   for run in plan["runs"]:
     path = os.path.join(workdir, run["id"], "result.json")
-    result = json.load(open(path)) if os.path.exists(path) else {}
+    result = {}
+    if os.path.exists(path):
+      with open(path) as f:
+        result = json.load(f)
     rows.append(dict(id=run["id"], **run["values"], status="done" if result else "missing",
                      **{k: result.get(k) for k in COLUMNS}))
   return plan["sweep"], fields, rows

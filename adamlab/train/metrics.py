@@ -15,7 +15,9 @@ class Writer:
     _truncate_after(self.path, resume_step)  # steps after the checkpoint are redone
     self.file = open(self.path, "a")
     from tensorboardX import SummaryWriter
-    self.tb = SummaryWriter(os.path.join(workdir, "tb"), flush_secs=30)
+    # purge_step: events of steps after the checkpoint are dropped, as they are redone.
+    self.tb = SummaryWriter(os.path.join(workdir, "tb"), flush_secs=30,
+                            purge_step=resume_step + 1 if resume_step else None)
 
   def write(self, step: int, metrics: dict) -> None:
     row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}

@@ -33,7 +33,7 @@ def rms_metrics(opt_state) -> dict:
 
 
 def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False,
-                    poison_steps=()):
+                    poison_steps=(), max_nonfinite: int = 1 << 30):
   """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update.
 
   dropout: pass a dropout key derived from (state rng, step), so a resumed run draws the
@@ -64,6 +64,8 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     new = dict(state, params=keep(new_params, params),
                opt_state=keep(opt_state, state["opt_state"]), step=state["step"] + 1,
                nonfinite=jnp.where(finite, 0, state["nonfinite"] + 1))
+    # Sticky: a streak of max_nonfinite that ends between two host checks is not lost.
+    new["streak_hit"] = state["streak_hit"] | (new["nonfinite"] >= max_nonfinite)
     if ema_decay:
       ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"],
                          new_params)

@@ -34,15 +34,7 @@ class TrainingStopped(RuntimeError):
 
 def validate(config):
   """Check the config, mesh and data before anything is written; returns (mesh, source)."""
-  models.validate(config)
-  for field, lo in (("steps", 1), ("batch_size", 1), ("log_every", 1), ("eval_every", 1),
-                    ("eval_batches", 0), ("checkpoint_every", 1), ("keep_checkpoints", 1),
-                    ("max_nonfinite", 1), ("rewind_skip", 0)):
-    value = config[field]
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-      raise ConfigError(field, value, f"an integer >= {lo}")
-  if not 0 <= config.ema_decay < 1:
-    raise ConfigError("ema_decay", config.ema_decay, "in [0, 1) (0 = off)")
+  check_config(config)
   if config.distributed:
     jax.distributed.initialize()
   mesh = mesh_lib.make_mesh(config.mesh)
@@ -53,15 +45,31 @@ def validate(config):
   return mesh, data.Source(config)
 
 
+def check_config(config):
+  """The checks that need neither devices nor data."""
+  models.validate(config)
+  for field, lo in (("steps", 1), ("batch_size", 1), ("log_every", 1), ("eval_every", 1),
+                    ("eval_batches", 0), ("checkpoint_every", 1), ("keep_checkpoints", 1),
+                    ("max_nonfinite", 1), ("rewind_skip", 0)):
+    value = config[field]
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+      raise ConfigError(field, value, f"an integer >= {lo}")
+  if not 0 <= config.ema_decay < 1:
+    raise ConfigError("ema_decay", config.ema_decay, "in [0, 1) (0 = off)")
+
+
 def check_workdir(workdir: str, config) -> bool:
   """True if workdir holds a run of this config (resume); error if another config's."""
   path = os.path.join(workdir, "config.json")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError("--workdir", workdir, "a directory (this is a file)")
   if not os.path.exists(path):
     if os.path.isdir(workdir) and os.listdir(workdir):
       raise ConfigError("--workdir", workdir, "a new or empty directory, or an adamlab run")
     return False
   try:
-    saved = json.load(open(path))
+    with open(path) as f:
+      saved = json.load(f)
   except ValueError as err:
     raise ConfigError("--workdir", workdir, f"a run with a readable config.json ({err})")
   now = json.loads(config.to_json())
@@ -103,6 +111,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   objective = models.objective(config, apply)
   state = dict(params=params, opt_state=jax.jit(tx.init)(params),
                step=jnp.zeros([], jnp.int32), nonfinite=jnp.zeros([], jnp.int32),
+               streak_hit=jnp.zeros([], jnp.bool_),
                data_offset=jnp.zeros([], jnp.int32), rng=jax.random.key_data(key))
   if config.ema_decay:
     state["ema"] = jax.tree.map(jnp.copy, params)
@@ -127,7 +136,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   # of those steps (batch index + 1, so a rewind that skips them escapes them).
   poison = tuple(int(s) for s in os.environ.get("ADAMLAB_INJECT_NONFINITE", "").split(",") if s)
   step_fn = make_train_step(objective, tx, config.ema_decay, dropout=config.model.dropout > 0,
-                            poison_steps=poison)
+                            poison_steps=poison, max_nonfinite=config.max_nonfinite)
   metric_names = sorted(jax.eval_shape(step_fn, state, *source_shapes(source, rows))[1])
 
   def packed_step(state, inputs, targets):
@@ -147,15 +156,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
   peak = _peak_flops(config)
   pending, last, t_log = [], {}, time.time()
   step = start
+  offset = int(state["data_offset"])  # batches skipped by rewinds, kept on the host
+  rewound_to = None
   try:
     while step < config.steps:
-      offset = int(state["data_offset"]) if config.rewind_skip else 0
       x, y = source.batch(step + offset, rows)
       state, m = train_step(state, put(x), put(y))
       step += 1
       pending.append((step, m))  # one packed vector per step: one transfer when logging
       evaluate = step % config.eval_every == 0 or step == config.steps
-      if step % config.log_every == 0 or evaluate:
+      # Metrics are written before any checkpoint, so a resume never leaves a gap.
+      if step % config.log_every == 0 or evaluate or step % config.checkpoint_every == 0:
         fetched = [(s, dict(zip(metric_names, v))) for s, v in jax.device_get(pending)]
         elapsed = max(1e-9, time.time() - t_log)
         timing = {"items_per_s": len(fetched) * per_step_items / elapsed,
@@ -173,9 +184,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
         writer.flush(durable=step % config.checkpoint_every == 0)
         progress.update(step, last["loss"])
         pending, t_log = [], time.time()
-        if int(state["nonfinite"]) >= config.max_nonfinite:
+        if int(state["streak_hit"]):
           state = _nonfinite(config, state, ckpt, abstract, log)
-          step = int(state["step"])
+          step, offset = int(state["step"]), int(state["data_offset"])
+          if step == rewound_to:
+            raise TrainingStopped(f"non-finite steps again after rewinding to step {step}; "
+                                  "the data is not the cause: lower the learning rate")
+          rewound_to = step
           writer.close()
           writer = metrics_lib.Writer(workdir, resume_step=step)
           continue
@@ -195,7 +210,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
 
 def _nonfinite(config, state, ckpt, abstract, log):
   """K non-finite steps in a row: rewind to the last checkpoint and skip data, or stop."""
-  k = int(state["nonfinite"])
+  k = config.max_nonfinite
   if not config.rewind_skip:
     checkpoint.save(ckpt, int(state["step"]), state, force=True)  # params were never touched
     raise TrainingStopped(
@@ -203,7 +218,10 @@ def _nonfinite(config, state, ckpt, abstract, log):
         f"{config.max_nonfinite}); the last good params are checkpointed. Lower the learning "
         "rate, or set rewind_skip to restart from the checkpoint and skip batches.")
   ckpt.wait_until_finished()
-  first_bad = int(state["step"]) - k + 1
+  now, streak = int(state["step"]), int(state["nonfinite"])
+  # A streak still going began `streak` steps ago; one that already ended began at the
+  # earliest max_nonfinite - 1 steps before the previous check.
+  first_bad = now - streak + 1 if streak else now - config.log_every - config.max_nonfinite + 1
   step, restored = checkpoint.restore_latest(ckpt, abstract, log, max_step=first_bad - 1)
   if restored is None:
     raise TrainingStopped(f"{k} non-finite steps in a row and no checkpoint before step "
@@ -211,9 +229,10 @@ def _nonfinite(config, state, ckpt, abstract, log):
   for newer in [s for s in ckpt.all_steps() if s > step]:
     ckpt.delete(newer)
   # The next batch is the one after the bad ones, plus rewind_skip more.
-  skip = int(state["data_offset"]) + config.rewind_skip + int(state["step"]) - step
+  skip = int(state["data_offset"]) + config.rewind_skip + now - step
   restored["data_offset"] = jnp.asarray(skip, jnp.int32)
   restored["nonfinite"] = jnp.zeros([], jnp.int32)
+  restored["streak_hit"] = jnp.zeros([], jnp.bool_)
   log(f"{k} non-finite steps in a row: rewound to step {step}, skipping ahead {skip} batches")
   return restored
 

@@ -12,7 +12,7 @@ def get_sweep(arg: str = ""):
       base="configs/gpt.py:adamw",
       fixed={"steps": 100 if quick else 5000, "model.base_width": widths[0],
              "model.depth": 2, "model.num_heads": 4, "model.seq_len": 64 if quick else 256,
-             "optimizer.warmup_steps": 10 if quick else 500, "optimizer.per_layer_lr": True,
+             "optimizer.warmup_steps": 10 if quick else 500,
              "eval_every": 50 if quick else 500, "checkpoint_every": 1000},
       axes=[{"parametrization": ["sp", "mup"], "optimizer.per_layer_lr": [False, True]},
             {"model.width": widths},

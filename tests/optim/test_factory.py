@@ -39,6 +39,8 @@ def test_every_optimizer_builds_and_steps(name, parametrization):
   c.parametrization = parametrization
   tx = optim.build(c, params(16), params(8))
   p, state = run(tx, params(16))
+  # and under jit, where hyperparameters are traced
+  jax.jit(tx.update)(jax.tree.map(jnp.ones_like, p), jax.jit(tx.init)(p), p)
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(p))
   assert not np.allclose(p["hidden"], 1.0)
 

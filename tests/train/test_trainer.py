@@ -156,9 +156,9 @@ def test_nonfinite_steps_are_skipped_logged_and_stop_the_run(tmp_path):
   assert [row["skipped"] for row in got] == [1.0 if s in (6, 7) else 0.0 for s in range(1, 21)]
   assert got[5]["param_norm"] == got[6]["param_norm"] == got[4]["param_norm"]
   assert all(np.isfinite(row["param_norm"]) for row in got)
-  # max_nonfinite in a row: exit 1, a clear message, and a finite checkpoint of step 8.
+  # max_nonfinite in a row: exit 3, a clear message, and a finite checkpoint of step 8.
   r = env_train(tmp_path / "stop", "9,10,11,12,13,14,15", "--config.max_nonfinite=3")
-  assert r.returncode == 1
+  assert r.returncode == 3  # stopped on non-finite steps
   last = r.stderr.strip().splitlines()[-1]  # above it: the progress lines
   assert last.startswith("adamlab: training stopped: 3 non-finite steps in a row"), last
   params = final_params(tmp_path / "stop")
