@@ -56,7 +56,7 @@ def batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_len: in
   if len(tokens) <= seq_len + 1:
     raise ConfigError("model.seq_len", seq_len, f"< the corpus length ({len(tokens)} tokens)")
   rng = np.random.Generator(np.random.Philox(key=seed, counter=[step, 0, 0, 0]))
-  starts = rng.integers(0, len(tokens) - seq_len - 1, size=batch_size)
+  starts = rng.integers(0, len(tokens) - seq_len, size=batch_size)  # windows of seq_len + 1
   if rows is not None:
     starts = starts[rows]
   window = np.stack([np.asarray(tokens[s:s + seq_len + 1]) for s in starts]).astype(np.int32)
