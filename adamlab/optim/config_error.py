@@ -18,3 +18,9 @@ class ConfigError(ValueError):
       allowed = "one of " + ", ".join(repr(a) for a in allowed)
     super().__init__(f"{field} = {value!r}: must be {allowed}")
     self.field = field
+
+
+def check_one_of(field: str, value, allowed) -> None:
+  """ConfigError unless value is one of `allowed`."""
+  if value not in allowed:
+    raise ConfigError(field, value, tuple(allowed))

@@ -13,7 +13,7 @@ import ml_collections
 import optax
 
 from adamlab.optim.adam_atan2 import scale_by_adam_atan2
-from adamlab.optim.config_error import ConfigError
+from adamlab.optim.config_error import ConfigError, check_one_of
 from adamlab.optim.parametrization import (
     ALIGNMENTS, PARAMETRIZATIONS, eps_multipliers, parametrize, scale_by_parametrization)
 from adamlab.optim import schedules
@@ -69,10 +69,10 @@ def validate(config) -> None:
     if key not in known:
       raise ConfigError(f"optimizer.{key}", opt[key], "a known field: " + ", ".join(known))
   get = lambda k: opt.get(k, known[k])
-  _one_of("optimizer.name", get("name"), OPTIMIZERS)
-  _one_of("optimizer.schedule", get("schedule"), schedules.SCHEDULES)
-  _one_of("parametrization", config.get("parametrization", "sp"), PARAMETRIZATIONS)
-  _one_of("alignment", config.get("alignment", "full"), ALIGNMENTS)
+  check_one_of("optimizer.name", get("name"), OPTIMIZERS)
+  check_one_of("optimizer.schedule", get("schedule"), schedules.SCHEDULES)
+  check_one_of("parametrization", config.get("parametrization", "sp"), PARAMETRIZATIONS)
+  check_one_of("alignment", config.get("alignment", "full"), ALIGNMENTS)
   _range("optimizer.learning_rate", get("learning_rate"), 0, None, "a finite number >= 0")
   for k in ("b1", "b2"):
     _range(f"optimizer.{k}", get(k), 0, 1, "in [0, 1)", open_hi=True)
@@ -92,10 +92,6 @@ def validate(config) -> None:
     raise ConfigError("optimizer.warmup_steps", get("warmup_steps"),
                       f"<= optimizer.total_steps ({get('total_steps')})")
 
-
-def _one_of(field, value, allowed):
-  if value not in allowed:
-    raise ConfigError(field, value, allowed)
 
 
 def _range(field, value, lo, hi, allowed, open_lo=False, open_hi=False):

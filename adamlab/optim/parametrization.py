@@ -33,7 +33,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 import jax
 import optax
 
-from adamlab.optim.config_error import ConfigError
+from adamlab.optim.config_error import check_one_of
 
 ROLES = ("input", "hidden", "output", "fixed")
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "mfp", "mup_tp5")
@@ -66,9 +66,9 @@ class Exponents(NamedTuple):
 def exponents(parametrization: str, optimizer: str = "adam",
               alignment: str = "full") -> dict:
   """{role: Exponents} for a parametrization, optimizer family and alignment."""
-  _check("parametrization", parametrization, PARAMETRIZATIONS)
-  _check("optimizer", optimizer, OPTIMIZERS)
-  _check("alignment", alignment, ALIGNMENTS)
+  check_one_of("parametrization", parametrization, PARAMETRIZATIONS)
+  check_one_of("optimizer", optimizer, OPTIMIZERS)
+  check_one_of("alignment", alignment, ALIGNMENTS)
   a, b = _AB[parametrization]
   # Backward pass: the readout's effective weights have scale n^-(a_out + b_out), and
   # every hidden layer has a + b = 1/2, which keeps the backward signal's scale.
@@ -172,9 +172,9 @@ def parametrize(
   exps = exponents(parametrization, optimizer, alignment)
   constants = dict(constants or {})
   for role, consts in constants.items():
-    _check("constants role", role, ROLES)
+    check_one_of("constants role", role, ROLES)
     for key in consts:
-      _check(f"constants[{role!r}] key", key, ("multiplier", "init_std", "lr", "eps"))
+      check_one_of(f"constants[{role!r}] key", key, ("multiplier", "init_std", "lr", "eps"))
   roles = infer_roles(base_params, params)
   if base_std is None or not isinstance(base_std, (int, float)):
     stds = base_std
@@ -243,8 +243,3 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
     return scaled, state
 
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
-
-
-def _check(field, value, allowed):
-  if value not in allowed:
-    raise ConfigError(field, value, allowed)
