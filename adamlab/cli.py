@@ -63,8 +63,7 @@ def train(args, extra):
     last = trainer.run(config, args.workdir)
   except trainer.TrainingStopped as err:
     print(f"adamlab: training stopped: {err}", file=sys.stderr)
-    from adamlab.sweep.local import STOPPED
-    sys.exit(STOPPED)
+    sys.exit(trainer.EXIT_STOPPED)
   shown = {k: v for k, v in last.items() if not k.startswith("rms/")}
   print(" ".join(f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, float)))
   print(f"run directory: {args.workdir} (metrics.jsonl, tb/, checkpoints/, loss.png)")
@@ -91,7 +90,8 @@ def sweep(args, extra):
   from adamlab.sweep import local
   if extra:
     raise ConfigError(f"adamlab sweep: unrecognized arguments: {' '.join(extra)}")
-  status = local.run(args.config, args.workdir, args.workers)
+  status = local.run(args.config, args.workdir, args.workers, args.backend, args.pack,
+                     args.address)
   print(open(os.path.join(args.workdir, "results.md")).read(), end="")
   print(f"sweep directory: {args.workdir} ({sum(s != 'failed' for s in status.values())}"
         f"/{len(status)} runs finished; results.csv, results.md)")
@@ -131,11 +131,15 @@ def main(argv=None):
   fe.add_argument("--dir", default="", help="data directory (default $ADAMLAB_DATA or ./data)")
   fe.add_argument("--from", dest="source", default="", help="copy from this folder instead")
   sw = commands.add_parser("sweep", help="run a sweep config's grid",
-                           description="adamlab sweep --config configs/sweeps/X.py --workdir DIR")
+                           description="adamlab sweep --config configs/sweeps/X.py --workdir DIR "
+                                       "[--workers N] [--backend local|ray] [--pack K]")
   sw.add_argument("--config", required=True)
   sw.add_argument("--workdir", required=True)
   sw.add_argument("--workers", type=int, default=1)
-  sw.add_argument("--backend", choices=["local"], default="local")
+  sw.add_argument("--backend", choices=["local", "ray"], default="local")
+  sw.add_argument("--address", default="", help="Ray cluster address (default: start Ray here)")
+  sw.add_argument("--pack", type=int, default=1,
+                  help="train up to K runs differing only in optimizer scalars as one program")
   rs = commands.add_parser("results", help="results.csv and tables of a sweep directory")
   rs.add_argument("sweep_dir", metavar="SWEEP_DIR")
   try:

@@ -8,7 +8,7 @@ from adamlab.optim.adam_atan2 import (
     ScaleByAdamAtan2State, adam_atan2, atan2, atan2_of_square, scale_by_adam_atan2)
 from adamlab.optim.config_error import ConfigError
 from adamlab.optim.factory import (
-    OPTIMIZERS, build, default_config, parametrization_table, schedule, validate)
+    OPTIMIZERS, build, default_config, hyperparams, parametrization_table, schedule, validate)
 from adamlab.optim.parametrization import (
     ALIGNMENTS, PARAMETRIZATIONS, ROLES, Exponents, LeafRole, LeafScale, eps_multipliers,
     exponents, forward_multipliers, infer_roles, init_stds, lr_multipliers, parametrize,

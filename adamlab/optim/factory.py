@@ -107,15 +107,28 @@ def _int(field, value, lo):
     raise ConfigError(field, value, f"an integer >= {lo}")
 
 
-def schedule(opt) -> optax.Schedule:
-  """The learning-rate schedule of an optimizer section."""
+def schedule(opt, peak=None) -> optax.Schedule:
+  """The learning-rate schedule of an optimizer section (peak: instead of learning_rate)."""
+  peak = opt.learning_rate if peak is None else peak
   if opt.schedule == "warmup_cosine":
-    return schedules.warmup_cosine(opt.learning_rate, opt.warmup_steps, opt.total_steps,
-                                   opt.final_lr_ratio)
+    return schedules.warmup_cosine(peak, opt.warmup_steps, opt.total_steps, opt.final_lr_ratio)
   if opt.schedule == "wsd":
-    return schedules.wsd(opt.learning_rate, opt.warmup_steps, opt.total_steps,
-                         opt.final_lr_ratio, opt.decay_fraction)
-  return schedules.constant(opt.learning_rate, opt.warmup_steps)
+    return schedules.wsd(peak, opt.warmup_steps, opt.total_steps, opt.final_lr_ratio,
+                         opt.decay_fraction)
+  return schedules.constant(peak, opt.warmup_steps)
+
+
+def hyperparams(config) -> dict:
+  """{name: value} of the scalars runs packed into one program (jax.vmap) may differ in.
+
+  The peak learning rate and the optimizer's injected hyperparameters; a clip_threshold
+  of None (clipping off) is static, so it is not one of them.
+  """
+  opt = _with_defaults(config.optimizer)
+  hp = {k: opt[k] for k in ("learning_rate",) + HYPERPARAMS[opt.name]}
+  if hp.get("clip_threshold", 0) is None:
+    hp.pop("clip_threshold")
+  return hp
 
 
 def parametrization_table(config, params, base_params=None):
@@ -133,12 +146,14 @@ def _with_defaults(opt):
   return full
 
 
-def build(config, params, base_params=None) -> optax.GradientTransformation:
+def build(config, params, base_params=None, values=None) -> optax.GradientTransformation:
   """optax transformation for `config` (an experiment config with an optimizer section).
 
   params and base_params may be arrays or shapes; base_params (the same model at
   config.base_width) lets the parametrization tell which dimensions grow. Weight
   decay skips vectors (biases, norm scales) unless optimizer.decay_vectors.
+  values: {name: scalar} replacing some of `hyperparams(config)`; they may be traced,
+  which is how packed runs vmap one optimizer over their hyperparameters.
   """
   validate(config)
   opt = _with_defaults(config.optimizer)
@@ -157,12 +172,10 @@ def build(config, params, base_params=None) -> optax.GradientTransformation:
         optax.scale_by_learning_rate(learning_rate),
     )
 
-  hp = {k: opt[k] for k in HYPERPARAMS[opt.name]}
-  if opt.name == "stable_adamw" and opt.clip_threshold is None:
-    hp.pop("clip_threshold")  # None is static: clipping off.
-  if opt.name == "adafactor" and opt.clip_threshold is None:
+  hp = {**hyperparams(config), **(values or {})}
+  if opt.name == "adafactor" and "clip_threshold" not in hp:
     hp["clip_threshold"] = 1.0  # Adafactor always clips its block RMS; 1 is its default
-  tx = optax.inject_hyperparams(make)(learning_rate=schedule(opt), **hp)
+  tx = optax.inject_hyperparams(make)(learning_rate=schedule(opt, hp.pop("learning_rate")), **hp)
   if opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   return tx

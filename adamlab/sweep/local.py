@@ -1,25 +1,21 @@
-"""Run a sweep on this machine: N worker processes, each an `adamlab train` subprocess.
+"""Run a sweep: N jobs at a time, each an `adamlab train` subprocess (or a pack of runs).
 
-Completed runs (with result.json) are skipped; an interrupted run resumes from its
-checkpoints, because its run directory is the same; a run that diverges (the trainer
-stops on non-finite steps, or its loss is not finite) is a result, not a crash.
+backend "local" runs the jobs from threads of this process; "ray" runs them as Ray
+tasks, on this machine or on a cluster. Completed runs (with result.json) are
+skipped; an interrupted run resumes from its checkpoints, because its run directory
+is the same; a run that diverges (the trainer stops on non-finite steps, or its loss
+is not finite) is a result, not a crash.
 """
 
 import concurrent.futures
 import json
-import math
 import os
-import subprocess
-import sys
 import time
 
 from adamlab import data
 from adamlab.optim.config_error import ConfigError
-from adamlab.sweep import grid, results
-from adamlab.train import metrics as metrics_lib
+from adamlab.sweep import grid, jobs, results
 from adamlab.train.train import check_config
-
-STOPPED = 3  # `adamlab train`'s exit code for a run stopped by non-finite steps
 
 
 def prepare(sweep_path: str, workdir: str):
@@ -47,65 +43,61 @@ def prepare(sweep_path: str, workdir: str):
   return sweep, planned
 
 
-def run(sweep_path: str, workdir: str, workers: int = 1, log=print) -> dict:
-  """Run every missing run; returns {run_id: status}."""
-  if workers < 1:
-    raise ConfigError("--workers", workers, "an integer >= 1")
+def run(sweep_path: str, workdir: str, workers: int = 1, backend: str = "local", pack: int = 1,
+        address: str = "", log=print) -> dict:
+  """Run every missing run of the sweep; returns {run_id: status}."""
+  for field, value in (("--workers", workers), ("--pack", pack)):
+    if not isinstance(value, int) or value < 1:
+      raise ConfigError(field, value, "an integer >= 1")
   sweep, planned = prepare(sweep_path, workdir)
   os.makedirs(workdir, exist_ok=True)
-  _write_json(os.path.join(workdir, "sweep.json"),
-              dict(sweep=sweep, runs=[dict(id=r, values=v) for r, v in planned]))
-  status = {rid: "done" for rid, _ in planned if os.path.exists(_result_path(workdir, rid))}
-  todo = [(rid, values) for rid, values in planned if rid not in status]
-  log(f"sweep: {len(planned)} runs, {len(status)} already done, {len(todo)} to run, "
-      f"{workers} worker(s)")
-  t0, finished = time.time(), 0
-  pool = concurrent.futures.ThreadPoolExecutor(workers)
-  futures = {pool.submit(_train, sweep, workdir, rid, values): rid for rid, values in todo}
-  try:
-    for future in concurrent.futures.as_completed(futures):
-      rid = futures[future]
-      status[rid] = future.result()
-      finished += 1
-      running = min(workers, len(todo) - finished)
-      failed = sum(s == "failed" for s in status.values())
-      eta = (time.time() - t0) / finished * (len(todo) - finished)
-      log(f"sweep: {sum(s != 'failed' for s in status.values())}/{len(planned)} done, "
-          f"{running} running, {failed} failed, ETA {eta / 60:.1f} min  [{rid}: {status[rid]}]")
-  finally:  # on Ctrl-C or an error, queued runs are not started
-    pool.shutdown(wait=True, cancel_futures=True)
+  jobs.write_json(os.path.join(workdir, "sweep.json"),
+                  dict(sweep=sweep, runs=[dict(id=r, values=v) for r, v in planned]))
+  status = execute(sweep, workdir, planned, workers, backend, pack, address, log)
   results.write(workdir)
   return status
 
 
-def _train(sweep, workdir, rid, values) -> str:
-  run_dir = os.path.join(workdir, rid)
-  cmd = [sys.executable, "-m", "adamlab.cli", "train", "--workdir", run_dir,
-         "--config=" + sweep["base"], *grid.flags({**sweep["fixed"], **values})]
-  with open(os.path.join(workdir, f"{rid}.log"), "a") as out:
-    proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
-  metrics_path = os.path.join(run_dir, "metrics.jsonl")
-  if proc.returncode not in (0, STOPPED) or not os.path.exists(metrics_path):
-    return "failed"  # a crash: not recorded, so the next `adamlab sweep` retries it
-  rows = metrics_lib.read(metrics_path)
-  final = rows[-1] if rows else {}
-  losses = [r["loss"] for r in rows if isinstance(r.get("loss"), float)]
-  evals = [r["eval_loss"] for r in rows if isinstance(r.get("eval_loss"), float)]
-  diverged = proc.returncode == STOPPED or not losses or not math.isfinite(losses[-1])
-  _write_json(_result_path(workdir, rid), dict(
-      id=rid, values=values, diverged=diverged, steps=final.get("step", 0),
-      final_loss=losses[-1] if losses else None, best_loss=min(losses) if losses else None,
-      final_eval_loss=evals[-1] if evals else None, best_eval_loss=min(evals) if evals else None,
-      final_eval_accuracy=final.get("eval_accuracy")))
-  return "diverged" if diverged else "done"
+def execute(sweep: dict, workdir: str, planned: list, workers: int = 1, backend: str = "local",
+            pack: int = 1, address: str = "", log=print) -> dict:
+  """Train the planned runs that have no result yet, `workers` jobs at a time."""
+  status = {rid: "done" for rid, _ in planned if os.path.exists(jobs.result_path(workdir, rid))}
+  todo = [(rid, values) for rid, values in planned if rid not in status]
+  work = jobs.group(sweep, todo, pack)
+  log(f"sweep: {len(planned)} runs, {len(status)} already done, {len(todo)} to run "
+      f"({len(work)} jobs), {workers} worker(s), {backend}")
+  t0, finished_jobs = time.time(), [0]
+
+  def done(job_status):
+    status.update(job_status)
+    finished_jobs[0] += 1
+    finished = sum(status.get(r) in ("done", "diverged", "failed") for r, _ in todo)
+    failed = sum(s == "failed" for s in status.values())
+    eta = (time.time() - t0) / max(1, finished) * (len(todo) - finished)
+    log(f"sweep: {sum(s in ('done', 'diverged') for s in status.values())}/{len(planned)} done, "
+        f"{max(0, min(workers, len(work) - finished_jobs[0]))} running, {failed} failed, "
+        f"ETA {eta / 60:.1f} min  [{', '.join(f'{r}: {s}' for r, s in job_status.items())}]")
+
+  map_jobs = _ray_map if backend == "ray" else _thread_map
+  # Runs another process has claimed are tried again at the end, waiting for the claim.
+  map_jobs(sweep, workdir, work, workers, address, done, block=False)
+  busy = [[(r, v)] for r, v in todo if status.get(r) == jobs.BUSY]
+  if busy:
+    log(f"sweep: waiting for {len(busy)} run(s) another process is training")
+    map_jobs(sweep, workdir, busy, workers, address, done, block=True)
+  return status
 
 
-def _result_path(workdir, rid):
-  return os.path.join(workdir, rid, "result.json")
+def _thread_map(sweep, workdir, work, workers, address, done, block):
+  pool = concurrent.futures.ThreadPoolExecutor(workers)
+  futures = [pool.submit(jobs.train, sweep, workdir, job, block) for job in work]
+  try:
+    for future in concurrent.futures.as_completed(futures):
+      done(future.result())
+  finally:  # on Ctrl-C or an error, queued jobs are not started
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_json(path, obj):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+def _ray_map(sweep, workdir, work, workers, address, done, block):
+  from adamlab.sweep import ray_backend
+  ray_backend.map_jobs(sweep, workdir, work, workers, address, done, block)

@@ -1,3 +1,3 @@
 """One trainer: state, sharded jit step, eval, Orbax checkpoints, metrics."""
 
-from adamlab.train.train import TrainingStopped, run, validate
+from adamlab.train.train import EXIT_STOPPED, TrainingStopped, run, run_pack, validate

@@ -33,6 +33,8 @@ class Writer:
       os.fsync(self.file.fileno())
 
   def close(self) -> None:
+    if self.file.closed:
+      return
     self.flush(durable=True)
     self.file.close()
     self.tb.close()

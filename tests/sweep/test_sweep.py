@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from adamlab import optim
@@ -107,3 +108,36 @@ def test_best_per_group_picks_the_lowest_finite_metric():
       {"w": 1, "lr": 0.2, "final_eval_loss": 1.5}]
   with pytest.raises(optim.ConfigError, match=r"sweep.axes\[0\]"):
     grid.runs(dict(axes=[{"x": "notalist"}]))
+
+
+PACKABLE = SWEEP.replace('{"model.width": [16, 32]}, {"optimizer.learning_rate": [1e-3, 1e-2]}',
+                         '{"optimizer.learning_rate": [1e-3, 1e-2, 1e30]}, '
+                         '{"optimizer.b2": [0.95, 0.99]}').replace(
+                             '"steps": 6,', '"steps": 9, "optimizer.grad_clip_norm": 0.0,')
+
+
+def test_packed_runs_equal_runs_alone_and_ray_runs_them_too(tmp_path):
+  # Six runs differing in lr and b2, one lr so large that it stops on non-finite steps:
+  # packed 3 at a time (local) vs one at a time (as Ray tasks).
+  path = sweep_file(tmp_path, PACKABLE)
+  packed = adamlab("sweep", "--config", path, "--workdir", str(tmp_path / "packed"), "--pack", "3")
+  assert packed.returncode == 0, packed.stderr
+  assert "(2 jobs)" in packed.stdout
+  alone = adamlab("sweep", "--config", path, "--workdir", str(tmp_path / "alone"),
+                  "--backend", "ray", "--workers", "2")
+  assert alone.returncode == 0, alone.stderr
+  assert "6 to run (6 jobs), 2 worker(s), ray" in alone.stdout
+  _, _, a = results.collect(str(tmp_path / "packed"))
+  _, _, b = results.collect(str(tmp_path / "alone"))
+  assert [r["diverged"] for r in a] == [r["diverged"] for r in b] == [False] * 4 + [True] * 2
+  for run in b:
+    ra = [json.loads(l) for l in open(tmp_path / "packed" / run["id"] / "metrics.jsonl")]
+    rb = [json.loads(l) for l in open(tmp_path / "alone" / run["id"] / "metrics.jsonl")]
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    assert (tmp_path / "packed" / run["id"] / "stopped.txt").exists() == run["diverged"]
+    for key in ("loss", "lr", "grad_norm", "update_rms", "eval_loss", "skipped"):
+      x = [r.get(key) for r in ra]
+      y = [r.get(key) for r in rb]
+      assert [type(v) for v in x] == [type(v) for v in y], key
+      np.testing.assert_allclose([v for v in x if isinstance(v, float)],
+                                 [v for v in y if isinstance(v, float)], rtol=1e-5, err_msg=key)

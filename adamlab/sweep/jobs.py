@@ -1,0 +1,124 @@
+"""One job of a sweep: a run, or runs packed into one program, trained in a subprocess.
+
+A job claims its runs with file locks (`claims/RUN.lock`, held by the training process
+too), so two sweeps on one directory, or a sweep resumed while a killed one's runs
+are still dying, never train a run twice. The result of a finished run is its
+`result.json`; a run stopped by non-finite steps is a result too (diverged).
+"""
+
+import ctypes
+import fcntl
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+from adamlab.sweep import grid
+from adamlab.train import metrics as metrics_lib
+from adamlab.train.train import STOPPED, pack_key
+
+BUSY = "busy"  # claimed by another process
+
+
+def group(sweep: dict, todo: list, pack: int) -> list:
+  """Runs as jobs: up to `pack` runs whose configs differ only in optimizer scalars."""
+  if pack <= 1:
+    return [[run] for run in todo]
+  groups = {}
+  for rid, values in todo:
+    config = grid.run_config(sweep, values)
+    key = pack_key(config) if not config.rewind_skip else rid  # rewinds cannot be packed
+    groups.setdefault(key, []).append((rid, values))
+  return [runs[i:i + pack] for runs in groups.values() for i in range(0, len(runs), pack)]
+
+
+def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
+  """Train the job's runs that are not done or claimed; {run_id: status}."""
+  status, claims = {}, {}
+  for rid, values in job:
+    lock = _claim(os.path.join(workdir, "claims", rid + ".lock"), block)
+    if lock is None:
+      status[rid] = BUSY
+    elif os.path.exists(result_path(workdir, rid)):
+      status[rid] = "done"  # finished by another process meanwhile
+      lock.close()
+    else:
+      claims[rid] = (values, lock)
+  if not claims:
+    return status
+  locks = [lock.fileno() for _, lock in claims.values()]
+  log_path = os.path.join(workdir, "logs", next(iter(claims)) + ".log")  # a pack's: its first run's
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  if len(claims) == 1:
+    (rid, (values, _)), = claims.items()
+    cmd = [sys.executable, "-m", "adamlab.cli", "train", "--workdir", os.path.join(workdir, rid),
+           "--config=" + sweep["base"], *grid.flags({**sweep["fixed"], **values})]
+  else:
+    spec = dict(base=sweep["base"], runs=[
+        dict(workdir=os.path.join(workdir, rid), overrides={**sweep["fixed"], **values})
+        for rid, (values, _) in claims.items()])
+    spec_path = log_path[:-len(".log")] + ".pack.json"
+    write_json(spec_path, spec)
+    cmd = [sys.executable, "-m", "adamlab.sweep.pack", spec_path]
+  try:
+    with open(log_path, "a") as out:
+      # The locks go with the child, which dies with us: no orphan trains unclaimed.
+      subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=locks,
+                     preexec_fn=_die_with_parent)
+    for rid, (values, _) in claims.items():
+      status[rid] = _record(workdir, rid, values)
+  finally:
+    for _, lock in claims.values():
+      lock.close()
+  return status
+
+
+def _record(workdir, rid, values) -> str:
+  """Write result.json of a run that ended; "failed" (not recorded, retried) if it crashed."""
+  run_dir = os.path.join(workdir, rid)
+  metrics_path = os.path.join(run_dir, "metrics.jsonl")
+  stopped = os.path.exists(os.path.join(run_dir, STOPPED))
+  rows = metrics_lib.read(metrics_path) if os.path.exists(metrics_path) else []
+  final = rows[-1] if rows else {}
+  with open(os.path.join(run_dir, "config.json")) as f:
+    steps = json.load(f)["steps"]
+  if not stopped and final.get("step") != steps:
+    return "failed"
+  losses = [r["loss"] for r in rows if isinstance(r.get("loss"), float)]
+  evals = [r["eval_loss"] for r in rows if isinstance(r.get("eval_loss"), float)]
+  diverged = stopped or not losses or not math.isfinite(losses[-1])
+  write_json(result_path(workdir, rid), dict(
+      id=rid, values=values, diverged=diverged, steps=final.get("step", 0),
+      final_loss=losses[-1] if losses else None, best_loss=min(losses) if losses else None,
+      final_eval_loss=evals[-1] if evals else None, best_eval_loss=min(evals) if evals else None,
+      final_eval_accuracy=final.get("eval_accuracy")))
+  return "diverged" if diverged else "done"
+
+
+def _claim(path: str, block: bool):
+  """An open, locked file (the claim), or None if another process holds it."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  f = open(path, "a")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+  except BlockingIOError:
+    f.close()
+    return None
+  return f
+
+
+def _die_with_parent():
+  ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def result_path(workdir, rid):
+  return os.path.join(workdir, rid, "result.json")
+
+
+def write_json(path, obj):
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)

@@ -1,0 +1,25 @@
+"""Train the runs of a pack spec as one vmapped program: python -m adamlab.sweep.pack SPEC.
+
+SPEC (written by the sweep runner) is {"base": "configs/x.py:presets", "runs":
+[{"workdir": ..., "overrides": {field: value}}, ...]}; the runs may differ only in
+scalar optimizer hyperparameters (see adamlab.train.run_pack).
+"""
+
+import json
+import sys
+
+from adamlab.config import load
+from adamlab.sweep.grid import flags
+from adamlab.train.train import run_pack
+
+
+def main(spec_path: str):
+  with open(spec_path) as f:
+    spec = json.load(f)
+  configs = [load(["--config=" + spec["base"]] + flags(run["overrides"]))[0]
+             for run in spec["runs"]]
+  run_pack(configs, [run["workdir"] for run in spec["runs"]])
+
+
+if __name__ == "__main__":
+  main(sys.argv[1])
