@@ -99,6 +99,19 @@ def sweep(args, extra):
     sys.exit(1)
 
 
+def search(args, extra):
+  from adamlab.sweep import search as search_lib
+  if extra:
+    raise ConfigError(f"adamlab search: unrecognized arguments: {' '.join(extra)}")
+  out = search_lib.run(args.config, args.workdir, args.workers, args.backend, args.pack,
+                       args.address)
+  print(open(os.path.join(args.workdir, "classification.md")).read(), end="")
+  print(f"search directory: {args.workdir} (choices.md, classification.md, sensitivity/)")
+  if out["failed"]:
+    print(f"adamlab: {out['failed']} run(s) failed; see {args.workdir}/logs", file=sys.stderr)
+    sys.exit(1)
+
+
 def results(args, extra):
   from adamlab.sweep import results as results_lib
   if extra:
@@ -133,13 +146,17 @@ def main(argv=None):
   sw = commands.add_parser("sweep", help="run a sweep config's grid",
                            description="adamlab sweep --config configs/sweeps/X.py --workdir DIR "
                                        "[--workers N] [--backend local|ray] [--pack K]")
-  sw.add_argument("--config", required=True)
-  sw.add_argument("--workdir", required=True)
-  sw.add_argument("--workers", type=int, default=1)
-  sw.add_argument("--backend", choices=["local", "ray"], default="local")
-  sw.add_argument("--address", default="", help="Ray cluster address (default: start Ray here)")
-  sw.add_argument("--pack", type=int, default=1,
-                  help="train up to K runs differing only in optimizer scalars as one program")
+  se = commands.add_parser("search", help="coordinate-descent hyperparameter search",
+                           description="adamlab search --config configs/search/X.py --workdir "
+                                       "DIR [--workers N] [--backend local|ray] [--pack K]")
+  for p in (sw, se):
+    p.add_argument("--config", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--address", default="", help="Ray cluster address (default: start Ray here)")
+    p.add_argument("--pack", type=int, default=1,
+                   help="train up to K runs differing only in optimizer scalars as one program")
   rs = commands.add_parser("results", help="results.csv and tables of a sweep directory")
   rs.add_argument("sweep_dir", metavar="SWEEP_DIR")
   try:
@@ -152,7 +169,7 @@ def main(argv=None):
     elif args.command == "coordcheck":
       coordcheck(args, extra)
     else:
-      {"train": train, "plot": plot, "data": data_fetch, "sweep": sweep,
+      {"train": train, "plot": plot, "data": data_fetch, "sweep": sweep, "search": search,
        "results": results}[args.command](args, extra)
   except ConfigError as err:
     print(f"adamlab: error: {err}", file=sys.stderr)

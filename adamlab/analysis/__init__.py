@@ -1,3 +1,4 @@
-"""Pure functions over results: coordinate-check slopes and plots."""
+"""Pure functions over results: coordinate-check slopes, hyperparameter sensitivity, plots."""
 
 from adamlab.analysis.coords import plot as plot_coords, read_csv, slopes, write_csv
+from adamlab.analysis import sensitivity

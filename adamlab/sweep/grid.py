@@ -23,29 +23,33 @@ import re
 from adamlab.config import load
 from adamlab.optim.config_error import ConfigError
 
-KEYS = ("base", "fixed", "axes", "best_of", "metric")
-
-
 def load_sweep(path_arg: str) -> dict:
   """The dict of a sweep file `path[:arg]`."""
+  return load_spec(path_arg, "get_sweep", dict(fixed={}, axes=[], best_of=None,
+                                               metric="eval_loss"))
+
+
+def load_spec(path_arg: str, getter: str, defaults: dict) -> dict:
+  """`getter(arg)` of the Python file `path[:arg]`: a dict with `base` and `defaults`' keys."""
   path, _, arg = path_arg.partition(":")
   if not os.path.isfile(path):
-    raise ConfigError("--config", path, "an existing sweep file, e.g. configs/sweeps/mutransfer.py")
+    raise ConfigError("--config", path, f"an existing file defining {getter}(arg)")
   try:
-    spec = importlib.util.spec_from_file_location("adamlab_sweep", path)
+    spec = importlib.util.spec_from_file_location("adamlab_spec", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    sweep = module.get_sweep(arg)
+    out = getattr(module, getter)(arg)
   except ConfigError:
     raise
   except Exception as err:
     raise ConfigError(f"--config: {path}: {type(err).__name__}: {err}") from err
-  for key in sweep:
-    if key not in KEYS:
-      raise ConfigError(f"sweep.{key}", sweep[key], "a known sweep key: " + ", ".join(KEYS))
-  if not isinstance(sweep.get("base"), str):
-    raise ConfigError("sweep.base", sweep.get("base"), "a config path like configs/gpt.py:mup")
-  return {**dict(fixed={}, axes=[], best_of=None, metric="eval_loss"), **sweep}
+  keys = ("base", *defaults)
+  for key in out:
+    if key not in keys:
+      raise ConfigError(f"{getter[4:]}.{key}", out[key], "a known key: " + ", ".join(keys))
+  if not isinstance(out.get("base"), str):
+    raise ConfigError(f"{getter[4:]}.base", out.get("base"), "a config path like configs/gpt.py:mup")
+  return {**defaults, **out}
 
 
 def runs(sweep: dict) -> list:

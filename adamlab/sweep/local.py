@@ -27,28 +27,37 @@ def prepare(sweep_path: str, workdir: str):
     check_config(config)  # no devices here: the runs' processes own them
     if i == 0:
       data.Source(config)  # the data is there and fits the model
-  saved = os.path.join(workdir, "sweep.json")
+  check_dir(workdir, "sweep.json", "sweep", sweep)
+  return sweep, planned
+
+
+def check_executor(workers: int, pack: int) -> None:
+  for field, value in (("--workers", workers), ("--pack", pack)):
+    if not isinstance(value, int) or value < 1:
+      raise ConfigError(field, value, "an integer >= 1")
+
+
+def check_dir(workdir: str, name: str, key: str, spec: dict) -> None:
+  """workdir is new or empty, or holds this same spec in its `name` file (to resume it)."""
+  saved = os.path.join(workdir, name)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError("--workdir", workdir, "a directory (this is a file)")
   if os.path.exists(saved):
     try:
       with open(saved) as f:
-        same = json.load(f)["sweep"] == json.loads(json.dumps(sweep))
+        same = json.load(f)[key] == json.loads(json.dumps(spec))
     except (ValueError, KeyError) as err:
-      raise ConfigError("--workdir", workdir, f"a sweep with a readable sweep.json ({err})")
+      raise ConfigError("--workdir", workdir, f"a directory with a readable {name} ({err})")
     if not same:
-      raise ConfigError("--workdir", workdir, "a new directory, or one holding this same sweep")
+      raise ConfigError("--workdir", workdir, f"a new directory, or one holding this same {key}")
   elif os.path.isdir(workdir) and os.listdir(workdir):
-    raise ConfigError("--workdir", workdir, "a new or empty directory, or an adamlab sweep")
-  return sweep, planned
+    raise ConfigError("--workdir", workdir, f"a new or empty directory, or an adamlab {key}")
 
 
 def run(sweep_path: str, workdir: str, workers: int = 1, backend: str = "local", pack: int = 1,
         address: str = "", log=print) -> dict:
   """Run every missing run of the sweep; returns {run_id: status}."""
-  for field, value in (("--workers", workers), ("--pack", pack)):
-    if not isinstance(value, int) or value < 1:
-      raise ConfigError(field, value, "an integer >= 1")
+  check_executor(workers, pack)
   sweep, planned = prepare(sweep_path, workdir)
   os.makedirs(workdir, exist_ok=True)
   jobs.write_json(os.path.join(workdir, "sweep.json"),

@@ -26,9 +26,14 @@ def collect(workdir: str):
   return plan["sweep"], fields, rows
 
 
+def metric_key(metric: str) -> str:
+  """The result.json field of a metric: "eval_loss" is its final value."""
+  return metric if metric.startswith(("final_", "best_")) else "final_" + metric
+
+
 def best_per_group(rows, fields, best_of: str, metric: str):
   """For each combination of the other grid fields, the run with the lowest final metric."""
-  key = "final_" + metric if not metric.startswith(("final_", "best_")) else metric
+  key = metric_key(metric)
   groups = {}
   for r in rows:
     value = r.get(key)

@@ -1,0 +1,164 @@
+"""Coordinate-descent hyperparameter search (seed 004): 1-D grids, passes until stable.
+
+    adamlab search --config configs/search/adamw.py --workdir searches/x
+
+A search file is Python with `get_search(arg)` returning a plain dict:
+
+    dict(base="configs/gpt.py:adamw",                    # the experiment config
+         fixed={"eval_batches": 4},                       # overrides every run shares
+         scales=[{"model.width": 64, "steps": 300},       # model x data scales, each
+                 {"model.width": 128, "steps": 300}],     # searched on its own
+         space={"optimizer.learning_rate": [1e-3, 2e-3, 4e-3],  # 1-D grids, in the
+                "optimizer.b2": [0.9, 0.95, 0.99]},               # order of descent
+         baseline={"optimizer.learning_rate": 2e-3},     # start (default: the config's)
+         metric="eval_loss", max_passes=3, sensitivity=0.01)
+
+From the baseline, each hyperparameter in turn is swept over its grid with the others
+fixed, and the best value kept; passes repeat until a pass changes nothing. Every
+point is a run whose id comes from its scale and hyperparameters, so it is trained
+once and reused by later passes and re-runs. Writes choices.csv/md (the value chosen
+per hyperparameter per pass), sensitivity/<field>.png (loss vs value per scale) and
+classification.md (does the optimum shift with scale, is the loss sensitive to it).
+"""
+
+import csv
+import json
+import math
+import os
+
+from adamlab import data
+from adamlab.analysis import sensitivity
+from adamlab.optim.config_error import ConfigError
+from adamlab.sweep import grid, jobs, local, results
+from adamlab.train.train import check_config
+
+DEFAULTS = dict(fixed={}, scales=[{}], space={}, baseline={}, metric="eval_loss", max_passes=3,
+                sensitivity=0.01)
+
+
+def prepare(path_arg: str, workdir: str):
+  """Load and check the search (every grid value at every scale) before anything runs."""
+  spec = grid.load_spec(path_arg, "get_search", DEFAULTS)
+  space, scales = spec["space"], spec["scales"]
+  if not isinstance(space, dict) or not space or not all(
+      isinstance(v, (list, tuple)) and v for v in space.values()):
+    raise ConfigError("search.space", space, "a non-empty dict of field -> non-empty list")
+  if not isinstance(scales, list) or not scales or not all(isinstance(s, dict) for s in scales):
+    raise ConfigError("search.scales", scales, "a non-empty list of dicts of overrides")
+  for key in spec["baseline"]:
+    if key not in space:
+      raise ConfigError(f"search.baseline.{key}", spec["baseline"][key], "a field of search.space")
+  if not isinstance(spec["max_passes"], int) or spec["max_passes"] < 1:
+    raise ConfigError("search.max_passes", spec["max_passes"], "an integer >= 1")
+  sweep = dict(base=spec["base"], fixed=spec["fixed"])
+  baselines = []
+  for scale in scales:
+    config = grid.run_config(sweep, scale)
+    baseline = {f: spec["baseline"].get(f, _get(config, f)) for f in space}
+    for field, values in space.items():
+      for v in values:
+        check_config(grid.run_config(sweep, {**scale, **baseline, field: v}))
+    baselines.append(baseline)
+  data.Source(grid.run_config(sweep, {**scales[0], **baselines[0]}))
+  local.check_dir(workdir, "search.json", "search", spec)
+  return spec, sweep, baselines
+
+
+def _get(config, field):
+  for part in field.split("."):
+    config = config[part]
+  return config
+
+
+def run(path_arg: str, workdir: str, workers: int = 1, backend: str = "local", pack: int = 1,
+        address: str = "", log=print) -> dict:
+  """Run the search; returns {"choices": rows, "classification": rows, "failed": n}."""
+  local.check_executor(workers, pack)
+  spec, sweep, baselines = prepare(path_arg, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  jobs.write_json(os.path.join(workdir, "search.json"), dict(search=spec))
+  key = results.metric_key(spec["metric"])
+  current = [dict(b) for b in baselines]
+  curves = [{} for _ in spec["scales"]]
+  choices, failed = [], set()
+  active = list(range(len(spec["scales"])))
+  for pass_ in range(1, spec["max_passes"] + 1):
+    changed = set()
+    for field, grid_values in spec["space"].items():
+      points = {}  # (scale, value) -> (run id, values)
+      for i in active:
+        for v in _with(grid_values, current[i][field]):
+          values = {**spec["scales"][i], **current[i], field: v}
+          points[i, v] = (grid.run_id(values), values)
+      planned = list({rid: (rid, values) for rid, values in points.values()}.values())
+      log(f"search: pass {pass_}, {field}: {len(planned)} points at {len(active)} scale(s)")
+      status = local.execute(sweep, workdir, planned, workers, backend, pack, address, log)
+      failed |= {rid for rid, s in status.items() if s == "failed"}
+      for i in active:
+        curve = [(v, _metric(workdir, points[i, v][0], key)) for v in _with(grid_values, current[i][field])]
+        best = min(curve, key=lambda vm: (_order(vm[1]), vm[0] != current[i][field]))[0]
+        if best != current[i][field]:
+          current[i][field] = best
+          changed.add(i)
+        curves[i][field] = curve
+        choices.append(dict(scale=_label(spec["scales"][i]), **{"pass": pass_}, field=field,
+                            value=best, metric=dict(curve)[best], changed=i in changed))
+    active = [i for i in active if i in changed]
+    if not active:
+      break
+  rows = sensitivity.classify(spec["scales"], current, curves, spec["sensitivity"])
+  _write(workdir, spec, choices, rows, curves)
+  return dict(choices=choices, classification=rows, failed=len(failed), current=current)
+
+
+def _with(values, v):
+  """The grid, and the current value if it is off the grid (it competes too)."""
+  return list(values) + ([v] if v not in values else [])
+
+
+def _metric(workdir, rid, key):
+  path = jobs.result_path(workdir, rid)
+  if not os.path.exists(path):
+    return None  # the run failed
+  with open(path) as f:
+    result = json.load(f)
+  return None if result["diverged"] else result.get(key)
+
+
+def _order(m):
+  return m if m is not None and math.isfinite(m) else math.inf
+
+
+def _label(scale: dict) -> str:
+  return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in scale.items()) or "base"
+
+
+def _write(workdir, spec, choices, rows, curves):
+  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+  with open(os.path.join(workdir, "choices.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(choices[0]))
+    w.writeheader()
+    w.writerows(choices)
+  labels = [_label(s) for s in spec["scales"]]
+  lines = ["| scale | pass | field | chosen | " + spec["metric"] + " | changed |",
+           "|---|---|---|---|---|---|"]
+  lines += [f"| {c['scale']} | {c['pass']} | {c['field']} | {fmt(c['value'])} | "
+            f"{fmt(c['metric'])} | {c['changed']} |" for c in choices]
+  with open(os.path.join(workdir, "choices.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  table = ["| hyperparameter | " + " | ".join(f"optimum ({l})" for l in labels)
+           + " | optimum shifts | shifted by | loss spread | sensitive | sensitive to scale |",
+           "|---|" + "---|" * (len(labels) + 5)]
+  for r in rows:
+    table.append(f"| {r['field']} | " + " | ".join(fmt(v) for v in r["optima"])
+                 + f" | {r['shifts']} | {', '.join(r['cause']) or '-'} | "
+                 f"{fmt(r['spread'])} | {r['sensitive']} | {r['scale_sensitive']} |")
+  text = (f"Sensitivity threshold: {spec['sensitivity']} relative spread of the final "
+          f"{spec['metric']} over a hyperparameter's grid (inf: some values diverged).\n\n"
+          + "\n".join(table) + "\n")
+  with open(os.path.join(workdir, "classification.md"), "w") as f:
+    f.write(text)
+  os.makedirs(os.path.join(workdir, "sensitivity"), exist_ok=True)
+  for field in spec["space"]:
+    sensitivity.plot(field, [c[field] for c in curves if field in c], labels,
+                     os.path.join(workdir, "sensitivity", field.split(".")[-1] + ".png"))
