@@ -38,6 +38,8 @@ def present(root: str, name: str) -> bool:
 def fetch(root: str = "", source: str = "", log=print) -> str:
   """Make sure both data sets are in `root`; returns the data directory."""
   root = data_dir(root)
+  if source and not os.path.isdir(source):
+    raise ConfigError("data fetch --from", source, "an existing folder")
   missing = [name for name in PACKAGES if not present(root, name)]
   if not missing:
     log(f"data: already in {root}")

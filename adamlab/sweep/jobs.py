@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 
+from adamlab.files import write_json
 from adamlab.sweep import grid
 from adamlab.train import metrics as metrics_lib
 from adamlab.train.train import STOPPED, pack_key
@@ -116,9 +117,3 @@ def _die_with_parent():
 def result_path(workdir, rid):
   return os.path.join(workdir, rid, "result.json")
 
-
-def write_json(path, obj):
-  tmp = f"{path}.{os.getpid()}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)

@@ -14,6 +14,7 @@ import time
 
 from adamlab import data
 from adamlab.optim.config_error import ConfigError
+from adamlab.files import write_json
 from adamlab.sweep import grid, jobs, results
 from adamlab.train.train import check_config
 
@@ -50,7 +51,7 @@ def check_dir(workdir: str, name: str, key: str, spec: dict) -> None:
       raise ConfigError("--workdir", workdir, f"a directory with a readable {name} ({err})")
     if not same:
       raise ConfigError("--workdir", workdir, f"a new directory, or one holding this same {key}")
-  elif os.path.isdir(workdir) and os.listdir(workdir):
+  elif os.path.isdir(workdir) and [f for f in os.listdir(workdir) if not f.endswith(".tmp")]:
     raise ConfigError("--workdir", workdir, f"a new or empty directory, or an adamlab {key}")
 
 
@@ -60,7 +61,7 @@ def run(sweep_path: str, workdir: str, workers: int = 1, backend: str = "local",
   check_executor(workers, pack)
   sweep, planned = prepare(sweep_path, workdir)
   os.makedirs(workdir, exist_ok=True)
-  jobs.write_json(os.path.join(workdir, "sweep.json"),
+  write_json(os.path.join(workdir, "sweep.json"),
                   dict(sweep=sweep, runs=[dict(id=r, values=v) for r, v in planned]))
   status = execute(sweep, workdir, planned, workers, backend, pack, address, log)
   results.write(workdir)

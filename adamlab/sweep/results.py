@@ -1,9 +1,12 @@
 """Sweep results: results.csv, a markdown table and the best value per group."""
 
 import csv
+import io
 import json
 import math
 import os
+
+from adamlab.files import write_text
 
 COLUMNS = ("diverged", "final_loss", "best_loss", "final_eval_loss", "best_eval_loss",
            "final_eval_accuracy")
@@ -49,10 +52,11 @@ def write(workdir: str) -> str:
   """Write results.csv and results.md; return the markdown."""
   sweep, fields, rows = collect(workdir)
   header = ["id", *fields, "status", *COLUMNS]
-  with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=header)
-    w.writeheader()
-    w.writerows(rows)
+  out = io.StringIO()
+  w = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+  w.writeheader()
+  w.writerows(rows)
+  write_text(os.path.join(workdir, "results.csv"), out.getvalue())
   md = [_table(header[1:], rows)]
   if sweep.get("best_of") in fields:
     best = best_per_group(rows, fields, sweep["best_of"], sweep.get("metric", "eval_loss"))
@@ -60,8 +64,7 @@ def write(workdir: str) -> str:
       md += ["", f"Best {sweep['best_of']} per group (lowest {sweep.get('metric', 'eval_loss')}):",
              "", _table(list(best[0]), best)]
   text = "\n".join(md) + "\n"
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(text)
+  write_text(os.path.join(workdir, "results.md"), text)
   return text
 
 

@@ -29,6 +29,7 @@ import os
 from adamlab import data
 from adamlab.analysis import sensitivity
 from adamlab.optim.config_error import ConfigError
+from adamlab.files import write_json, write_text
 from adamlab.sweep import grid, jobs, local, results
 from adamlab.train.train import check_config
 
@@ -76,7 +77,7 @@ def run(path_arg: str, workdir: str, workers: int = 1, backend: str = "local", p
   local.check_executor(workers, pack)
   spec, sweep, baselines = prepare(path_arg, workdir)
   os.makedirs(workdir, exist_ok=True)
-  jobs.write_json(os.path.join(workdir, "search.json"), dict(search=spec))
+  write_json(os.path.join(workdir, "search.json"), dict(search=spec))
   key = results.metric_key(spec["metric"])
   current = [dict(b) for b in baselines]
   curves = [{} for _ in spec["scales"]]
@@ -144,8 +145,7 @@ def _write(workdir, spec, choices, rows, curves):
            "|---|---|---|---|---|---|"]
   lines += [f"| {c['scale']} | {c['pass']} | {c['field']} | {fmt(c['value'])} | "
             f"{fmt(c['metric'])} | {c['changed']} |" for c in choices]
-  with open(os.path.join(workdir, "choices.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  write_text(os.path.join(workdir, "choices.md"), "\n".join(lines) + "\n")
   table = ["| hyperparameter | " + " | ".join(f"optimum ({l})" for l in labels)
            + " | optimum shifts | shifted by | loss spread | sensitive | sensitive to scale |",
            "|---|" + "---|" * (len(labels) + 5)]
@@ -156,8 +156,7 @@ def _write(workdir, spec, choices, rows, curves):
   text = (f"Sensitivity threshold: {spec['sensitivity']} relative spread of the final "
           f"{spec['metric']} over a hyperparameter's grid (inf: some values diverged).\n\n"
           + "\n".join(table) + "\n")
-  with open(os.path.join(workdir, "classification.md"), "w") as f:
-    f.write(text)
+  write_text(os.path.join(workdir, "classification.md"), text)
   os.makedirs(os.path.join(workdir, "sensitivity"), exist_ok=True)
   for field in spec["space"]:
     sensitivity.plot(field, [c[field] for c in curves if field in c], labels,

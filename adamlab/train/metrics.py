@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from adamlab.files import write_text
+
 
 class Writer:
   """Appends step metrics to RUN/metrics.jsonl and TensorBoard events in RUN/tb."""
@@ -57,10 +59,7 @@ def _truncate_after(path: str, step: int) -> None:
           kept.append(line)
       except (ValueError, KeyError):
         break  # a line cut by a kill: everything after it is redone
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.writelines(kept)
-  os.replace(tmp, path)
+  write_text(path, "".join(kept))
 
 
 def read(path: str):

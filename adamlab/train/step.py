@@ -33,12 +33,12 @@ def rms_metrics(opt_state) -> dict:
 
 
 def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False,
-                    poison_steps=(), max_nonfinite: int = 1 << 30):
+                    poison_steps=(), poison="loss", max_nonfinite: int = 1 << 30):
   """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update.
 
   dropout: pass a dropout key derived from (state rng, step), so a resumed run draws the
-  same masks. poison_steps: a test hook; the loss on these batches (1-based batch
-  index: step + data offset) is made NaN.
+  same masks. poison_steps: a test hook; on these batches (1-based batch index: step +
+  data offset) the loss is made NaN (poison="loss") or the gradients Inf ("grad").
   """
 
   def train_step(state, inputs, targets):
@@ -47,15 +47,18 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     if dropout:
       key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
+    if poison_steps:
+      poisoned = jnp.isin(state["step"] + state["data_offset"] + 1, jnp.asarray(poison_steps))
+
     def loss_fn(p):
       loss, aux = objective(p, inputs, targets, None, key)
-      if poison_steps:
-        batch = state["step"] + state["data_offset"] + 1
-        poisoned = jnp.isin(batch, jnp.asarray(poison_steps))
+      if poison_steps and poison == "loss":
         loss = loss * jnp.where(poisoned, jnp.nan, 1.0)
       return loss, aux
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    if poison_steps and poison == "grad":
+      grads = jax.tree.map(lambda g: g + jnp.where(poisoned, jnp.inf, 0.0).astype(g.dtype), grads)
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_params = optax.apply_updates(params, updates)
     finite = jnp.isfinite(loss) & jnp.all(

@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from adamlab import data, models, optim
+from adamlab.files import write_text
 from adamlab.optim.config_error import ConfigError
 from adamlab.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib
 from adamlab.train.step import make_eval_step, make_train_step
@@ -140,7 +141,7 @@ def run_pack(configs, workdirs, log=print) -> list:
   for c, w, resume in zip(configs, workdirs, resuming):
     os.makedirs(w, exist_ok=True)
     if not resume:
-      _write_text(os.path.join(w, "config.json"), c.to_json(indent=1))
+      write_text(os.path.join(w, "config.json"), c.to_json(indent=1))
     if os.path.exists(os.path.join(w, STOPPED)):
       os.remove(os.path.join(w, STOPPED))
 
@@ -188,11 +189,13 @@ def run_pack(configs, workdirs, log=print) -> list:
   batch_sharding = mesh_lib.batch_sharding(mesh)
   rows = _process_rows(config.batch_size)
   # Test-only hook: ADAMLAB_INJECT_NONFINITE="5,6,7" makes the loss NaN on the batches
-  # of those steps (batch index + 1, so a rewind that skips them escapes them).
-  poison = tuple(int(s) for s in os.environ.get("ADAMLAB_INJECT_NONFINITE", "").split(",") if s)
+  # of those steps (batch index + 1, so a rewind that skips them escapes them);
+  # "grad:5,6,7" makes the gradients Inf instead.
+  target, _, steps = os.environ.get("ADAMLAB_INJECT_NONFINITE", "").rpartition(":")
+  poison = tuple(int(s) for s in steps.split(",") if s)
   make_step = lambda tx: make_train_step(
       objective, tx, config.ema_decay, dropout=config.model.dropout > 0, poison_steps=poison,
-      max_nonfinite=config.max_nonfinite)
+      poison=target or "loss", max_nonfinite=config.max_nonfinite)
   eval_step = make_eval_step(objective)
   if packed:
     hps = {n: jnp.asarray([v[n] for v in values], jnp.float32) for n in values[0]}
@@ -267,7 +270,7 @@ def run_pack(configs, workdirs, log=print) -> list:
           message = _stop(config, step, ckpts[i], member(state, i))
           if not packed:
             raise TrainingStopped(message)
-          _write_text(os.path.join(workdirs[i], STOPPED), message + "\n")
+          write_text(os.path.join(workdirs[i], STOPPED), message + "\n")
           log(f"{workdirs[i]}: stopped: {message}")
           writers[i].close()
           active.remove(i)
@@ -278,7 +281,7 @@ def run_pack(configs, workdirs, log=print) -> list:
       if config.steps not in ckpts[i].all_steps():
         checkpoint.save(ckpts[i], config.steps, member(state, i), force=True)
   except TrainingStopped as err:
-    _write_text(os.path.join(workdirs[0], STOPPED), f"{err}\n")
+    write_text(os.path.join(workdirs[0], STOPPED), f"{err}\n")
     raise
   finally:
     for ckpt, writer in zip(ckpts, writers):
@@ -317,13 +320,6 @@ def _stop(config, step, ckpt, state) -> str:
   return (f"{config.max_nonfinite} non-finite steps in a row at step {step}; the last "
           "good params are checkpointed. Lower the learning rate, or set rewind_skip to "
           "restart from the checkpoint and skip batches.")
-
-
-def _write_text(path, text):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def _rewind(config, state, ckpt, abstract, log):
