@@ -14,6 +14,11 @@ class _Parser(argparse.ArgumentParser):
     raise ConfigError(f"{self.prog}: {message}")
 
 
+def _no_extra(command: str, extra) -> None:
+  if extra:
+    raise ConfigError(f"adamlab {command}: unrecognized arguments: {' '.join(extra)}")
+
+
 def _widths(text: str):
   try:
     widths = [int(w) for w in text.split(",")]
@@ -31,8 +36,7 @@ def coordcheck(args, extra):
   from adamlab.models import coordcheck as cc
 
   config, rest = load(extra)
-  if rest:
-    raise ConfigError(f"adamlab coordcheck: unrecognized arguments: {' '.join(rest)}")
+  _no_extra("coordcheck", rest)
   widths = _widths(args.widths)
   if args.steps < 0:
     raise ConfigError("--steps", args.steps, "an integer >= 0")
@@ -57,8 +61,7 @@ def train(args, extra):
   from adamlab.config import load
 
   config, rest = load(extra)
-  if rest:
-    raise ConfigError(f"adamlab train: unrecognized arguments: {' '.join(rest)}")
+  _no_extra("train", rest)
   try:
     last = trainer.run(config, args.workdir)
   except trainer.TrainingStopped as err:
@@ -71,8 +74,7 @@ def train(args, extra):
 
 def plot(args, extra):
   from adamlab.analysis import runplots
-  if extra:
-    raise ConfigError(f"adamlab plot: unrecognized arguments: {' '.join(extra)}")
+  _no_extra("plot", extra)
   if not os.path.isfile(os.path.join(args.run_dir, "metrics.jsonl")):
     raise ConfigError("RUN_DIR", args.run_dir, "a run directory with metrics.jsonl")
   for path in runplots.plot_run(args.run_dir):
@@ -81,15 +83,13 @@ def plot(args, extra):
 
 def data_fetch(args, extra):
   from adamlab import data
-  if extra:
-    raise ConfigError(f"adamlab data fetch: unrecognized arguments: {' '.join(extra)}")
+  _no_extra("data fetch", extra)
   data.fetch(args.dir, args.source)
 
 
 def sweep(args, extra):
   from adamlab.sweep import local
-  if extra:
-    raise ConfigError(f"adamlab sweep: unrecognized arguments: {' '.join(extra)}")
+  _no_extra("sweep", extra)
   status = local.run(args.config, args.workdir, args.workers, args.backend, args.pack,
                      args.address)
   print(open(os.path.join(args.workdir, "results.md")).read(), end="")
@@ -101,8 +101,7 @@ def sweep(args, extra):
 
 def search(args, extra):
   from adamlab.sweep import search as search_lib
-  if extra:
-    raise ConfigError(f"adamlab search: unrecognized arguments: {' '.join(extra)}")
+  _no_extra("search", extra)
   out = search_lib.run(args.config, args.workdir, args.workers, args.backend, args.pack,
                        args.address)
   print(open(os.path.join(args.workdir, "classification.md")).read(), end="")
@@ -114,8 +113,7 @@ def search(args, extra):
 
 def results(args, extra):
   from adamlab.sweep import results as results_lib
-  if extra:
-    raise ConfigError(f"adamlab results: unrecognized arguments: {' '.join(extra)}")
+  _no_extra("results", extra)
   if not os.path.isfile(os.path.join(args.sweep_dir, "sweep.json")):
     raise ConfigError("SWEEP_DIR", args.sweep_dir, "a sweep directory with sweep.json")
   print(results_lib.write(args.sweep_dir), end="")
@@ -162,8 +160,7 @@ def main(argv=None):
   try:
     args, extra = parser.parse_known_args(argv)
     if args.command == "demo":
-      if extra:
-        raise ConfigError(f"adamlab demo: unrecognized arguments: {' '.join(extra)}")
+      _no_extra("demo", extra)
       from adamlab import demo
       demo.main()
     elif args.command == "coordcheck":
