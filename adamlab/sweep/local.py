@@ -8,7 +8,6 @@ is not finite) is a result, not a crash.
 """
 
 import concurrent.futures
-import json
 import os
 import time
 
@@ -16,7 +15,7 @@ from adamlab import data
 from adamlab.optim.config_error import ConfigError
 from adamlab.files import write_json
 from adamlab.sweep import grid, jobs, results
-from adamlab.train.train import check_config
+from adamlab.train.train import check_config, check_dir
 
 
 def prepare(sweep_path: str, workdir: str):
@@ -28,8 +27,9 @@ def prepare(sweep_path: str, workdir: str):
     check_config(config)  # no devices here: the runs' processes own them
     if i == 0:
       data.Source(config)  # the data is there and fits the model
-  check_dir(workdir, "sweep.json", "sweep", sweep)
-  return sweep, planned
+  plan = dict(sweep=sweep, runs=[dict(id=r, values=v) for r, v in planned])
+  check_dir(workdir, "sweep.json", plan, "sweep")
+  return sweep, planned, plan
 
 
 def check_executor(workers: int, pack: int) -> None:
@@ -38,31 +38,13 @@ def check_executor(workers: int, pack: int) -> None:
       raise ConfigError(field, value, "an integer >= 1")
 
 
-def check_dir(workdir: str, name: str, key: str, spec: dict) -> None:
-  """workdir is new or empty, or holds this same spec in its `name` file (to resume it)."""
-  saved = os.path.join(workdir, name)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError("--workdir", workdir, "a directory (this is a file)")
-  if os.path.exists(saved):
-    try:
-      with open(saved) as f:
-        same = json.load(f)[key] == json.loads(json.dumps(spec))
-    except (ValueError, KeyError) as err:
-      raise ConfigError("--workdir", workdir, f"a directory with a readable {name} ({err})")
-    if not same:
-      raise ConfigError("--workdir", workdir, f"a new directory, or one holding this same {key}")
-  elif os.path.isdir(workdir) and [f for f in os.listdir(workdir) if not f.endswith(".tmp")]:
-    raise ConfigError("--workdir", workdir, f"a new or empty directory, or an adamlab {key}")
-
-
 def run(sweep_path: str, workdir: str, workers: int = 1, backend: str = "local", pack: int = 1,
         address: str = "", log=print) -> dict:
   """Run every missing run of the sweep; returns {run_id: status}."""
   check_executor(workers, pack)
-  sweep, planned = prepare(sweep_path, workdir)
+  sweep, planned, plan = prepare(sweep_path, workdir)
   os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, "sweep.json"),
-                  dict(sweep=sweep, runs=[dict(id=r, values=v) for r, v in planned]))
+  write_json(os.path.join(workdir, "sweep.json"), plan)
   status = execute(sweep, workdir, planned, workers, backend, pack, address, log)
   results.write(workdir)
   return status
@@ -76,16 +58,17 @@ def execute(sweep: dict, workdir: str, planned: list, workers: int = 1, backend:
   work = jobs.group(sweep, todo, pack)
   log(f"sweep: {len(planned)} runs, {len(status)} already done, {len(todo)} to run "
       f"({len(work)} jobs), {workers} worker(s), {backend}")
-  t0, finished_jobs = time.time(), [0]
+  t0, finished_jobs = time.time(), 0
 
   def done(job_status):
+    nonlocal finished_jobs
     status.update(job_status)
-    finished_jobs[0] += 1
+    finished_jobs += 1
     finished = sum(status.get(r) in ("done", "diverged", "failed") for r, _ in todo)
     failed = sum(s == "failed" for s in status.values())
     eta = (time.time() - t0) / max(1, finished) * (len(todo) - finished)
     log(f"sweep: {sum(s in ('done', 'diverged') for s in status.values())}/{len(planned)} done, "
-        f"{max(0, min(workers, len(work) - finished_jobs[0]))} running, {failed} failed, "
+        f"{max(0, min(workers, len(work) - finished_jobs))} running, {failed} failed, "
         f"ETA {eta / 60:.1f} min  [{', '.join(f'{r}: {s}' for r, s in job_status.items())}]")
 
   map_jobs = _ray_map if backend == "ray" else _thread_map

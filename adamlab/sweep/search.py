@@ -31,7 +31,7 @@ from adamlab.analysis import sensitivity
 from adamlab.optim.config_error import ConfigError
 from adamlab.files import write_json, write_text
 from adamlab.sweep import grid, jobs, local, results
-from adamlab.train.train import check_config
+from adamlab.train.train import check_config, check_dir
 
 DEFAULTS = dict(fixed={}, scales=[{}], space={}, baseline={}, metric="eval_loss", max_passes=3,
                 sensitivity=0.01)
@@ -61,7 +61,7 @@ def prepare(path_arg: str, workdir: str):
         check_config(grid.run_config(sweep, {**scale, **baseline, field: v}))
     baselines.append(baseline)
   data.Source(grid.run_config(sweep, {**scales[0], **baselines[0]}))
-  local.check_dir(workdir, "search.json", "search", spec)
+  check_dir(workdir, "search.json", dict(search=spec), "search")
   return spec, sweep, baselines
 
 
@@ -86,9 +86,10 @@ def run(path_arg: str, workdir: str, workers: int = 1, backend: str = "local", p
   for pass_ in range(1, spec["max_passes"] + 1):
     changed = set()
     for field, grid_values in spec["space"].items():
+      candidates = {i: _with(grid_values, current[i][field]) for i in active}
       points = {}  # (scale, value) -> (run id, values)
       for i in active:
-        for v in _with(grid_values, current[i][field]):
+        for v in candidates[i]:
           values = {**spec["scales"][i], **current[i], field: v}
           points[i, v] = (grid.run_id(values), values)
       planned = list({rid: (rid, values) for rid, values in points.values()}.values())
@@ -96,7 +97,7 @@ def run(path_arg: str, workdir: str, workers: int = 1, backend: str = "local", p
       status = local.execute(sweep, workdir, planned, workers, backend, pack, address, log)
       failed |= {rid for rid, s in status.items() if s == "failed"}
       for i in active:
-        curve = [(v, _metric(workdir, points[i, v][0], key)) for v in _with(grid_values, current[i][field])]
+        curve = [(v, _metric(workdir, points[i, v][0], key)) for v in candidates[i]]
         best = min(curve, key=lambda vm: (_order(vm[1]), vm[0] != current[i][field]))[0]
         if best != current[i][field]:
           current[i][field] = best

@@ -66,23 +66,29 @@ def check_config(config):
 
 def check_workdir(workdir: str, config) -> bool:
   """True if workdir holds a run of this config (resume); error if another config's."""
-  path = os.path.join(workdir, "config.json")
+  return check_dir(workdir, "config.json", json.loads(config.to_json()), "run")
+
+
+def check_dir(workdir: str, name: str, spec: dict, what: str) -> bool:
+  """True if workdir holds `spec` in its JSON file `name` (resume it); False if workdir is
+  new or empty; a ConfigError if it is a file, or holds something else."""
+  path = os.path.join(workdir, name)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError("--workdir", workdir, "a directory (this is a file)")
   if not os.path.exists(path):
-    if os.path.isdir(workdir) and os.listdir(workdir):
-      raise ConfigError("--workdir", workdir, "a new or empty directory, or an adamlab run")
+    # (*.tmp: a file another process is writing this moment)
+    if os.path.isdir(workdir) and [f for f in os.listdir(workdir) if not f.endswith(".tmp")]:
+      raise ConfigError("--workdir", workdir, f"a new or empty directory, or an adamlab {what}")
     return False
   try:
     with open(path) as f:
       saved = json.load(f)
   except ValueError as err:
-    raise ConfigError("--workdir", workdir, f"a run with a readable config.json ({err})")
-  now = json.loads(config.to_json())
-  diff = _first_difference(saved, now)
+    raise ConfigError("--workdir", workdir, f"a {what} with a readable {name} ({err})")
+  diff = _first_difference(saved, json.loads(json.dumps(spec)))
   if diff:
     raise ConfigError("--workdir", workdir,
-                      f"a run of the same config to resume it (it differs at {diff}); "
+                      f"a {what} of the same config to resume it (it differs at {diff}); "
                       "use a new --workdir")
   return True
 
