@@ -83,10 +83,8 @@ def _record(workdir, rid, values) -> str:
   stopped = os.path.exists(os.path.join(run_dir, STOPPED))
   rows = metrics_lib.read(metrics_path) if os.path.exists(metrics_path) else []
   final = rows[-1] if rows else {}
-  with open(os.path.join(run_dir, "config.json")) as f:
-    steps = json.load(f)["steps"]
-  if not stopped and final.get("step") != steps:
-    return "failed"
+  if not stopped and (not rows or final.get("step") != _steps(run_dir)):
+    return "failed"  # (a run that wrote no metrics may not have written config.json either)
   losses = [r["loss"] for r in rows if isinstance(r.get("loss"), float)]
   evals = [r["eval_loss"] for r in rows if isinstance(r.get("eval_loss"), float)]
   diverged = stopped or not losses or not math.isfinite(losses[-1])
@@ -96,6 +94,11 @@ def _record(workdir, rid, values) -> str:
       final_eval_loss=evals[-1] if evals else None, best_eval_loss=min(evals) if evals else None,
       final_eval_accuracy=final.get("eval_accuracy")))
   return "diverged" if diverged else "done"
+
+
+def _steps(run_dir) -> int:
+  with open(os.path.join(run_dir, "config.json")) as f:
+    return json.load(f)["steps"]
 
 
 def _claim(path: str, block: bool):

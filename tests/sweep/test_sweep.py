@@ -141,3 +141,14 @@ def test_packed_runs_equal_runs_alone_and_ray_runs_them_too(tmp_path):
       assert [type(v) for v in x] == [type(v) for v in y], key
       np.testing.assert_allclose([v for v in x if isinstance(v, float)],
                                  [v for v in y if isinstance(v, float)], rtol=1e-5, err_msg=key)
+
+
+def test_a_run_that_fails_before_writing_anything_is_failed_not_a_crash(tmp_path):
+  # The mesh needs 2 devices: the sweep's checks pass (they use no devices), the run exits 2.
+  text = SWEEP.replace('{"model.width": [16, 32]}, {"optimizer.learning_rate": [1e-3, 1e-2]}',
+                       '{"mesh.data": [2]}')
+  r = adamlab("sweep", "--config", sweep_file(tmp_path, text), "--workdir", str(tmp_path / "s"))
+  assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+  assert "0/1 runs finished" in r.stdout and "1 failed" in r.stdout
+  _, _, rows = results.collect(str(tmp_path / "s"))
+  assert [row["status"] for row in rows] == ["missing"]
