@@ -93,7 +93,6 @@ def validate(config) -> None:
                       f"<= optimizer.total_steps ({get('total_steps')})")
 
 
-
 def _range(field, value, lo, hi, allowed, open_lo=False, open_hi=False):
   ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
   ok = ok and (value > lo if open_lo else value >= lo)

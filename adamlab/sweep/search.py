@@ -160,5 +160,5 @@ def _write(workdir, spec, choices, rows, curves):
   write_text(os.path.join(workdir, "classification.md"), text)
   os.makedirs(os.path.join(workdir, "sensitivity"), exist_ok=True)
   for field in spec["space"]:
-    sensitivity.plot(field, [c[field] for c in curves if field in c], labels,
+    sensitivity.plot(field, [c[field] for c in curves], labels,
                      os.path.join(workdir, "sensitivity", field.split(".")[-1] + ".png"))
