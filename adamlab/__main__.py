@@ -1,0 +1,5 @@
+"""`python -m adamlab ...` is the `adamlab` command."""
+
+from adamlab.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""What every figure script shares: its flags, running a sweep, reading runs, writing outputs.
+
+A figure script runs `adamlab sweep` on a sweep config (resumable: its sweep directory
+is fixed, so a second call finds the finished runs), analyses the runs with
+`adamlab.analysis`, and writes into experiments/<figure>/<quick|full>/: sweep.json
+(the grid that ran), results.csv, the PNG and numbers.md (the measured numbers).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from adamlab.analysis.runplots import read_metrics
+from adamlab.sweep import results
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse(name: str, doc: str, pack: int = 4):
+  """Flags of a figure script; returns args with .mode ('quick' or 'full') and .out."""
+  p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--quick", action="store_true", help="the small version (2 CPU cores, minutes)")
+  p.add_argument("--sweeps", default="sweeps", help="where the sweep directories go")
+  p.add_argument("--workers", type=int, default=1, help="jobs at a time")
+  p.add_argument("--pack", type=int, default=pack, help="runs per job (vmapped)")
+  args = p.parse_args()
+  args.mode = "quick" if args.quick else "full"
+  args.name = name
+  args.out = os.path.join(REPO, "experiments", name, args.mode)
+  os.makedirs(args.out, exist_ok=True)
+  return args
+
+
+def sweep(args, config: str, tag: str = "", preset: str = "") -> tuple:
+  """Run `adamlab sweep` on configs/sweeps/<config>.py:[quick,]<preset>.
+
+  Returns (sweep directory, rows of finished runs) and copies sweep.json and
+  results.csv into the output folder (suffixed with tag when a figure runs several).
+  """
+  presets = ",".join((["quick"] if args.quick else []) + ([preset] if preset else []))
+  spec = os.path.join(REPO, "configs", "sweeps", config + ".py") + (":" + presets if presets else "")
+  workdir = os.path.join(args.sweeps, "-".join(filter(None, (config, preset, args.mode))))
+  cmd = [sys.executable, "-m", "adamlab", "sweep", "--config", spec, "--workdir", workdir,
+         "--workers", str(args.workers), "--pack", str(args.pack)]
+  print("$", " ".join(cmd), flush=True)
+  subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+  for f in ("sweep.json", "results.csv"):
+    shutil.copy(os.path.join(workdir, f), os.path.join(args.out, tag + f))
+  _, _, rows = results.collect(workdir)
+  return workdir, [r for r in rows if r["status"] == "done"]
+
+
+def tail_loss(workdir: str, run_id: str, key: str = "loss", frac: float = 0.2) -> float:
+  """Mean of a run's logged `key` over its last `frac` of logged steps (inf if any is
+  not finite): a less noisy final training loss than one batch's."""
+  values = series(workdir, run_id, key)[1]
+  tail = values[-max(1, int(round(len(values) * frac))):]
+  return float(np.mean(tail)) if len(tail) and np.all(np.isfinite(tail)) else float("inf")
+
+
+def series(workdir: str, run_id: str, key: str):
+  """(steps, values) of a logged metric of one run of a sweep."""
+  rows = [r for r in read_metrics(os.path.join(workdir, run_id)) if key in r]
+  return (np.array([r["step"] for r in rows]),
+          np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float))
+
+
+def write_numbers(args, title: str, lines) -> None:
+  """numbers.md: what the script measured, also printed."""
+  text = f"# {title} ({args.mode})\n\n" + "\n".join(lines) + "\n"
+  with open(os.path.join(args.out, "numbers.md"), "w") as f:
+    f.write(text)
+  print(text)
+
+
+def table(columns, rows) -> list:
+  """Markdown table lines; floats to 4 significant digits."""
+  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+  return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+          + ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows])
+
+
+def dump(args, name: str, obj) -> None:
+  with open(os.path.join(args.out, name), "w") as f:
+    json.dump(obj, f, indent=1, default=float)
+
+
+def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> tuple:
+  """The learning-rate transfer figure of a sweep over parametrization x width x lr.
+
+  Training loss (mean of the last 20% of logged steps) vs log2 lr, one panel per
+  parametrization in `labels` ({value: panel title}), one curve per width. Writes
+  <tag>transfer.png and returns (workdir, rows, optima, lines for numbers.md).
+  """
+  import math
+  from adamlab.analysis import transfer
+
+  workdir, rows = sweep(args, config, tag)
+  for r in rows:
+    r["train_loss"] = tail_loss(workdir, r["id"])
+  found = transfer.optima(rows, "optimizer.learning_rate", "train_loss",
+                          by=("parametrization", "model.width"))
+  panels, lines = [], []
+  for p, label in labels.items():
+    mine = [r for r in rows if r["parametrization"] == p]
+    widths = sorted({r["model.width"] for r in mine})
+    curves = {w: ([math.log2(r["optimizer.learning_rate"]) for r in mine if r["model.width"] == w],
+                  [r["train_loss"] for r in mine if r["model.width"] == w]) for w in widths}
+    best = {o["model.width"]: o["log_x"] for o in found if o["parametrization"] == p}
+    panels.append((label, curves, best))
+    lines.append(f"- {label}: drift of the optimal log2 lr across widths {widths}: "
+                 f"**{transfer.drift(best.values()):.2f}**")
+  finite = [r["train_loss"] for r in rows if math.isfinite(r["train_loss"])]
+  top = min(max(finite), 2 * min(finite)) if finite else None
+  transfer.plot_curves(panels, os.path.join(args.out, tag + "transfer.png"), "log2 learning rate",
+                       "training loss (last 20% of steps)",
+                       ylim=(0.95 * min(finite), top) if finite else None)
+  cols = ["parametrization", "model.width", "log_x", "train_loss", "at_edge", "points"]
+  lines = [f"Optimal log2 lr per width ({title}). log_x: the vertex of a parabola through the "
+           "best grid point and its neighbours; at_edge: the best point is the grid's first "
+           "or last finite one; points: runs that did not diverge.", "",
+           *table(cols, found), "", *lines]
+  return workdir, rows, found, lines
