@@ -104,3 +104,39 @@ def summary(rms_by_layer: dict, loss, k: float = 2.0, window: int = 20,
                      p_chance=p_chance,
                      median_lag=float(np.median(lags)) if lags else float("nan")))
   return rows
+
+
+def pooled(runs, layers, k: float = 2.0, window: int = 20, follow_window: int = 10) -> dict:
+  """RMS-spike -> loss-spike statistics pooled over runs and over the given layers.
+
+  runs: [(rms_by_layer, loss)]. Every RMS spike event of a listed layer in any run is
+  one cause. Returns {rms_spikes, loss_spikes (total events), p_follow (followed causes
+  / causes), p_chance (the exact chance value of each cause's run, averaged over the
+  causes), median_lag (nan if no lags), lags}.
+  """
+  causes = followed = loss_events = 0
+  chance, lags = [], []
+  for rms_by_layer, loss in runs:
+    effects = detect(loss, k, window)
+    n = len(loss)
+    loss_events += len(effects)
+    p0 = chance_exact(effects, follow_window, n)
+    for layer in layers:
+      c = detect(rms_by_layer[layer], k, window)
+      causes += len(c)
+      followed += int(np.sum(_followed(c, effects, follow_window))) if c else 0
+      chance += [p0] * len(c)
+      lags += lag(c, effects, follow_window)
+  return dict(rms_spikes=causes, loss_spikes=loss_events,
+              p_follow=followed / causes if causes else float("nan"),
+              p_chance=float(np.mean(chance)) if chance else float("nan"),
+              median_lag=float(np.median(lags)) if lags else float("nan"), lags=lags)
+
+
+def depth(layer: str) -> float:
+  """Position of a layer from the input: embeddings 0, `blocks.i` i + 1, anything else
+  (final norm, head, readout) inf."""
+  parts = layer.split(".")
+  if "blocks" in parts and parts.index("blocks") + 1 < len(parts):
+    return int(parts[parts.index("blocks") + 1]) + 1
+  return 0 if any(w in layer for w in ("embed", "cls")) else float("inf")

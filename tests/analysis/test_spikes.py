@@ -88,3 +88,26 @@ def test_summary_on_a_synthetic_run():
   assert a["p_chance"] == pytest.approx(12 / 200)  # [45, 50] and [115, 120]
   assert a["median_lag"] == pytest.approx(2.5)
   assert b["rms_spikes"] == [10] and b["p_follow"] == 0.0 and math.isnan(b["median_lag"])
+
+
+def test_pooled_counts_causes_over_runs_and_layers():
+  base = np.ones(60)
+  loss = base.copy()
+  loss[[30, 50]] = 10.0  # two loss spikes
+  a = base.copy()
+  a[[27, 40]] = 10.0  # one RMS spike 3 steps before a loss spike, one followed by none
+  b = base.copy()
+  b[49] = 10.0  # 1 step before
+  runs = [({"a": a, "b": b}, loss), ({"a": base, "b": b}, base)]
+  out = spikes.pooled(runs, ["a", "b"], window=10, follow_window=5)
+  assert out["rms_spikes"] == 4 and out["loss_spikes"] == 2
+  assert out["p_follow"] == pytest.approx(2 / 4)
+  assert sorted(out["lags"]) == [1, 3] and out["median_lag"] == 2.0
+  # chance: run 1 has 12 of 60 positions with a loss spike within 5 steps ahead; run 2 none.
+  assert out["p_chance"] == pytest.approx((3 * 12 / 60 + 0) / 4)
+
+
+def test_depth_orders_layers_from_the_input():
+  names = ["head.kernel", "blocks.1.mlp.up.kernel", "patch_embed.kernel", "blocks.0.attn.qkv.kernel"]
+  assert sorted(names, key=spikes.depth) == ["patch_embed.kernel", "blocks.0.attn.qkv.kernel",
+                                             "blocks.1.mlp.up.kernel", "head.kernel"]
