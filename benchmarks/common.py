@@ -22,3 +22,33 @@ def time_fn(fn, *args, repeats=20, warmup=2):
 def machine() -> str:
   dev = jax.devices()[0]
   return f"{platform.processor() or platform.machine()}, {dev.platform}: {dev.device_kind}, {jax.device_count()} device(s), jax {jax.__version__}"
+
+
+def train_step_time(config, repeats=20, warmup=2):
+  """(min, median) seconds of the trainer's jitted train step for `config`, and the params.
+
+  The step is the trainer's own (make_train_step, state donated) on one batch already on
+  the device: what training consumes per step, with the data pipeline left out.
+  """
+  from adamlab import data, models, optim
+  from adamlab.train.step import make_train_step
+
+  key = jax.random.PRNGKey(config.seed)
+  model, _ = models.build(config, key)
+  apply, params = models.functional(model)
+  tx = optim.build(config, params, models.param_shapes(config, config.model.base_width))
+  step = jax.jit(make_train_step(models.objective(config, apply), tx, config.ema_decay,
+                                 dropout=config.model.dropout > 0), donate_argnums=0)
+  zero = lambda dtype: jax.numpy.zeros([], dtype)
+  state = [dict(params=jax.tree.map(jax.numpy.copy, params), opt_state=tx.init(params),
+                step=zero("int32"), nonfinite=zero("int32"), streak_hit=zero("bool"),
+                data_offset=zero("int32"), rng=jax.random.key_data(key))]
+  if config.ema_decay:
+    state[0]["ema"] = jax.tree.map(jax.numpy.copy, params)
+  x, y = jax.device_put(data.Source(config).batch(0))
+
+  def call():
+    state[0], metrics = step(state[0], x, y)
+    return metrics
+
+  return time_fn(call, repeats=repeats, warmup=warmup), params

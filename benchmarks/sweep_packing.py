@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from adamlab.config import load
-from adamlab.train import run, run_pack
+from adamlab.train import run as run_one, run_pack
 from common import machine
 
 
@@ -34,6 +34,43 @@ def timed(fn):
   return time.perf_counter() - t
 
 
+def run(widths=(32, 64, 128, 256), pack=4, steps=100, repeats=2, progress=None):
+  """Sequential and packed wall seconds per width, min and median over repeats."""
+  quiet = lambda *a, **k: None
+  rows = []
+  for width in widths:
+    cs = configs(width, pack, steps)
+    seq, packed = [], []
+    for _ in range(repeats):
+      with tempfile.TemporaryDirectory() as d:
+        seq.append(timed(lambda: [run_one(c, f"{d}/s{i}", quiet) for i, c in enumerate(cs)]))
+        packed.append(timed(lambda: run_pack(cs, [f"{d}/p{i}" for i in range(len(cs))], quiet)))
+    s, p = statistics.median(seq), statistics.median(packed)
+    rows.append(dict(width=width, sequential_s=seq, packed_s=packed,
+                     sequential_runs_per_h=3600 * len(cs) / s, packed_runs_per_h=3600 * len(cs) / p,
+                     speedup=s / p, speedup_min=min(seq) / min(packed)))
+    if progress:
+      progress(row_line(rows[-1]))
+  return dict(machine=machine(), pack=pack, steps=steps, repeats=repeats, rows=rows)
+
+
+def row_line(r) -> str:
+  return (f"| {r['width']} | {r['sequential_runs_per_h']:.0f} | {r['packed_runs_per_h']:.0f} | "
+          f"{r['speedup']:.2f}x | {r['speedup_min']:.2f}x |")
+
+
+def header(result) -> list:
+  return [f"Sweep packing, {result['machine']}; K = {result['pack']} runs of "
+          f"{result['steps']} steps (TP5 MLP, Fashion-MNIST), {result['repeats']} repeat(s); "
+          "runs/h from the median times", "",
+          "| width | sequential runs/h | packed runs/h | speedup (median) | speedup (min) |",
+          "|---|---|---|---|---|"]
+
+
+def report(result) -> str:
+  return "\n".join(header(result) + [row_line(r) for r in result["rows"]])
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--widths", default="32,64,128,256")
@@ -41,24 +78,11 @@ def main():
   parser.add_argument("--steps", type=int, default=100)
   parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
-  quiet = lambda *a, **k: None
-  print(f"# sweep packing, {machine()}; K = {args.pack} runs of {args.steps} steps")
-  print("width | sequential runs/h | packed runs/h | speedup (median of "
-        f"{args.repeats})")
-  rows = []
-  for width in [int(w) for w in args.widths.split(",")]:
-    cs = configs(width, args.pack, args.steps)
-    seq, packed = [], []
-    for _ in range(args.repeats):
-      with tempfile.TemporaryDirectory() as d:
-        seq.append(timed(lambda: [run(c, f"{d}/s{i}", quiet) for i, c in enumerate(cs)]))
-        packed.append(timed(lambda: run_pack(cs, [f"{d}/p{i}" for i in range(len(cs))], quiet)))
-    s, p = statistics.median(seq), statistics.median(packed)
-    rows.append(dict(width=width, sequential_runs_per_h=3600 * len(cs) / s,
-                     packed_runs_per_h=3600 * len(cs) / p, speedup=s / p))
-    print(f"{width} | {rows[-1]['sequential_runs_per_h']:.0f} | "
-          f"{rows[-1]['packed_runs_per_h']:.0f} | {s / p:.2f}x", flush=True)
-  return rows
+  # Rows are printed as each width finishes, as before.
+  print("\n".join(header(dict(machine=machine(), pack=args.pack, steps=args.steps,
+                                repeats=args.repeats))), flush=True)
+  return run([int(w) for w in args.widths.split(",")], args.pack, args.steps, args.repeats,
+             progress=lambda line: print(line, flush=True))["rows"]
 
 
 if __name__ == "__main__":

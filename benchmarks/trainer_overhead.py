@@ -10,6 +10,7 @@ time, free of set-up and compilation. Both wall time and process CPU time are re
 """
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ import optax
 
 from adamlab import data, models, optim
 from adamlab.config import base
-from adamlab.train import run
+from adamlab.train import run as train_run
 from common import machine
 
 
@@ -56,7 +57,7 @@ def baseline(c):
 
 def trainer(c):
   with tempfile.TemporaryDirectory() as workdir:
-    run(c, workdir, log=lambda *_: None)
+    train_run(c, workdir, log=lambda *_: None)
 
 
 def timed(fn, c):
@@ -65,25 +66,51 @@ def timed(fn, c):
   return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def run(short=20, long=220, repeats=2):
+  """Per-step wall and CPU seconds of each side, min and median over repeats."""
+  per_step = {"baseline": [], "trainer": []}
+  for _ in range(repeats):
+    for name, fn in (("baseline", baseline), ("trainer", trainer)):
+      a, b = timed(fn, config(short)), timed(fn, config(long))
+      extra = long - short
+      per_step[name].append(((b[0] - a[0]) / extra, (b[1] - a[1]) / extra))
+  result = {"machine": machine(), "short": short, "long": long, "repeats": repeats,
+            "per_step": per_step}
+  for i, clock in enumerate(("wall", "cpu")):
+    for stat, f in (("min", min), ("median", statistics.median)):
+      t = {k: f(v[i] for v in runs) for k, runs in per_step.items()}
+      result[f"{clock}_{stat}_s"] = t
+      # steps/s relative to the baseline: baseline step time / trainer step time
+      result[f"ratio_{clock}_{stat}"] = t["baseline"] / t["trainer"]
+  return result
+
+
+def report(result, target=None) -> str:
+  lines = [f"Trainer overhead, GPT width 128 depth 2 seq 128 batch 32, {result['machine']}; "
+           f"steady-state step time from runs of {result['short']} and {result['long']} "
+           f"steps, {result['repeats']} repeat(s)", "",
+           "| clock | baseline ms (min / median) | trainer ms (min / median) | "
+           "trainer steps/s vs baseline (min / median) |" + (" target |" if target else ""),
+           "|---|---|---|---|" + ("---|" if target else "")]
+  for clock in ("wall", "cpu"):
+    mn, md = result[f"{clock}_min_s"], result[f"{clock}_median_s"]
+    r_min, r_med = result[f"ratio_{clock}_min"], result[f"ratio_{clock}_median"]
+    row = (f"| {'wall' if clock == 'wall' else 'CPU time'} | {1e3 * mn['baseline']:.1f} / "
+           f"{1e3 * md['baseline']:.1f} | {1e3 * mn['trainer']:.1f} / {1e3 * md['trainer']:.1f}"
+           f" | {r_min:.3f}x / {r_med:.3f}x |")
+    if target:
+      row += f" >= {target:.2f}x: {'met' if r_min >= target else 'not met'} |"
+    lines.append(row)
+  return "\n".join(lines)
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--short", type=int, default=20)
   parser.add_argument("--long", type=int, default=220)
   parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
-  per_step = {"baseline": [], "trainer": []}
-  for _ in range(args.repeats):
-    for name, fn in (("baseline", baseline), ("trainer", trainer)):
-      short, long = timed(fn, config(args.short)), timed(fn, config(args.long))
-      extra = args.long - args.short
-      per_step[name].append(((long[0] - short[0]) / extra, (long[1] - short[1]) / extra))
-  best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in per_step.items()}
-  print(f"Trainer overhead, GPT width 128 depth 2 seq 128 batch 32, {machine()}")
-  for name, (wall, cpu) in best.items():
-    print(f"  {name:<9} step time {1e3 * wall:.1f} ms wall, {1e3 * cpu:.1f} ms CPU")
-  print(f"  trainer steps/s relative to the baseline: "
-        f"{best['baseline'][0] / best['trainer'][0]:.3f} (wall), "
-        f"{best['baseline'][1] / best['trainer'][1]:.3f} (CPU time)")
+  print(report(run(args.short, args.long, args.repeats)))
   return 0
 
 
