@@ -2,8 +2,9 @@
 
 Runs `adamlab coordcheck` for each parametrization: a few Adam steps at several widths
 on one fixed batch, recording the mean |x| of every layer's output. Under muP the
-sizes stay flat in width (slope ~0 on log-log axes); under SP the outputs and
-attention logits grow after a step.
+sizes stay flat in width (slope ~0 on log-log axes) once the updates dominate; under SP
+(one global lr) the residual stream, attention logits and output logits grow with
+width after a step.
 
     python scripts/coordcheck.py --quick     # widths 64-512, 3 steps
     python scripts/coordcheck.py             # widths 128-2048, 5 steps
@@ -23,13 +24,15 @@ def main():
   args = common.parse("coordcheck", __doc__)
   widths, steps = ("64,128,256,512", 3) if args.quick else ("128,256,512,1024,2048", 5)
   found = {}
-  for p in ("sp", "mup"):
+  # SP as in the paper: one global lr (per_layer_lr=True would make it Everett's
+  # "SP + per-layer lr", which is width-stable too).
+  for p, per_layer in (("sp", False), ("mup", True)):
     out = os.path.join(args.out, p)
     cmd = [sys.executable, "-m", "adamlab", "coordcheck", "--config", f"configs/gpt.py:{p},adamw",
            "--widths", widths, "--steps", str(steps), "--out", out,
            f"--config.model.base_width={widths.split(',')[0]}",
            f"--config.optimizer.learning_rate={LR}", "--config.optimizer.warmup_steps=0",
-           "--config.optimizer.schedule=constant"]
+           "--config.optimizer.schedule=constant", f"--config.optimizer.per_layer_lr={per_layer}"]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=common.REPO)
     rows = coords.read_csv(os.path.join(out, "coords.csv"))

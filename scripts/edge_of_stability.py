@@ -22,21 +22,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import common
 from adamlab import data
 from adamlab.analysis import hessian
 from adamlab.config import load
 from adamlab.models.build import build, functional
 from adamlab.models.loss import objective
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = common.REPO
 
 
-def run(config, inputs, labels, lr, steps, every, warmup=0):
+def loss_function(config, apply, inputs, labels, kind):
+  """The full-batch loss: "mse" on one-hot targets (Cohen et al.'s main setting, where
+  sharpness does not fall as the loss goes to 0) or "ce" (cross-entropy)."""
+  if kind == "ce":
+    full = objective(config, apply)
+    return lambda p: full(p, inputs, labels)[0]
+  targets = jax.nn.one_hot(labels, config.model.num_classes)
+  return lambda p: 0.5 * jnp.mean(jnp.sum((apply(p, inputs) - targets) ** 2, axis=-1))
+
+
+def run(config, inputs, labels, lr, steps, every, warmup=0, kind="mse"):
   """Full-batch GD; returns rows (step, lr, loss, sharpness) every `every` steps."""
   model, _ = build(config, jax.random.PRNGKey(config.seed))
   apply, params = functional(model)
-  full = objective(config, apply)
-  loss_fn = lambda p: full(p, inputs, labels)[0]  # one object: power steps compile once
+  loss_fn = loss_function(config, apply, inputs, labels, kind)  # one object: compiled once
 
   @jax.jit
   def step(params, lr_t):
@@ -59,19 +69,21 @@ def run(config, inputs, labels, lr, steps, every, warmup=0):
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   p.add_argument("--quick", action="store_true")
+  p.add_argument("--loss", choices=("mse", "ce"), default="mse")
   args = p.parse_args()
   mode = "quick" if args.quick else "full"
   out = os.path.join(REPO, "experiments", "edge_of_stability", mode)
   os.makedirs(out, exist_ok=True)
-  n, steps, every = (1000, 1500, 25) if args.quick else (5000, 5000, 50)
+  n, steps, every = (2000, 2000, 20) if args.quick else (5000, 5000, 50)
   config, _ = load(["--config=" + os.path.join(REPO, "configs", "mlp.py"),
                     "--config.model.width=128", "--config.model.base_width=128",
                     f"--config.batch_size={n}"])
   inputs, labels = data.Source(config).batch(0)  # a fixed random subset: the full batch
-  lrs = [0.05, 0.1, 0.2]
-  runs = {f"lr {lr}": run(config, inputs, labels, lr, steps, every) for lr in lrs}
+  lrs = [0.01, 0.02, 0.04, 0.08]  # 2/lr = 200, 100, 50, 25; the sharpness at init is ~90
+  runs = {f"lr {lr}": run(config, inputs, labels, lr, steps, every, kind=args.loss) for lr in lrs}
   warm = steps // 5
-  runs[f"lr {lrs[-1]}, warmup {warm}"] = run(config, inputs, labels, lrs[-1], steps, every, warm)
+  runs[f"lr {lrs[-1]}, warmup {warm}"] = run(config, inputs, labels, lrs[-1], steps, every, warm,
+                                             args.loss)
   plot(runs, os.path.join(out, "edge_of_stability.png"))
   summary = []
   for name, rows in runs.items():
@@ -81,14 +93,12 @@ def main():
                         final_loss=rows[-1]["loss"], final_step=rows[-1]["step"]))
   with open(os.path.join(out, "runs.json"), "w") as f:
     json.dump(runs, f, indent=1)
-  lines = [f"# Edge of stability: MLP width 128, full-batch GD on {n} Fashion-MNIST images "
-           f"({mode})", "",
+  lines = [f"# Edge of stability: MLP width 128, full-batch GD on {n} Fashion-MNIST images, "
+           f"{args.loss} loss ({mode})", "",
            "first: the first measured step with sharpness >= 0.9 * 2/lr; max_ratio: the "
            "largest sharpness * lr / 2 up to then; after_median / after_within: the median of "
            "that ratio from then on, and the fraction of measurements within 10% of 1.", "",
-           "| " + " | ".join(summary[0]) + " |", "|" + "---|" * len(summary[0])]
-  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-  lines += ["| " + " | ".join(fmt(v) for v in s.values()) + " |" for s in summary]
+           *common.table(list(summary[0]), summary)]
   with open(os.path.join(out, "numbers.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))
@@ -109,6 +119,7 @@ def plot(runs, path):
   ax.set_ylim(top=4 * max(2 / rows[-1]["lr"] for rows in runs.values()))
   ax.set(xlabel="step", ylabel="sharpness (dashed: 2 / lr)")
   bx.set(xlabel="step", ylabel="training loss (full batch)", yscale="log")
+  bx.legend(fontsize=7)
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

@@ -45,8 +45,7 @@ def main():
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
     for c, w in zip(colors, widths):
       ax.plot(curves[w][0], transfer.smooth(curves[w][1], WINDOW), color=c, label=f"width {w}")
-    bad = [s for s, ok in zip(out["steps"], out["ordered"]) if not ok]
-    for s in bad:
+    for s in [s for s, ok in zip(out["steps"], out["ordered"]) if not ok]:
       ax.axvline(s, color="red", lw=0.5, alpha=0.4)
     ax.set_title(f"{label}, lr 2^{math.log2(lr):.0f}")
     ax.set_xlabel("step")
@@ -54,16 +53,20 @@ def main():
     ax.legend(fontsize=7)
     final = {w: float(transfer.smooth(curves[w][1], WINDOW)[-1]) for w in widths}
     summary.append(dict(parametrization=p, log2_lr=math.log2(lr), fraction=out["fraction"],
-                        steps=len(out["steps"]), **{f"final@{w}": final[w] for w in widths}))
+                        holds_from=out["holds_from"], steps=out["steps"][-1],
+                        **{f"final@{w}": final[w] for w in widths}))
+    held = (f"at every step from step {out['holds_from']} on" if out["holds_from"] is not None
+            else "not at the last step")
     lines.append(f"- {label} at lr 2^{math.log2(lr):.0f}: loss strictly decreasing in width at "
-                 f"{out['fraction']:.0%} of {len(out['steps'])} logged steps (steps where not: "
-                 f"{bad if bad else 'none'})")
+                 f"{out['fraction']:.0%} of {len(out['steps'])} logged steps; {held}")
   axes[0].set_ylabel(f"training loss (trailing mean of {WINDOW} logged steps)")
   fig.tight_layout()
   fig.savefig(os.path.join(args.out, "wider_is_better.png"), dpi=110)
   common.write_numbers(args, "Wider is better at fixed hyperparameters (GPT, Adam)",
                        ["The lr of each parametrization is its best grid point at the smallest "
-                        "width; a red line marks a step where some wider model is not lower.", "",
+                        "width; a red line marks a step where some wider model is not lower. fraction: of "
+                        "logged steps, strictly decreasing in width; holds_from: the first step "
+                        "from which it is so at every later step.", "",
                         *common.table(list(summary[0]), summary), "", *lines])
 
 

@@ -119,7 +119,9 @@ def wider_is_better(curves: dict, window: int = 1) -> dict:
   is a function of the step). Losses are smoothed with a trailing mean of `window`
   points first. Returns {steps, ordered (per step: strictly decreasing in width),
   fraction (of steps ordered), violations (per step: how many adjacent width pairs
-  have the wider one not lower)}.
+  have the wider one not lower), holds_from (the first step from which every step is
+  ordered; None if the last one is not)}. At init all widths start alike, so the
+  order can only appear after some steps.
   """
   widths = sorted(curves)
   steps = curves[widths[0]][0]
@@ -128,8 +130,11 @@ def wider_is_better(curves: dict, window: int = 1) -> dict:
       raise ValueError(f"width {w}: its steps differ from width {widths[0]}'s")
   losses = np.stack([smooth(curves[w][1], window) for w in widths])  # (widths, steps)
   bad = np.sum(~(np.diff(losses, axis=0) < 0), axis=0)
-  return dict(steps=list(steps), ordered=[bool(b == 0) for b in bad],
-              fraction=float(np.mean(bad == 0)), violations=[int(b) for b in bad])
+  broken = np.flatnonzero(bad)
+  start = 0 if not len(broken) else int(broken[-1]) + 1
+  return dict(steps=[int(s) for s in steps], ordered=[bool(b == 0) for b in bad],
+              fraction=float(np.mean(bad == 0)), violations=[int(b) for b in bad],
+              holds_from=int(steps[start]) if start < len(steps) else None)
 
 
 def plot_curves(panels, path: str, xlabel: str, ylabel: str = "loss", ylim=None) -> None:

@@ -66,7 +66,11 @@ def test_wider_is_better_counts_violations_after_smoothing():
             128: (steps, [2.8, 2.3, 1.9, 1.7])}
   out = transfer.wider_is_better(curves)
   assert out["ordered"] == [True, True, False, True] and out["violations"] == [0, 0, 1, 0]
-  assert out["fraction"] == 0.75
-  assert transfer.wider_is_better(curves, window=2)["ordered"] == [True, True, True, True]
+  assert out["fraction"] == 0.75 and out["holds_from"] == 40
+  smoothed = transfer.wider_is_better(curves, window=2)
+  assert smoothed["ordered"] == [True, True, True, True] and smoothed["holds_from"] == 10
+  flipped = {w: (steps, c[1][::-1]) for w, c in curves.items()}
+  flipped[32] = (steps, [3.0, 2.5, 2.0, 1.0])  # the narrowest is best at the end
+  assert transfer.wider_is_better(flipped)["holds_from"] is None
   with pytest.raises(ValueError, match="width 64"):
     transfer.wider_is_better({32: ([1, 2], [1, 1]), 64: ([1, 3], [1, 1])})
