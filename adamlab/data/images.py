@@ -10,6 +10,7 @@ import struct
 
 import numpy as np
 
+from adamlab.data.streams import step_rng
 from adamlab.optim.config_error import ConfigError
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -74,7 +75,7 @@ def normalise(parts):
 
 def batch(images, labels, step: int, seed: int, batch_size: int, rows=None):
   """(images, labels) for global step `step`: indices drawn from a counter-based generator."""
-  rng = np.random.Generator(np.random.Philox(key=seed, counter=[step, 0, 0, 0]))
+  rng = step_rng(seed, step)
   idx = rng.integers(0, len(images), size=batch_size)
   if rows is not None:
     idx = idx[rows]

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from adamlab.data.streams import step_rng
 from adamlab.optim.config_error import ConfigError
 
 
@@ -55,7 +56,7 @@ def batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_len: in
   """
   if len(tokens) <= seq_len + 1:
     raise ConfigError("model.seq_len", seq_len, f"< the corpus length ({len(tokens)} tokens)")
-  rng = np.random.Generator(np.random.Philox(key=seed, counter=[step, 0, 0, 0]))
+  rng = step_rng(seed, step)
   starts = rng.integers(0, len(tokens) - seq_len, size=batch_size)  # windows of seq_len + 1
   if rows is not None:
     starts = starts[rows]
