@@ -48,7 +48,9 @@ def main():
       f"Target training loss {target:.4f} (the lowest trailing-mean loss every batch size "
       f"reaches, + 2%).", "", *common.table(list(table[0]), table), "",
       f"Fit S(B) = S_min + c / B: S_min = {fit['s_min']:.1f} steps, "
-      f"**B_crit = c / S_min = {fit['b_crit']:.0f}**, rms misfit {fit['residual']:.1f} steps.", "",
+      f"**B_crit = c / S_min = {fit['b_crit']:.0f}**, rms misfit {fit['residual']:.1f} steps."
+      + ("" if fit["s_min"] > 0 and fit["b_crit"] > 0 else
+         " The model does not fit these points (S_min or B_crit <= 0): no B_crit."), "",
       "Speedup per doubling (2 = perfect, 1 = none):", "",
       *common.table(["b_from", "b_to", "speedup"], gains)])
 

@@ -32,7 +32,7 @@ def main():
   for name, members in [*[(l, [l]) for l in layers], *groups.items()]:
     s = spikes.pooled(series, members, follow_window=WINDOW)
     rows.append({"layer": name, "RMS spikes": s["rms_spikes"], "loss spikes": s["loss_spikes"],
-                 "P(loss spike within W | RMS spike)": s["p_follow"],
+                 "P(loss spike within W after an RMS spike)": s["p_follow"],
                  "P by chance": s["p_chance"], "median lag": s["median_lag"],
                  "lags": " ".join(map(str, s["lags"]))})
   common.write_numbers(args, "Do RMS spikes predict loss spikes? AdamW ViT runs, b2 sweep", [

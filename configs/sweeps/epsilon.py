@@ -12,8 +12,9 @@ def get_sweep(arg: str = ""):
   presets = set(filter(None, arg.split(",")))
   quick = "quick" in presets
   widths = [64, 256, 1024] if quick else [256, 1024, 4096, 16384]
-  fixed = {"steps": 200 if quick else 3000, "batch_size": 64, "model.base_width": widths[0],
-           "parametrization": "mup", "optimizer.learning_rate": 2.0 ** -7,
+  fixed = {"steps": 400 if quick else 3000, "batch_size": 64, "log_every": 2,
+           "model.base_width": widths[0],
+           "parametrization": "mup", "optimizer.learning_rate": 2.0 ** -8,
            "optimizer.warmup_steps": 20, "optimizer.grad_clip_norm": 0.0,
            "max_nonfinite": 2, "eval_every": 100 if quick else 1000, "eval_batches": 8,
            "checkpoint_every": 10 ** 6}

@@ -12,7 +12,8 @@ def get_sweep(arg: str = ""):
   widths = [64, 128, 256, 512] if quick else [256, 512, 1024, 2048, 4096]
   return dict(
       base="configs/mlp.py:adamw",
-      fixed={"steps": 200 if quick else 3000, "batch_size": 64, "model.base_width": widths[0],
+      fixed={"steps": 400 if quick else 3000, "batch_size": 64, "log_every": 2,
+             "model.base_width": widths[0],
              "optimizer.per_layer_lr": True, "alignment": "full",
              "optimizer.schedule": "warmup_cosine", "optimizer.warmup_steps": 20,
              "optimizer.grad_clip_norm": 0.0,  # global clipping would rescale lr with width

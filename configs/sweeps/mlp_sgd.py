@@ -9,7 +9,8 @@ def get_sweep(arg: str = ""):
   widths = [64, 128, 256, 512, 1024] if quick else [256, 512, 1024, 2048, 4096, 8192]
   return dict(
       base="configs/mlp.py:sgd",
-      fixed={"steps": 200 if quick else 3000, "batch_size": 64, "model.base_width": widths[0],
+      fixed={"steps": 400 if quick else 3000, "batch_size": 64, "log_every": 2,
+             "model.base_width": widths[0],
              "optimizer.schedule": "constant", "optimizer.warmup_steps": 0,
              "optimizer.grad_clip_norm": 0.0,  # plain SGD, as in the paper
              "max_nonfinite": 2, "eval_every": 100 if quick else 1000, "eval_batches": 8,
