@@ -91,7 +91,7 @@ def scale_by_stable_adam(
         # u_t = 0 (zero gradients so far), where eps^2 keeps 0/0 out.
         # where() rather than maximum(): same value, but XLA:CPU then fuses the
         # division into the reduction instead of writing g^2/u to memory first.
-        ratio = jnp.where(v_hat > e * e, g32 * g32 / v_hat, g32 * g32 / (e * e))
+        ratio = g32 * g32 / jnp.maximum(v_hat, e * e)  # one division per element
         rms = jnp.sqrt(jnp.mean(ratio)).astype(jnp.float32)
       else:
         rms = jnp.zeros([], jnp.float32)
