@@ -26,7 +26,7 @@ def get_sweep(arg: str = ""):
       fixed=fixed,
       axes=[{"optimizer.scale_eps": [False, True]},
             {"model.width": widths},
-            {"optimizer.eps": [10.0 ** k for k in range(-12, -1)]}],
+            {"optimizer.eps": [10.0 ** k for k in range(-12, 2)]}],
       best_of="optimizer.eps",
       metric="eval_loss",
   )
