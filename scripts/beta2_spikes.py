@@ -26,10 +26,10 @@ def runs_by_setting(args):
   workdir, rows = common.sweep(args, "beta2_spikes")
   out = {}
   for r in rows:
-    steps, loss = common.series(workdir, r["id"], "loss")
-    keys = [k for k in common.read_metrics(os.path.join(workdir, r["id"]))[0]
-            if k.startswith("rms/") and k.endswith("kernel")]
-    rms = {k[4:]: common.series(workdir, r["id"], k)[1] for k in keys}
+    logged = common.read_metrics(os.path.join(workdir, r["id"]))  # read once, many keys
+    steps, loss = common.series(workdir, r["id"], "loss", logged)
+    keys = [k for k in logged[0] if k.startswith("rms/") and k.endswith("kernel")]
+    rms = {k[4:]: common.series(workdir, r["id"], k, logged)[1] for k in keys}
     out[(r["optimizer.name"], r["optimizer.b2"])] = dict(row=r, steps=steps, loss=loss, rms=rms)
   return out
 

@@ -63,9 +63,11 @@ def tail_loss(workdir: str, run_id: str, key: str = "loss", frac: float = 0.2) -
   return float(np.mean(tail)) if len(tail) and np.all(np.isfinite(tail)) else float("inf")
 
 
-def series(workdir: str, run_id: str, key: str):
-  """(steps, values) of a logged metric of one run of a sweep."""
-  rows = [r for r in read_metrics(os.path.join(workdir, run_id)) if key in r]
+def series(workdir: str, run_id: str, key: str, logged=None):
+  """(steps, values) of a logged metric of one run of a sweep; `logged`: the run's
+  metrics rows when the caller has already read them (several keys, one read)."""
+  logged = read_metrics(os.path.join(workdir, run_id)) if logged is None else logged
+  rows = [r for r in logged if key in r]
   return (np.array([r["step"] for r in rows]),
           np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float))
 
@@ -79,10 +81,8 @@ def write_numbers(args, title: str, lines) -> None:
 
 
 def table(columns, rows) -> list:
-  """Markdown table lines; floats to 4 significant digits."""
-  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
-  return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-          + ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows])
+  """Markdown table lines; floats to 4 significant digits (the sweep results' format)."""
+  return results.table(columns, rows).split("\n")
 
 
 def dump(args, name: str, obj) -> None:

@@ -57,18 +57,19 @@ def write(workdir: str) -> str:
   w.writeheader()
   w.writerows(rows)
   write_text(os.path.join(workdir, "results.csv"), out.getvalue())
-  md = [_table(header[1:], rows)]
+  md = [table(header[1:], rows)]
   if sweep.get("best_of") in fields:
     best = best_per_group(rows, fields, sweep["best_of"], sweep.get("metric", "eval_loss"))
     if best:
       md += ["", f"Best {sweep['best_of']} per group (lowest {sweep.get('metric', 'eval_loss')}):",
-             "", _table(list(best[0]), best)]
+             "", table(list(best[0]), best)]
   text = "\n".join(md) + "\n"
   write_text(os.path.join(workdir, "results.md"), text)
   return text
 
 
-def _table(columns, rows) -> str:
+def table(columns, rows) -> str:
+  """A markdown table; floats to 4 significant digits, None as empty."""
   fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
