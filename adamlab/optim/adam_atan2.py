@@ -55,10 +55,11 @@ def atan2(y: jax.Array, x: jax.Array) -> jax.Array:
 def atan2_of_square(y: jax.Array, x_sq: jax.Array) -> jax.Array:
   """arctan2(y, sqrt(x_sq)), from y and x^2 (Adam's v_hat), the fusible way."""
   y_sq = y * y
-  swap = y_sq > x_sq
-  lo, hi = jnp.where(swap, x_sq, y_sq), jnp.where(swap, y_sq, x_sq)
+  # min/max rather than selects on one shared comparison: XLA:CPU writes a shared
+  # predicate to memory (an extra pass over both moments), min/max fuse.
+  lo, hi = jnp.minimum(y_sq, x_sq), jnp.maximum(y_sq, x_sq)
   r = _atan_unit(jnp.sqrt(lo / jnp.where(hi > 0, hi, 1)))
-  return jnp.copysign(jnp.where(swap, math.pi / 2 - r, r), y)
+  return jnp.copysign(jnp.where(y_sq > x_sq, math.pi / 2 - r, r), y)
 
 
 class ScaleByAdamAtan2State(NamedTuple):
