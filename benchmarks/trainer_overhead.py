@@ -69,8 +69,9 @@ def timed(fn, c):
 def run(short=20, long=220, repeats=2):
   """Per-step wall and CPU seconds of each side, min and median over repeats."""
   per_step = {"baseline": [], "trainer": []}
-  for _ in range(repeats):
-    for name, fn in (("baseline", baseline), ("trainer", trainer)):
+  sides = [("baseline", baseline), ("trainer", trainer)]
+  for r in range(repeats):
+    for name, fn in sides[::-1] if r % 2 else sides:  # alternate who goes first
       a, b = timed(fn, config(short)), timed(fn, config(long))
       extra = long - short
       per_step[name].append(((b[0] - a[0]) / extra, (b[1] - a[1]) / extra))

@@ -61,8 +61,11 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
       grads = jax.tree.map(lambda g: g + jnp.where(poisoned, jnp.inf, 0.0).astype(g.dtype), grads)
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_params = optax.apply_updates(params, updates)
-    finite = jnp.isfinite(loss) & jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    # A nan or inf anywhere in the gradients makes their global norm non-finite: one
+    # reduction, shared with the logged grad_norm and global-norm clipping, instead of
+    # one isfinite pass per leaf. (A norm overflowing float32 is skipped as well.)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
     new = dict(state, params=keep(new_params, params),
                opt_state=keep(opt_state, state["opt_state"]), step=state["step"] + 1,
@@ -75,7 +78,7 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
       new["ema"] = keep(ema, state["ema"])
     count = sum(u.size for u in jax.tree.leaves(updates))
     metrics = dict(
-        loss=loss, accuracy=aux["accuracy"], grad_norm=optax.global_norm(grads),
+        loss=loss, accuracy=aux["accuracy"], grad_norm=grad_norm,
         param_norm=optax.global_norm(new["params"]),
         update_rms=jnp.sqrt(sum(jnp.sum(jnp.square(u.astype(jnp.float32)))
                                 for u in jax.tree.leaves(updates)) / count),
