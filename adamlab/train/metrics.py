@@ -24,9 +24,12 @@ class Writer:
   def write(self, step: int, metrics: dict) -> None:
     row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
     self.file.write(json.dumps(row) + "\n")
-    for k, v in row.items():
-      if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
-        self.tb.add_scalar(k, v, step)
+    # One event holding every scalar of the step: add_scalar's event per scalar costs
+    # ~15x more host time, which the training loop pays every step.
+    from tensorboardX.proto.summary_pb2 import Summary
+    values = [Summary.Value(tag=k, simple_value=v) for k, v in row.items()
+              if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)]
+    self.tb._get_file_writer().add_summary(Summary(value=values), step)
 
   def flush(self, durable: bool = False) -> None:
     """Flushed lines survive a killed process; durable ones (fsync) a crashed machine too."""

@@ -30,6 +30,22 @@ def rows(workdir):
   return [json.loads(line) for line in open(pathlib.Path(workdir) / "metrics.jsonl")]
 
 
+def tensorboard_scalars(tb_dir):
+  """{(step, tag): value} read back from the TFRecord event files (length, crc, data, crc)."""
+  from tensorboardX.proto.event_pb2 import Event
+  out = {}
+  for name in sorted(os.listdir(tb_dir)):
+    data = (pathlib.Path(tb_dir) / name).read_bytes()
+    i = 0
+    while i < len(data):
+      n = int.from_bytes(data[i:i + 8], "little")
+      event = Event.FromString(data[i + 12:i + 12 + n])
+      i += 12 + n + 4
+      for v in event.summary.value:
+        out[(event.step, v.tag)] = v.simple_value
+  return out
+
+
 def science(row):
   return {k: v for k, v in row.items() if k not in TIMING}
 
@@ -64,7 +80,12 @@ def test_outputs_of_a_run(tmp_path):
   run = tmp_path / "run"
   for name in ("config.json", "metrics.jsonl", "loss.png", "lr.png", "rms.png"):
     assert (run / name).stat().st_size > 0, name
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(run / "tb"))
+  # TensorBoard holds every numeric metric of every step, as in metrics.jsonl.
+  tb = tensorboard_scalars(run / "tb")
+  expected = {(r["step"], k): v for r in rows(run) for k, v in r.items()
+              if k != "step" and isinstance(v, (int, float))}
+  assert tb.keys() == expected.keys()
+  np.testing.assert_allclose([tb[k] for k in expected], list(expected.values()), rtol=1e-6)
   last = rows(run)[-1]
   for key in ("loss", "lr", "grad_norm", "update_rms", "param_norm", "items_per_s",
               "eval_loss", "eval_accuracy", "rms/blocks.0.attn.qkv.kernel"):
