@@ -87,13 +87,15 @@ def scale_by_stable_adam(
       dt = g32.dtype
       u = m_hat / (jnp.sqrt(v_hat) + e)
       if clip_threshold is not None or track_rms:
-        # u_t already holds g_t, so g^2/u <= 1/(1-b2) and eps^2 only keeps 0/0 out
+        # u_t already holds g_t, so g^2/u <= 1/(1-b2) and eps^2 mainly keeps 0/0 out
         # (u_t = 0 after zero gradients). The debiased u_t is nu / c with
         # c = 1 - b2^t, so g^2 / max(u_t, eps^2) = c g^2 / max(nu, c eps^2). On the
-        # stored nu, XLA fuses the mean into one pass over g and nu; the debiased
+        # stored nu, XLA:CPU fuses the mean into one pass over g and nu; the debiased
         # form made it write g^2 and u_t to memory first (20 array passes, not 16).
         c = (1 - b2**count.astype(dt)).astype(dt)
-        ratio = g32 * (g32 / jnp.maximum(v_new, c * e * e))
+        # (tiny: c eps^2 must not flush to 0 for eps below ~1e-18, or 0/0 comes back)
+        floor = jnp.maximum(c * e * e, jnp.finfo(dt).tiny)
+        ratio = g32 * (g32 / jnp.maximum(v_new, floor))
         rms = jnp.sqrt(c * jnp.mean(ratio)).astype(jnp.float32)
       else:
         rms = jnp.zeros([], jnp.float32)

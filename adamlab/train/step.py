@@ -36,6 +36,9 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
                     poison_steps=(), poison="loss", max_nonfinite: int = 1 << 30):
   """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update.
 
+  The gradient check is on their global norm, so a step whose gradients are finite but
+  whose norm overflows float32 (~1.8e19: a run that has already diverged) is skipped too.
+
   dropout: pass a dropout key derived from (state rng, step), so a resumed run draws the
   same masks. poison_steps: a test hook; on these batches (1-based batch index: step +
   data offset) the loss is made NaN (poison="loss") or the gradients Inf ("grad").
@@ -62,9 +65,8 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_params = optax.apply_updates(params, updates)
     # A nan or inf anywhere in the gradients makes their global norm non-finite: one
-    # reduction, shared with the logged grad_norm and global-norm clipping, instead of
-    # one isfinite pass per leaf. (A norm overflowing float32 is skipped as well.)
-    grad_norm = optax.global_norm(grads)
+    # reduction, also logged, instead of one isfinite pass per leaf.
+    grad_norm = optax.tree_utils.tree_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
     new = dict(state, params=keep(new_params, params),
@@ -79,7 +81,7 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     count = sum(u.size for u in jax.tree.leaves(updates))
     metrics = dict(
         loss=loss, accuracy=aux["accuracy"], grad_norm=grad_norm,
-        param_norm=optax.global_norm(new["params"]),
+        param_norm=optax.tree_utils.tree_norm(new["params"]),
         update_rms=jnp.sqrt(sum(jnp.sum(jnp.square(u.astype(jnp.float32)))
                                 for u in jax.tree.leaves(updates)) / count),
         skipped=~finite, **rms_metrics(opt_state))

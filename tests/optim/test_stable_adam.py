@@ -43,6 +43,23 @@ def test_matches_algorithm_2_step_by_step(clip):
   assert max(want_rms) > 2.0
 
 
+def test_eps_floor_of_rms_with_tiny_and_zero_gradients():
+  # g ~ 1e-7 < eps: max(u_t, eps^2) takes eps^2 at most steps, which the stored-moment
+  # form must reproduce (a floor of eps^2 on the undebiased nu would be c times off);
+  # a row of zero gradients must stay 0/0-free.
+  grads = [1e-5 * g for g in spiky_grads(10, (6, 4), spike_at=(3, 7))]
+  for g in grads:
+    g[0] = 0.0
+  theta0 = np.random.default_rng(2).standard_normal((6, 4)).astype(np.float32)
+  want, want_rms = reference.stable_adamw(grads, theta0, [0.1] * 10, 0.9, 0.99, 1e-6, 0.0, 1.0)
+  tx = optim.stable_adamw(0.1, 0.9, 0.99, 1e-6, clip_threshold=1.0)
+  got = run(tx, jnp.asarray(theta0), [jnp.asarray(g) for g in grads])
+  for t, (params, state) in enumerate(got):
+    np.testing.assert_allclose(params, want[t], rtol=2e-5, atol=1e-6, err_msg=f"step {t}")
+    np.testing.assert_allclose(optim.last_rms(state), want_rms[t], rtol=1e-5, err_msg=f"step {t}")
+  assert min(want_rms) < 0.5 and max(want_rms) > 1.0  # the floor acts, and so does clipping
+
+
 def test_clipping_changes_the_step_and_decay_uses_unclipped_lr():
   grads = spiky_grads(6, (4, 4), spike_at=(5,), spike=1000.0)
   theta0 = np.ones((4, 4), np.float32)

@@ -39,6 +39,7 @@ def tensorboard_scalars(tb_dir):
     i = 0
     while i < len(data):
       n = int.from_bytes(data[i:i + 8], "little")
+      assert i + 12 + n + 4 <= len(data), "a cut-off record"
       event = Event.FromString(data[i + 12:i + 12 + n])
       i += 12 + n + 4
       for v in event.summary.value:
