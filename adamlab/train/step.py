@@ -32,6 +32,20 @@ def rms_metrics(opt_state) -> dict:
   return {"rms/" + layer_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(rms)[0]}
 
 
+def initial_state(params, opt_state, rng, ema: bool = False) -> dict:
+  """The state make_train_step reads and returns, at step 0.
+
+  rng: raw key data (dropout keys are folded from it and the step); ema: keep an EMA of
+  the params, starting from them.
+  """
+  state = dict(params=params, opt_state=opt_state, step=jnp.zeros([], jnp.int32),
+               nonfinite=jnp.zeros([], jnp.int32), streak_hit=jnp.zeros([], jnp.bool_),
+               data_offset=jnp.zeros([], jnp.int32), rng=rng)
+  if ema:
+    state["ema"] = jax.tree.map(jnp.copy, params)
+  return state
+
+
 def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False,
                     poison_steps=(), poison="loss", max_nonfinite: int = 1 << 30):
   """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update.

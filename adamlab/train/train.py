@@ -23,7 +23,7 @@ from adamlab import data, models, optim
 from adamlab.files import write_text
 from adamlab.optim.config_error import ConfigError
 from adamlab.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib
-from adamlab.train.step import make_eval_step, make_train_step
+from adamlab.train.step import initial_state, make_eval_step, make_train_step
 
 # Peak dense bf16 FLOP/s per device, for the MFU estimate.
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12,
@@ -163,12 +163,8 @@ def run_pack(configs, workdirs, log=print) -> list:
                        and x.sharding.mesh == mesh else mesh_lib.replicated(mesh))
 
   def fresh(hp):
-    state = dict(params=params, opt_state=jax.jit(build_tx(hp).init)(params),
-                 step=jnp.zeros([], jnp.int32), nonfinite=jnp.zeros([], jnp.int32),
-                 streak_hit=jnp.zeros([], jnp.bool_),
-                 data_offset=jnp.zeros([], jnp.int32), rng=jax.random.key_data(key))
-    if config.ema_decay:
-      state["ema"] = jax.tree.map(jnp.copy, params)
+    state = initial_state(params, jax.jit(build_tx(hp).init)(params),
+                          jax.random.key_data(key), ema=bool(config.ema_decay))
     return jax.device_put(state, jax.tree.map(on_mesh, state))
 
   members = [fresh(hp) for hp in values]

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 
 from adamlab import optim
-from adamlab.train.step import make_train_step
+from adamlab.train.step import initial_state, make_train_step
 
 
 def objective(p, inputs, targets, rng=None, key=None):
@@ -16,9 +16,7 @@ def objective(p, inputs, targets, rng=None, key=None):
 
 
 def state_for(params, tx):
-  return dict(params=params, opt_state=tx.init(params), step=jnp.zeros([], jnp.int32),
-              nonfinite=jnp.zeros([], jnp.int32), streak_hit=jnp.zeros([], jnp.bool_),
-              data_offset=jnp.zeros([], jnp.int32))
+  return initial_state(params, tx.init(params), jax.random.key_data(jax.random.PRNGKey(0)))
 
 
 def test_one_non_finite_gradient_element_skips_the_whole_update():
