@@ -31,7 +31,7 @@ def train_step_time(config, repeats=20, warmup=2):
   the device: what training consumes per step, with the data pipeline left out.
   """
   from adamlab import data, models, optim
-  from adamlab.train.step import make_train_step
+  from adamlab.train.step import initial_state, make_train_step
 
   key = jax.random.PRNGKey(config.seed)
   model, _ = models.build(config, key)
@@ -39,12 +39,8 @@ def train_step_time(config, repeats=20, warmup=2):
   tx = optim.build(config, params, models.param_shapes(config, config.model.base_width))
   step = jax.jit(make_train_step(models.objective(config, apply), tx, config.ema_decay,
                                  dropout=config.model.dropout > 0), donate_argnums=0)
-  zero = lambda dtype: jax.numpy.zeros([], dtype)
-  state = [dict(params=jax.tree.map(jax.numpy.copy, params), opt_state=tx.init(params),
-                step=zero("int32"), nonfinite=zero("int32"), streak_hit=zero("bool"),
-                data_offset=zero("int32"), rng=jax.random.key_data(key))]
-  if config.ema_decay:
-    state[0]["ema"] = jax.tree.map(jax.numpy.copy, params)
+  state = [initial_state(jax.tree.map(jax.numpy.copy, params), tx.init(params),
+                         jax.random.key_data(key), ema=bool(config.ema_decay))]
   x, y = jax.device_put(data.Source(config).batch(0))
 
   def call():

@@ -102,7 +102,8 @@ def markdown(report):
           f"- command: `{report['command']}`", "",
           "Every figure is a ratio against a baseline measured in the same process, with "
           "min (best) and median over repeats; targets are judged on the min (best) "
-          "figures. Shared machines are noisy: read several runs.", ""]
+          "figures, except the optimizer's, judged on the median of ratios of calls made "
+          "side by side. Shared machines are noisy: read several runs.", ""]
   body = [section_markdown(i + 1, name, report["sections"][name])
           for i, name in enumerate(SECTIONS) if name in report["sections"]]
   return "\n".join(head + body)
