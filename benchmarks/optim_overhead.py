@@ -9,6 +9,7 @@ step does it. The ratios are what to read.
 
 import argparse
 import json
+import random
 import statistics
 import sys
 
@@ -92,8 +93,8 @@ def harnesses(tx, params, grads, count):
 
 
 def run(n_params=20e6, repeats=20, rounds=4):
-  """rounds * repeats calls of every optimizer and harness, round-robin, one call each
-  in turn, so drift on a shared machine hits all alike. ratio_median is the median of
+  """rounds * repeats calls of every optimizer and harness, one call each in turn (in a
+  shuffled order), so drift on a shared machine hits all alike. ratio_median is the median of
   the ratios of calls made side by side, ratio_min the ratio of the fastest calls."""
   params = transformer_shapes(n_params)
   count = sum(p.size for p in jax.tree.leaves(params))
@@ -106,9 +107,11 @@ def run(n_params=20e6, repeats=20, rounds=4):
   for _ in range(2):  # warm up
     for call in calls.values():
       jax.block_until_ready(call())
+  order, shuffle = list(calls), random.Random(0).shuffle
   for _ in range(rounds * repeats):
-    for key, call in calls.items():
-      times[key].append(time_fn(call, repeats=1, warmup=0)[0])
+    shuffle(order)  # no optimizer always runs right after the same one
+    for key in order:
+      times[key].append(time_fn(calls[key], repeats=1, warmup=0)[0])
   rows = []
   for (name, harness), t in times.items():
     base = times["optax.adamw", harness]

@@ -52,7 +52,11 @@ def fetch(root: str = "", source: str = "", log=print) -> str:
         found = glob.glob(os.path.join(search, "**", f), recursive=True)
         if not found:
           raise ConfigError("data fetch --from", search, f"a folder containing {f}")
-        shutil.copyfile(found[0], os.path.join(root, name, f))
+        # Copy, then rename: a reader (or a second fetch running alongside, as in
+        # parallel tests) sees the whole file or none of it.
+        dest = os.path.join(root, name, f)
+        shutil.copyfile(found[0], f"{dest}.{os.getpid()}.partial")
+        os.replace(f"{dest}.{os.getpid()}.partial", dest)
       log(f"data: {name} -> {os.path.join(root, name)}")
   return root
 
