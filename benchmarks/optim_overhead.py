@@ -69,27 +69,25 @@ def harnesses(tx, params, grads, count):
   runs, where XLA fuses the update into the params' write and no update tree is made.
   """
   update = jax.jit(tx.update, donate_argnums=(1,))
+  update_state = [tx.init(params)]
 
   def apply(g, s, p):
     u, s = tx.update(g, s, p)
     return s, optax.apply_updates(p, u)
 
   step = jax.jit(apply, donate_argnums=(1, 2))
-  out = {}
-  for name, fn, state in (("update", update, [tx.init(params), params]),
-                          ("step", step, [tx.init(params), jax.tree.map(jnp.copy, params)])):
-    passes = array_passes(fn, (grads, *state), count)
+  step_state = [tx.init(params), jax.tree.map(jnp.copy, params)]  # [opt state, params]
 
-    def call(fn=fn, state=state, name=name):
-      result = fn(grads, *state)
-      if name == "update":
-        state[0] = result[1]
-      else:
-        state[:] = result
-      return result
+  def call_update():
+    u, update_state[0] = update(grads, update_state[0], params)
+    return u
 
-    out[name] = (call, passes)
-  return out
+  def call_step():
+    step_state[:] = step(grads, *step_state)
+    return step_state
+
+  return {"update": (call_update, array_passes(update, (grads, update_state[0], params), count)),
+          "step": (call_step, array_passes(step, (grads, *step_state), count))}
 
 
 def run(n_params=20e6, repeats=20, rounds=4):

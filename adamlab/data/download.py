@@ -55,8 +55,9 @@ def fetch(root: str = "", source: str = "", log=print) -> str:
         # Copy, then rename: a reader (or a second fetch running alongside, as in
         # parallel tests) sees the whole file or none of it.
         dest = os.path.join(root, name, f)
-        shutil.copyfile(found[0], f"{dest}.{os.getpid()}.partial")
-        os.replace(f"{dest}.{os.getpid()}.partial", dest)
+        partial = f"{dest}.{os.getpid()}.partial"
+        shutil.copyfile(found[0], partial)
+        os.replace(partial, dest)
       log(f"data: {name} -> {os.path.join(root, name)}")
   return root
 
