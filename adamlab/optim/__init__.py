@@ -14,5 +14,6 @@ from adamlab.optim.parametrization import (
     exponents, forward_multipliers, infer_roles, init_stds, lr_multipliers, parametrize,
     scale_by_parametrization)
 from adamlab.optim.schedules import constant, warmup_cosine, wsd
+from adamlab.optim.skip_spikes import SkipSpikesState, skip_spikes, skip_stats
 from adamlab.optim.stable_adam import (
     ScaleByStableAdamState, last_rms, scale_by_stable_adam, stable_adamw)

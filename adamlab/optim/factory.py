@@ -17,6 +17,7 @@ from adamlab.optim.config_error import ConfigError, check_one_of
 from adamlab.optim.parametrization import (
     ALIGNMENTS, PARAMETRIZATIONS, eps_multipliers, parametrize, scale_by_parametrization)
 from adamlab.optim import schedules
+from adamlab.optim.skip_spikes import METRICS as SKIP_METRICS, skip_spikes
 from adamlab.optim.stable_adam import scale_by_stable_adam
 
 OPTIMIZERS = ("adamw", "stable_adamw", "adam_atan2", "sgd", "adafactor", "lion")
@@ -56,6 +57,10 @@ def default_config() -> ml_collections.ConfigDict:
       decay_fraction=0.2,  # fraction of total_steps spent decaying (wsd)
       per_layer_lr=True,  # learning-rate exponents of the parametrization (False: one global lr)
       scale_eps=True,  # shrink eps with each role's gradient scale (Adam family)
+      skip_spikes_k=0.0,  # skip a step above mean + k std of the recent window (0 = off)
+      skip_spikes_window=100,  # accepted steps in that window; no skipping before it is full
+      skip_spikes_metric="loss",  # loss, grad_norm or both (a spike in either one)
+      skip_spikes_max_in_row=0,  # accept the step after this many skips in a row (0 = no limit)
   ))
 
 
@@ -87,6 +92,11 @@ def validate(config) -> None:
   _range("optimizer.final_lr_ratio", get("final_lr_ratio"), 0, 1, "in [0, 1]")
   _range("optimizer.decay_fraction", get("decay_fraction"), 0, 1, "in (0, 1]", open_lo=True)
   _int("optimizer.total_steps", get("total_steps"), 1)
+  _range("optimizer.skip_spikes_k", get("skip_spikes_k"), 0, None,
+         "a finite number >= 0 (0 = off)")
+  _int("optimizer.skip_spikes_window", get("skip_spikes_window"), 2)
+  check_one_of("optimizer.skip_spikes_metric", get("skip_spikes_metric"), SKIP_METRICS)
+  _int("optimizer.skip_spikes_max_in_row", get("skip_spikes_max_in_row"), 0)
   _int("optimizer.warmup_steps", get("warmup_steps"), 0)
   if get("warmup_steps") > get("total_steps"):
     raise ConfigError("optimizer.warmup_steps", get("warmup_steps"),
@@ -145,7 +155,8 @@ def _with_defaults(opt):
   return full
 
 
-def build(config, params, base_params=None, values=None) -> optax.GradientTransformation:
+def build(config, params, base_params=None,
+          values=None) -> optax.GradientTransformationExtraArgs:
   """optax transformation for `config` (an experiment config with an optimizer section).
 
   params and base_params may be arrays or shapes; base_params (the same model at
@@ -153,6 +164,7 @@ def build(config, params, base_params=None, values=None) -> optax.GradientTransf
   decay skips vectors (biases, norm scales) unless optimizer.decay_vectors.
   values: {name: scalar} replacing some of `hyperparams(config)`; they may be traced,
   which is how packed runs vmap one optimizer over their hyperparameters.
+  The result takes extra args: pass `loss=` to update (skip_spikes reads it).
   """
   validate(config)
   opt = _with_defaults(config.optimizer)
@@ -177,7 +189,10 @@ def build(config, params, base_params=None, values=None) -> optax.GradientTransf
   tx = optax.inject_hyperparams(make)(learning_rate=schedule(opt, hp.pop("learning_rate")), **hp)
   if opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
-  return tx
+  if opt.skip_spikes_k > 0:  # outermost: it sees the loss and the raw gradients
+    tx = skip_spikes(tx, opt.skip_spikes_k, opt.skip_spikes_window, opt.skip_spikes_metric,
+                     opt.skip_spikes_max_in_row)
+  return optax.with_extra_args_support(tx)
 
 
 def direction(name: str, hp: dict, table) -> optax.GradientTransformation:

@@ -56,7 +56,10 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
   dropout: pass a dropout key derived from (state rng, step), so a resumed run draws the
   same masks. poison_steps: a test hook; on these batches (1-based batch index: step +
   data offset) the loss is made NaN (poison="loss") or the gradients Inf ("grad").
+  tx gets the loss as an extra arg (`loss=`: optim.skip_spikes reads it); when tx holds
+  skip_spikes, its spike_skipped (this step) and spike_skips (in total) are logged.
   """
+  tx = optax.with_extra_args_support(tx)  # a plain GradientTransformation ignores loss=
 
   def train_step(state, inputs, targets):
     params = state["params"]
@@ -76,7 +79,7 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     if poison_steps and poison == "grad":
       grads = jax.tree.map(lambda g: g + jnp.where(poisoned, jnp.inf, 0.0).astype(g.dtype), grads)
-    updates, opt_state = tx.update(grads, state["opt_state"], params)
+    updates, opt_state = tx.update(grads, state["opt_state"], params, loss=loss)
     new_params = optax.apply_updates(params, updates)
     # A nan or inf anywhere in the gradients makes their global norm non-finite: one
     # reduction, also logged, instead of one isfinite pass per leaf.
@@ -102,6 +105,10 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     lr = learning_rate(opt_state)
     if lr is not None:
       metrics["lr"] = lr
+    spikes = optim.skip_stats(opt_state)
+    if spikes is not None:  # (a non-finite step is discarded, not counted as a spike)
+      metrics["spike_skipped"] = (spikes["spike_skipped"] & finite).astype(jnp.float32)
+      metrics["spike_skips"] = optim.skip_stats(new["opt_state"])["spike_skips"]
     return new, metrics
 
   return train_step
