@@ -7,10 +7,12 @@ chance (~1% by chance). This module measures that for a logged run.
 Spike heuristic (`detect`), for a series x of positive values (loss, RMS_t):
   * history(t) = the finite values among x[t - window : t] (the previous `window` points);
   * no detection at t while history(t) has fewer than `min_history` points;
-  * t is a spike point if x[t] > k * median(history(t)), or if x[t] is NaN/inf (a
-    non-finite loss is a spike), given enough finite history;
-  * consecutive spike points are one event, reported by its first index, so a blow-up
-    that stays high (or NaN) for many steps counts once.
+  * t is a spike point if x[t] > k * median(history(t)) + floor, or if x[t] is NaN/inf
+    (a non-finite loss is a spike), given enough finite history. The absolute `floor`
+    matters for a loss that trains to ~0, where any positive value is above k * 0;
+  * spike points at most `gap` steps apart are one event (gap 1: consecutive points),
+    reported by its first index, so a blow-up that stays high (or NaN), or oscillates,
+    for many steps counts once.
 
 Events are lists of step indices into the series; `n` is the series length.
 """
@@ -18,8 +20,15 @@ Events are lists of step indices into the series; `n` is the series length.
 import numpy as np
 
 
-def detect(values, k: float = 2.0, window: int = 20, min_history: int = 5) -> list:
+def detect(values, k: float = 2.0, window: int = 20, min_history: int = 5,
+           floor: float = 0.0, gap: int = 1) -> list:
   """Sorted first indices of spike events in `values` (see the module docstring)."""
+  return [start for start, _ in events(values, k, window, min_history, floor, gap)]
+
+
+def events(values, k: float = 2.0, window: int = 20, min_history: int = 5,
+           floor: float = 0.0, gap: int = 1) -> list:
+  """[(first, last)] spike points of each event of `detect`, both inclusive."""
   x = np.asarray(values, dtype=float)
   points = []
   for t in range(len(x)):
@@ -27,9 +36,22 @@ def detect(values, k: float = 2.0, window: int = 20, min_history: int = 5) -> li
     history = history[np.isfinite(history)]
     if len(history) < min_history:
       continue
-    if not np.isfinite(x[t]) or x[t] > k * np.median(history):
+    if not np.isfinite(x[t]) or x[t] > k * np.median(history) + floor:
       points.append(t)
-  return [t for i, t in enumerate(points) if i == 0 or points[i - 1] != t - 1]
+  out = []
+  for t in points:
+    if out and t - out[-1][1] <= gap:
+      out[-1][1] = t
+    else:
+      out.append([t, t])
+  return [tuple(e) for e in out]
+
+
+def heights(values, found) -> list:
+  """The largest value of each event [(first, last)] (inf if any is not finite)."""
+  x = np.asarray(values, dtype=float)
+  return [float(np.max(np.where(np.isfinite(x[a:b + 1]), x[a:b + 1], np.inf)))
+          for a, b in found]
 
 
 def _followed(causes, effects, window: int) -> np.ndarray:
@@ -134,9 +156,10 @@ def pooled(runs, layers, k: float = 2.0, window: int = 20, follow_window: int = 
 
 
 def depth(layer: str) -> float:
-  """Position of a layer from the input: embeddings 0, `blocks.i` i + 1, anything else
-  (final norm, head, readout) inf."""
+  """Position of a layer from the input: embeddings 0, `blocks.i` (a transformer block)
+  or `layers.i` (an MLP's hidden layer) i + 1, anything else (final norm, head, readout) inf."""
   parts = layer.split(".")
-  if "blocks" in parts and parts.index("blocks") + 1 < len(parts):
-    return int(parts[parts.index("blocks") + 1]) + 1
+  for stack in ("blocks", "layers"):
+    if stack in parts and parts.index(stack) + 1 < len(parts):
+      return int(parts[parts.index(stack) + 1]) + 1
   return 0 if any(w in layer for w in ("embed", "cls")) else float("inf")

@@ -73,10 +73,14 @@ def normalise(parts):
   return out
 
 
-def batch(images, labels, step: int, seed: int, batch_size: int, rows=None):
-  """(images, labels) for global step `step`: indices drawn from a counter-based generator."""
-  rng = step_rng(seed, step)
-  idx = rng.integers(0, len(images), size=batch_size)
+def batch(images, labels, step: int, seed: int, batch_size: int, rows=None,
+          full_batch: bool = False):
+  """(images, labels) for global step `step`: indices drawn from a counter-based generator,
+  or every image in order (full_batch: batch_size is the data set's size)."""
+  if full_batch:
+    idx = np.arange(batch_size)
+  else:
+    idx = step_rng(seed, step).integers(0, len(images), size=batch_size)
   if rows is not None:
     idx = idx[rows]
   return images[idx], labels[idx]

@@ -49,15 +49,18 @@ def split(tokens: np.ndarray, eval_fraction: float):
 
 
 def batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_len: int,
-          rows=None):
+          rows=None, full_batch: bool = False):
   """(inputs, targets), each (rows, seq_len) int32, for global step `step`.
 
   rows: the slice of the global batch this process reads (default: all of it).
+  full_batch: the windows starting at 0, seq_len, 2 seq_len, ... every step.
   """
   if len(tokens) <= seq_len + 1:
     raise ConfigError("model.seq_len", seq_len, f"< the corpus length ({len(tokens)} tokens)")
-  rng = step_rng(seed, step)
-  starts = rng.integers(0, len(tokens) - seq_len, size=batch_size)  # windows of seq_len + 1
+  if full_batch:
+    starts = np.arange(batch_size) * seq_len
+  else:  # windows of seq_len + 1
+    starts = step_rng(seed, step).integers(0, len(tokens) - seq_len, size=batch_size)
   if rows is not None:
     starts = starts[rows]
   window = np.stack([np.asarray(tokens[s:s + seq_len + 1]) for s in starts]).astype(np.int32)

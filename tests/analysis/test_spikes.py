@@ -111,3 +111,23 @@ def test_depth_orders_layers_from_the_input():
   names = ["head.kernel", "blocks.1.mlp.up.kernel", "patch_embed.kernel", "blocks.0.attn.qkv.kernel"]
   assert sorted(names, key=spikes.depth) == ["patch_embed.kernel", "blocks.0.attn.qkv.kernel",
                                              "blocks.1.mlp.up.kernel", "head.kernel"]
+
+
+def test_detect_floor_and_gap_for_a_loss_that_trains_to_zero():
+  # A memorized loss sits at exactly 0: with no floor every positive value is > 2 x 0.
+  x = [0.0] * 10 + [1e-6, 0.0, 0.0] + [0.0] * 5 + [3.0, 0.5, 0.0, 0.0, 2.0, 0.0] + [0.0] * 10
+  assert spikes.detect(x, window=5, min_history=3) == [10, 18, 22]
+  assert spikes.detect(x, window=5, min_history=3, floor=0.1) == [18, 22]
+  # Points at most `gap` apart are one event; events() gives its first and last point.
+  assert spikes.detect(x, window=5, min_history=3, floor=0.1, gap=4) == [18]
+  found = spikes.events(x, window=5, min_history=3, floor=0.1, gap=4)
+  assert found == [(18, 22)]
+  assert spikes.heights(x, found) == [3.0]
+  assert spikes.heights([1.0, math.nan, 2.0], [(0, 2)]) == [math.inf]
+
+
+def test_depth_orders_mlp_layers_from_the_input():
+  layers = ["readout.kernel", "layers.1.kernel", "layers.0.kernel"]
+  assert sorted(layers, key=spikes.depth) == ["layers.0.kernel", "layers.1.kernel",
+                                              "readout.kernel"]
+  assert spikes.depth("blocks.3.attn.kernel") == 4 and spikes.depth("embed.embedding") == 0

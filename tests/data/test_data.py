@@ -110,3 +110,43 @@ def test_fetch_from_a_folder(tmp_path):
   with pytest.raises(optim.ConfigError, match="--from"):
     data.fetch(str(tmp_path / "other"), source=str(tmp_path / "empty_dir_that_has_nothing"),
                log=lambda *_: None)
+
+
+def test_train_size_keeps_the_first_examples_and_full_batch_takes_them_all_in_order():
+  full = data.Source(config("mlp", "fashion_mnist"))
+  c = config("mlp", "fashion_mnist", train_size=8, full_batch=True)
+  src = data.Source(c)
+  for step in (0, 5):  # the same whole subset every step
+    x, y = src.batch(step)
+    np.testing.assert_array_equal(x, full.train[0][:8])
+    np.testing.assert_array_equal(y, full.train[1][:8])
+  np.testing.assert_array_equal(src.batch(0, slice(2, 4))[1], full.train[1][2:4])
+  c.data.full_batch = False  # minibatches drawn from the first 8 only
+  drawn = np.concatenate([data.Source(c).batch(s)[1] for s in range(20)])
+  sub = data.Source(c).train[1]
+  assert len(sub) == 8 and set(drawn) <= set(sub.tolist())
+  np.testing.assert_array_equal(data.Source(c).eval_batch(0)[1], full.eval_batch(0)[1])
+
+
+def test_text_train_size_counts_windows_of_seq_len():
+  c = config(train_size=8, full_batch=True)
+  src = data.Source(c)
+  assert len(src.train) == 8 * 64 + 1
+  x, y = src.batch(3)
+  np.testing.assert_array_equal(x.reshape(-1), src.train[:-1])
+  np.testing.assert_array_equal(y.reshape(-1), src.train[1:])
+  c.data.full_batch = False
+  x, _ = data.Source(c).batch(0)
+  assert x.shape == (8, 64) and set(np.unique(x)) <= set(np.unique(src.train))
+
+
+@pytest.mark.parametrize("fields,needle", [
+    (dict(train_size=-1), "data.train_size"),
+    (dict(train_size=7, full_batch=True), "data.full_batch"),  # batch_size is 8
+    (dict(train_size=0, full_batch=True), "data.full_batch"),
+    (dict(train_size=10 ** 9), "data.train_size"),
+])
+def test_bad_subsets_are_config_errors(fields, needle):
+  for model, name in (("gpt", "gcide"), ("mlp", "fashion_mnist")):
+    with pytest.raises(optim.ConfigError, match=needle):
+      data.Source(config(model, name, **fields))

@@ -61,6 +61,8 @@ TRAIN = [
     (["--config.mesh.data=16"], 8, "mesh"),
     (["--config.batch_size=7", "--config.mesh.data=2", "--config.mesh.fsdp=4"], 8, "batch_size"),
     (["--config.data.dir=/nonexistent"], 1, "data.path"),
+    (["--config.data.train_size=-1"], 1, "data.train_size"),
+    (["--config.data.full_batch=True"], 1, "data.full_batch"),
     (["--config.data.name=fashion_mnist"], 1, "data.name"),
     (["--config.data.name=text", "--config.data.path=/nonexistent.txt"], 1, "data.path"),
     (["--config.data.name=text", "--config.data.path=CORRUPT.npy"], 1, "data.path"),
