@@ -1,48 +1,121 @@
 """Do RMS spikes predict loss spikes? (Wortsman et al. 2023, seed 000)
 
-On the AdamW runs of the beta2 sweep (scripts/beta2_spikes.py, reused if done): per
-layer, the probability that a loss spike follows an RMS_t spike within W steps,
-against the same probability for RMS spikes placed at random (the chance level), and
-the lag from each loss spike back to the nearest RMS spike (positive: RMS first).
-Layers are pooled into early (embeddings and the first half of the blocks) and late
-(the rest, the head included).
+On the AdamW runs of scripts/loss_spikes.py, read back from their committed series
+(experiments/loss_spikes/<mode>/runs.csv and series/): per layer, the probability
+that a loss spike follows an RMS_t spike within W steps, for W in {1, 4, 8, 16},
+against the same probability for an RMS spike placed at random (the chance level);
+the lags from each loss spike back to the nearest RMS spike (positive: RMS first);
+early layers (the first hidden layer) against late ones (the second and the readout).
 
-    python scripts/rms_spikes.py --quick
+    python scripts/loss_spikes.py --quick && python scripts/rms_spikes.py --quick
 """
 
 import math
+import os
+import sys
+
+import numpy as np
 
 import common
 from adamlab.analysis import spikes
-from beta2_spikes import runs_by_setting
+from loss_spikes import LOSS_SPIKE, REGIMES, read_runs
 
-WINDOW = 10  # a loss spike within this many steps after an RMS spike counts as following it
+WINDOWS = (1, 4, 8, 16)
+RMS_SPIKE = dict(k=2.0, window=20)  # an RMS_t spike: > 2x its running median (20 steps)
+MAX_LEAD = 500  # how far back from a loss spike RMS_t going over 1 is looked for
+
+
+def groups(layers) -> dict:
+  """Each layer alone, then early (first half by depth) and late (the rest)."""
+  layers = sorted(layers, key=lambda l: (spikes.depth(l), l))
+  finite = sorted({spikes.depth(l) for l in layers if math.isfinite(spikes.depth(l))})
+  half = finite[len(finite) // 2] if finite else 0
+  return {**{l: [l] for l in layers},
+          "early": [l for l in layers if spikes.depth(l) < half],
+          "late": [l for l in layers if spikes.depth(l) >= half]}
+
+
+CAUSES = {  # what counts as an RMS event
+    "spike": lambda x: spikes.detect(x, **RMS_SPIKE),
+    "over 1": lambda x: spikes.crossings(x, 1.0),  # v stops covering g^2
+}
+
+
+def rows_for(runs, label, cause: str) -> list:
+  series = [(r["rms"], r["loss"]) for r in runs]
+  out = []
+  for name, members in groups(runs[0]["rms"]).items():
+    for w in WINDOWS:
+      s = spikes.pooled(series, members, follow_window=w, loss_spike=LOSS_SPIKE,
+                        find=CAUSES[cause])
+      out.append({"runs": label, "RMS event": cause, "layer": name, "W": w,
+                  "RMS events": s["rms_spikes"],
+                  "loss spikes": s["loss_spikes"], "P(follow)": s["p_follow"],
+                  "P by chance": s["p_chance"],
+                  "ratio": s["p_follow"] / s["p_chance"] if s["p_chance"] else float("nan")})
+  return out
+
+
+def any_layer(run, cause: str) -> list:
+  return sorted({t for v in run["rms"].values() for t in CAUSES[cause](v)})
+
+
+def lag_counts(runs, max_lag: int):
+  """Per loss spike, the lag to the nearest RMS_t spike of any layer within max_lag:
+  ({lag: count}, lags)."""
+  lags = []
+  for r in runs:
+    lags += spikes.lag(any_layer(r, "spike"), spikes.detect(r["loss"], **LOSS_SPIKE), max_lag)
+  return {d: lags.count(d) for d in range(-max_lag, max_lag + 1)}, lags
+
+
+def leads(runs, max_lead: int) -> list:
+  """Per loss spike, the steps since RMS_t of any layer last went over 1 (None: not
+  within max_lead)."""
+  out = []
+  for r in runs:
+    out += spikes.lead(any_layer(r, "over 1"), spikes.detect(r["loss"], **LOSS_SPIKE), max_lead)
+  return out
 
 
 def main():
   args = common.parse("rms_spikes", __doc__, pack=3)
-  runs = [r for (name, _), r in sorted(runs_by_setting(args).items()) if name == "adamw"]
-  series = [(r["rms"], r["loss"]) for r in runs]
-  layers = sorted(runs[0]["rms"], key=lambda l: (spikes.depth(l), l))
-  finite = sorted({spikes.depth(l) for l in layers if math.isfinite(spikes.depth(l))})
-  half = finite[len(finite) // 2] if finite else 0
-  groups = {"early": [l for l in layers if spikes.depth(l) < half],
-            "late": [l for l in layers if spikes.depth(l) >= half]}
-  rows = []
-  for name, members in [*[(l, [l]) for l in layers], *groups.items()]:
-    s = spikes.pooled(series, members, follow_window=WINDOW)
-    rows.append({"layer": name, "RMS spikes": s["rms_spikes"], "loss spikes": s["loss_spikes"],
-                 "P(loss spike within W after an RMS spike)": s["p_follow"],
-                 "P by chance": s["p_chance"], "median lag": s["median_lag"],
-                 "lags": " ".join(map(str, s["lags"]))})
-  common.write_numbers(args, "Do RMS spikes predict loss spikes? AdamW ViT runs, b2 sweep", [
-      f"W = {WINDOW} steps; {len(runs)} AdamW runs (b2 {[r['row']['optimizer.b2'] for r in runs]}); "
-      "loss spikes are counted once per run (the 'loss spikes' column counts them per run "
-      "pooled). Spike: > 2x the running median of the previous 20 steps. Chance: the "
-      "probability for an RMS spike placed uniformly at random in its run. Lag: loss "
-      "spike minus the nearest RMS spike within W (positive: RMS first). "
-      f"early = {groups['early']}; late = the rest.", "",
-      *common.table(list(rows[0]), rows)])
+  source = os.path.join(common.REPO, "experiments", "loss_spikes", args.mode)
+  if not os.path.exists(os.path.join(source, "runs.csv")):
+    sys.exit(f"no {source}/runs.csv: run scripts/loss_spikes.py first")
+  runs = [r for r in read_runs(source) if r["optimizer"] == "adamw"]
+  table, lines = [], []
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(REGIMES), figsize=(6 * len(REGIMES), 3.5))
+  for ax, regime in zip(axes, REGIMES):
+    mine = [r for r in runs if r["regime"] == regime]
+    for cause in CAUSES:
+      table += rows_for(mine, f"{regime} ({len(mine)})", cause)
+    found = leads(mine, MAX_LEAD)
+    ahead = [d for d in found if d is not None]
+    counts, lags = lag_counts(mine, max(WINDOWS))
+    ax.bar(list(counts), list(counts.values()))
+    ax.set_title(f"{regime}: loss spike step - nearest RMS_t spike (any layer)", fontsize=9)
+    ax.set_xlabel("lag (positive: the RMS spike came first)")
+    within = [d for d in lags if 1 <= d <= 8]
+    lines.append(f"- {regime}: {len(lags)} loss spikes with an RMS spike within "
+                 f"{max(WINDOWS)} steps (any layer); median lag "
+                 f"{np.median(lags) if lags else float('nan'):.1f}; lag in [1, 8]: "
+                 f"{len(within)}; lag <= 0: {sum(d <= 0 for d in lags)}. RMS_t of some layer "
+                 f"went over 1 within {MAX_LEAD} steps before {len(ahead)} of {len(found)} loss "
+                 f"spikes, a median {np.median(ahead) if ahead else float('nan'):.0f} steps "
+                 f"before (range {min(ahead, default='-')}-{max(ahead, default='-')}).")
+  fig.tight_layout()
+  fig.savefig(os.path.join(args.out, "lags.png"), dpi=100)
+  common.write_numbers(args, "Do RMS spikes predict loss spikes? AdamW runs of loss_spikes", [
+      f"AdamW runs of every b2 and seed (experiments/loss_spikes/{args.mode}/runs.csv). Loss "
+      f"spike: `spikes.events(loss, {LOSS_SPIKE})`; RMS_t spike: > 2x its running median "
+      "of 20 steps, consecutive steps one event; RMS_t over 1: a step where it rises above "
+      "1 (`spikes.crossings`). P(follow): the fraction of RMS events with a loss spike "
+      "within W steps after (the same step included). Chance: the same probability for an "
+      "RMS event placed uniformly at random in its run. ratio: P(follow) / chance.", "", *lines, "", *common.table(list(table[0]), table)])
 
 
 if __name__ == "__main__":

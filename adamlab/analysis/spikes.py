@@ -109,12 +109,32 @@ def lag(causes, effects, max_lag: int) -> list:
   return offsets
 
 
+def crossings(values, level: float = 1.0) -> list:
+  """Indices where `values` rises above `level` (x[t] > level >= x[t - 1]): e.g. RMS_t
+  going over 1, where the second moment stops covering g^2."""
+  x = np.asarray(values, dtype=float)
+  above = x > level
+  return [int(t) for t in np.flatnonzero(above) if t > 0 and not above[t - 1]]
+
+
+def lead(causes, effects, max_lead: int) -> list:
+  """Per effect, effect - the latest cause at or before it, or None if none within max_lead
+  (how long before a loss spike, say, RMS_t last went over 1)."""
+  causes = np.sort(np.asarray(causes, dtype=int))
+  out = []
+  for e in effects:
+    i = np.searchsorted(causes, e, side="right") - 1
+    out.append(int(e - causes[i]) if i >= 0 and e - causes[i] <= max_lead else None)
+  return out
+
+
 def summary(rms_by_layer: dict, loss, k: float = 2.0, window: int = 20,
-            follow_window: int = 10) -> list:
+            follow_window: int = 10, loss_spike=None) -> list:
   """One row per layer: layer, rms_spikes, loss_spikes (event indices), p_follow (loss spike
   within follow_window after an RMS spike), p_chance (the exact chance value), median_lag
-  (of `lag` within follow_window; nan if none)."""
-  loss_spikes = detect(loss, k, window)
+  (of `lag` within follow_window; nan if none). Spikes are `detect(x, k, window)`;
+  loss_spike: other `detect` arguments for the loss (e.g. a floor)."""
+  loss_spikes = detect(loss, **(loss_spike or dict(k=k, window=window)))
   n = len(loss)
   p_chance = chance_exact(loss_spikes, follow_window, n)
   rows = []
@@ -128,23 +148,26 @@ def summary(rms_by_layer: dict, loss, k: float = 2.0, window: int = 20,
   return rows
 
 
-def pooled(runs, layers, k: float = 2.0, window: int = 20, follow_window: int = 10) -> dict:
+def pooled(runs, layers, k: float = 2.0, window: int = 20, follow_window: int = 10,
+           loss_spike=None, find=None) -> dict:
   """RMS-spike -> loss-spike statistics pooled over runs and over the given layers.
 
   runs: [(rms_by_layer, loss)]. Every RMS spike event of a listed layer in any run is
   one cause. Returns {rms_spikes, loss_spikes (total events), p_follow (followed causes
   / causes), p_chance (the exact chance value of each cause's run, averaged over the
-  causes), median_lag (nan if no lags), lags}.
+  causes), median_lag (nan if no lags), lags}. loss_spike: as in `summary`; find: the
+  causes of an RMS series (default `detect(x, k, window)`; e.g. `crossings`).
   """
+  find = find or (lambda x: detect(x, k, window))
   causes = followed = loss_events = 0
   chance, lags = [], []
   for rms_by_layer, loss in runs:
-    effects = detect(loss, k, window)
+    effects = detect(loss, **(loss_spike or dict(k=k, window=window)))
     n = len(loss)
     loss_events += len(effects)
     p0 = chance_exact(effects, follow_window, n)
     for layer in layers:
-      c = detect(rms_by_layer[layer], k, window)
+      c = find(rms_by_layer[layer])
       causes += len(c)
       followed += int(np.sum(_followed(c, effects, follow_window))) if c else 0
       chance += [p0] * len(c)

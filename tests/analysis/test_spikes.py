@@ -131,3 +131,40 @@ def test_depth_orders_mlp_layers_from_the_input():
   assert sorted(layers, key=spikes.depth) == ["layers.0.kernel", "layers.1.kernel",
                                               "readout.kernel"]
   assert spikes.depth("blocks.3.attn.kernel") == 4 and spikes.depth("embed.embedding") == 0
+
+
+def test_pooled_and_summary_take_the_loss_detector_of_a_loss_at_zero():
+  loss = np.zeros(80)
+  loss[[30, 31, 33]] = [2.0, 0.5, 1.0]  # one oscillating spike
+  loss[60] = 1e-3  # a blip below the floor
+  rms = np.ones(80)
+  rms[[28, 58]] = 10.0
+  kw = dict(k=2.0, window=20, floor=0.1, gap=5)
+  out = spikes.pooled([({"a": rms}, loss)], ["a"], follow_window=4, loss_spike=kw)
+  assert out["loss_spikes"] == 1 and out["rms_spikes"] == 2
+  assert out["p_follow"] == 0.5 and out["lags"] == [2]
+  row, = spikes.summary({"a": rms}, loss, follow_window=4, loss_spike=kw)
+  assert row["loss_spikes"] == [30] and row["p_chance"] == pytest.approx(5 / 80)
+  # Without the floor, every positive value after zeros is a spike: 30, 33 and 60.
+  assert spikes.pooled([({"a": rms}, loss)], ["a"], follow_window=4)["loss_spikes"] == 3
+
+
+def test_crossings_and_lead():
+  x = [0.5, 1.5, 2.0, 0.9, 1.0, 1.2, 0.1, 3.0]
+  assert spikes.crossings(x, 1.0) == [1, 5, 7]  # 1.0 itself is not above
+  assert spikes.crossings([2.0, 2.0, 0.5], 1.0) == []  # starting above is no crossing
+  # Effect 10: latest cause at or before it is 8 -> 2; effect 4: cause 4 -> 0;
+  # effect 40: latest cause 12 is 28 back, beyond max_lead 20 -> None; effect 1: none yet.
+  assert spikes.lead([4, 8, 12], [10, 4, 40, 1], max_lead=20) == [2, 0, None, None]
+  assert spikes.lead([], [5], max_lead=3) == [None]
+
+
+def test_pooled_with_rms_crossing_one_as_the_cause():
+  loss = np.ones(60)
+  loss[40] = 10.0
+  rms = np.full(60, 0.5)
+  rms[36:42] = 3.0  # over 1 from step 36: a loss spike 4 steps later
+  rms[10:12] = 1.5  # over 1, no loss spike after
+  out = spikes.pooled([({"a": rms}, loss)], ["a"], follow_window=5,
+                      find=lambda x: spikes.crossings(x, 1.0))
+  assert out["rms_spikes"] == 2 and out["p_follow"] == 0.5 and out["lags"] == [4]
