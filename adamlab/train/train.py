@@ -65,13 +65,19 @@ def check_config(config):
 
 
 def check_workdir(workdir: str, config) -> bool:
-  """True if workdir holds a run of this config (resume); error if another config's."""
-  return check_dir(workdir, "config.json", json.loads(config.to_json()), "run")
+  """True if workdir holds a run of this config (resume); error if another config's.
+
+  A field the saved config lacks (written before the field existed) matches its
+  default value, so a run started by an older adamlab resumes.
+  """
+  added = {"data": data.default_config().to_dict(), "optimizer": optim.default_config().to_dict()}
+  return check_dir(workdir, "config.json", json.loads(config.to_json()), "run", added)
 
 
-def check_dir(workdir: str, name: str, spec: dict, what: str) -> bool:
+def check_dir(workdir: str, name: str, spec: dict, what: str, added=None) -> bool:
   """True if workdir holds `spec` in its JSON file `name` (resume it); False if workdir is
-  new or empty; a ConfigError if it is a file, or holds something else."""
+  new or empty; a ConfigError if it is a file, or holds something else. added: {section:
+  {field: default}}; a field missing from the saved file matches its default."""
   path = os.path.join(workdir, name)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError("--workdir", workdir, "a directory (this is a file)")
@@ -85,6 +91,9 @@ def check_dir(workdir: str, name: str, spec: dict, what: str) -> bool:
       saved = json.load(f)
   except ValueError as err:
     raise ConfigError("--workdir", workdir, f"a {what} with a readable {name} ({err})")
+  for section, defaults in (added or {}).items():
+    if isinstance(saved.get(section), dict):
+      saved[section] = {**json.loads(json.dumps(defaults)), **saved[section]}
   diff = _first_difference(saved, json.loads(json.dumps(spec)))
   if diff:
     raise ConfigError("--workdir", workdir,

@@ -104,3 +104,20 @@ def test_dropout_and_tied_embeddings_train(tmp_path):
   assert r.returncode == 0, r.stderr
   got = rows(tmp_path / "run")
   assert all(np.isfinite(row["loss"]) for row in got) and "readout" not in json.dumps(got[-1])
+
+
+def test_a_run_saved_before_new_fields_existed_still_resumes(tmp_path):
+  import pytest
+  from adamlab.config import load
+  from adamlab.optim import ConfigError
+  from adamlab.train.train import check_workdir
+  config, _ = load(SMALL)
+  saved = json.loads(config.to_json())
+  for section, field in (("optimizer", "skip_spikes_k"), ("data", "train_size"),
+                         ("data", "full_batch")):
+    del saved[section][field]  # a config.json written by an older adamlab
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  assert check_workdir(str(tmp_path), config) is True
+  config.data.train_size = 64  # not the default: not the same run
+  with pytest.raises(ConfigError, match="data.train_size"):
+    check_workdir(str(tmp_path), config)
