@@ -3,6 +3,12 @@
 Cohen et al. (2021): under full-batch GD with step size lr, the sharpness rises until it
 reaches 2 / lr and then hovers there. We estimate it by power iteration on Hessian-vector
 products, never building the Hessian.
+
+Cohen et al. (2022), "Adaptive Gradient Methods at the Edge of Stability": for Adam the
+quantity is the preconditioned sharpness, the top eigenvalue of P^-1/2 H P^-1/2 (the same
+spectrum as P^-1 H) with P = diag(sqrt(v_hat) + eps), and the limit is
+`adam_threshold(lr, b1)` = (2 + 2 b1) / ((1 - b1) lr), 38 / lr at b1 = 0.9. The same power
+iteration takes the diagonal P as `precond`.
 """
 
 import functools
@@ -25,32 +31,38 @@ def _scale(tree, s):
   return jax.tree.map(lambda x: x * s, tree)
 
 
-def top_eigenvalue(loss_fn, params, iters: int = 20, seed: int = 0, tol: float = 1e-4):
+def top_eigenvalue(loss_fn, params, iters: int = 20, seed: int = 0, tol: float = 1e-4,
+                   precond=None):
   """(Rayleigh-quotient estimate, iterations used) of the dominant Hessian eigenvalue.
 
   Power iteration converges to the eigenvalue of largest |lambda|, so the result is
   negative if the Hessian's most negative eigenvalue outweighs its largest positive one.
   The error shrinks like (lambda_2 / lambda_1)^(2 i); stops early once two successive
   estimates agree to `tol` (relative). Starts from a random unit vector.
+  precond: see `power_iteration` (with `adam_preconditioner`: the preconditioned sharpness).
   """
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
   v = jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype)
                                    for k, x in zip(keys, leaves)])
-  lam, i, _ = power_iteration(loss_fn, params, v, iters, tol)
+  lam, i, _ = power_iteration(loss_fn, params, v, iters, tol, precond)
   return lam, i
 
 
-def power_iteration(loss_fn, params, v, iters: int = 20, tol: float = 1e-4):
+def power_iteration(loss_fn, params, v, iters: int = 20, tol: float = 1e-4, precond=None):
   """(estimate, iterations used, unit eigenvector estimate) from start vector v.
 
+  precond: None (the Hessian H), or a pytree like params of the positive diagonal of P;
+  then the operator is P^-1/2 H P^-1/2, symmetric, with the eigenvalues of P^-1 H.
   Along a training run, the previous call's vector is a good start for the next:
-  the top eigenvector moves little between nearby steps. Compiled once per loss_fn.
+  the top eigenvector moves little between nearby steps. Compiled once per loss_fn
+  (and once more with a preconditioner).
   """
+  scale = None if precond is None else jax.tree.map(lambda d: 1.0 / jnp.sqrt(d), precond)
   v = _scale(v, 1.0 / jnp.sqrt(_dot(v, v)))
   lam = None
   for i in range(1, iters + 1):
-    new, v, norm = _power_step(loss_fn, params, v)
+    new, v, norm = _power_step(loss_fn, params, v, scale)
     new = float(new)
     if float(norm) == 0.0:  # v in the null space: H v = 0
       return new, i, v
@@ -61,10 +73,43 @@ def power_iteration(loss_fn, params, v, iters: int = 20, tol: float = 1e-4):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _power_step(loss_fn, params, v):
-  hv = hvp(loss_fn, params, v)
+def _power_step(loss_fn, params, v, scale=None):
+  """One step with the operator S H S, S = diag(scale) (the identity if scale is None)."""
+  mul = (lambda t: t) if scale is None else (lambda t: jax.tree.map(jnp.multiply, t, scale))
+  hv = mul(hvp(loss_fn, params, mul(v)))
   norm = jnp.sqrt(_dot(hv, hv))
   return _dot(v, hv), _scale(hv, 1.0 / jnp.where(norm > 0, norm, 1.0)), norm
+
+
+def adam_preconditioner(nu, count, b2: float, eps: float):
+  """Adam's diagonal preconditioner P = sqrt(v_hat) + eps, v_hat = nu / (1 - b2^count).
+
+  nu, count: Adam's second moment and step count (optax's ScaleByAdamState.nu/.count);
+  to get the P that the step from params x uses, pass the state after the update
+  computed at x (its nu includes the gradient at x).
+  """
+  correction = 1.0 - jnp.asarray(b2, jnp.float32) ** jnp.asarray(count, jnp.float32)
+  return jax.tree.map(lambda n: jnp.sqrt(n / correction) + eps, nu)
+
+
+def preconditioned_sharpness(loss_fn, params, nu, count, b2: float, eps: float,
+                             iters: int = 20, seed: int = 0, tol: float = 1e-4):
+  """(estimate, iterations used) of the top eigenvalue of P^-1/2 H P^-1/2, P from
+  `adam_preconditioner(nu, count, b2, eps)`: Adam's preconditioned sharpness."""
+  return top_eigenvalue(loss_fn, params, iters, seed, tol,
+                        adam_preconditioner(nu, count, b2, eps))
+
+
+def adam_threshold(lr, b1: float = 0.9):
+  """The preconditioned-sharpness limit of Adam: (2 + 2 b1) / ((1 - b1) lr), 38 / lr at b1 0.9.
+
+  Cohen et al. (2022), "Adaptive Gradient Methods at the Edge of Stability", arXiv
+  2207.14484, Sec. 2: with P frozen, Adam is preconditioned heavy-ball (EMA) momentum.
+  On a quadratic with P^-1 H eigenvalue lam, x_{t+1} - x_t = b1 (x_t - x_{t-1})
+  - lr (1 - b1) lam x_t; its characteristic roots z^2 - (1 + b1 - lr (1 - b1) lam) z + b1
+  stay inside the unit circle iff lr (1 - b1) lam < 2 + 2 b1 (z = -1 at equality).
+  """
+  return (2.0 + 2.0 * b1) / ((1.0 - b1) * np.asarray(lr, float))
 
 
 def edge_summary(steps, sharpness, lrs, tol: float = 0.1) -> dict:
@@ -85,3 +130,36 @@ def edge_summary(steps, sharpness, lrs, tol: float = 0.1) -> dict:
   return dict(first=int(np.asarray(steps)[i]), max_ratio=float(np.max(ratio[:i + 1])),
               after_median=float(np.median(after)),
               after_within=float(np.mean(np.abs(after - 1.0) <= tol)))
+
+
+def spike_summary(steps, sharpness, thresholds, spikes, tol: float = 0.1) -> dict:
+  """Does the (preconditioned) sharpness meet its limit, and does it at the loss spikes?
+
+  steps, sharpness, thresholds: measurements along a run (thresholds: the limit at each,
+  e.g. `adam_threshold`); spikes: steps of loss spikes (e.g. `spikes.detect`). ratio =
+  sharpness / threshold. Returns {first: the first measured step with ratio >= 1 - tol,
+  or None; crossings: the measured steps where the ratio goes from < 1 to >= 1;
+  max_ratio, median_ratio: over all measurements; at_spike: per spike, the ratio at the
+  last measurement at or before it (None if none); before: the steps of those
+  measurements; at_or_above: the fraction of spikes (with a measurement) whose ratio is
+  >= 1 - tol, None if there are none; measured_fraction: the fraction of measurements
+  with ratio >= 1 - tol, the chance level of at_or_above for spikes placed at random}.
+  """
+  steps = np.asarray(steps)
+  order = np.argsort(steps, kind="stable")
+  steps = steps[order]
+  ratio = (np.asarray(sharpness, float) / np.asarray(thresholds, float))[order]
+  hit = np.flatnonzero(ratio >= 1.0 - tol)
+  up = np.flatnonzero((ratio[:-1] < 1.0) & (ratio[1:] >= 1.0)) + 1
+  at, before = [], []
+  for s in spikes:
+    i = int(np.searchsorted(steps, s, side="right")) - 1
+    at.append(float(ratio[i]) if i >= 0 else None)
+    before.append(int(steps[i]) if i >= 0 else None)
+  known = [r for r in at if r is not None]
+  return dict(first=int(steps[hit[0]]) if len(hit) else None,
+              crossings=[int(steps[i]) for i in up],
+              max_ratio=float(np.max(ratio)), median_ratio=float(np.median(ratio)),
+              at_spike=at, before=before,
+              at_or_above=float(np.mean(np.asarray(known) >= 1.0 - tol)) if known else None,
+              measured_fraction=float(np.mean(ratio >= 1.0 - tol)))
