@@ -48,8 +48,9 @@ def test_power_iteration_finds_the_largest_magnitude():
   assert lam == pytest.approx(-4.0, rel=1e-4)
 
 
-def test_top_eigenvalue_of_a_tiny_mlp():
-  k = jax.random.split(jax.random.PRNGKey(0), 5)
+def _tiny_mlp(seed: int):
+  """(loss, params, key) of a 3-4-1 tanh MLP on random regression data."""
+  k = jax.random.split(jax.random.PRNGKey(seed), 6)
   x = jax.random.normal(k[0], (16, 3))
   y = jax.random.normal(k[1], (16, 1))
   params = dict(w1=jax.random.normal(k[2], (3, 4)), b1=jnp.zeros(4),
@@ -58,6 +59,11 @@ def test_top_eigenvalue_of_a_tiny_mlp():
   def loss(p):
     return jnp.mean((jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] - y) ** 2)
 
+  return loss, params, k[4]
+
+
+def test_top_eigenvalue_of_a_tiny_mlp():
+  loss, params, _ = _tiny_mlp(0)
   flat, unravel = ravel_pytree(params)
   h = jax.hessian(lambda f: loss(unravel(f)))(flat)
   eigs = np.linalg.eigvalsh(np.asarray(h, np.float64))
@@ -120,19 +126,11 @@ def test_preconditioned_sharpness_when_eps_dominates():
 
 
 def test_preconditioned_sharpness_of_a_tiny_mlp():
-  k = jax.random.split(jax.random.PRNGKey(1), 6)
-  x = jax.random.normal(k[0], (16, 3))
-  y = jax.random.normal(k[1], (16, 1))
-  params = dict(w1=jax.random.normal(k[2], (3, 4)), b1=jnp.zeros(4),
-                w2=jax.random.normal(k[3], (4, 1)) * 0.5)
-
-  def loss(p):
-    return jnp.mean((jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] - y) ** 2)
-
+  loss, params, key = _tiny_mlp(1)
   flat, unravel = ravel_pytree(params)
   h = np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat), np.float64)
   # A second moment spread over two orders of magnitude, as after a few Adam steps.
-  nu = unravel(jnp.exp(jax.random.uniform(k[4], flat.shape, minval=-10.0, maxval=-5.0)))
+  nu = unravel(jnp.exp(jax.random.uniform(key, flat.shape, minval=-10.0, maxval=-5.0)))
   count, b2, eps = 20, 0.95, 1e-8
   d = _v_hat_diag(ravel_pytree(nu)[0], count, b2, eps)
   s = np.diag(d ** -0.5)

@@ -3,12 +3,12 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from adamlab import optim
+from tests.optim.test_factory import config
 
 SHAPE = (4, 3)
 
@@ -166,15 +166,6 @@ def test_jit_and_vmap_over_two_runs_match_each_run_alone():
   assert min(skips) > 0 and skips[0] != skips[1]  # both runs skipped, not in lockstep
   assert len(traces) == 2  # one trace each: the states keep their shapes and dtypes
   assert states[0].windows["loss"].dtype == jnp.float32
-
-
-def config(**opt):
-  c = ml_collections.ConfigDict()
-  c.optimizer = optim.default_config()
-  c.optimizer.update(opt)
-  c.parametrization = "sp"
-  c.alignment = "full"
-  return c
 
 
 @pytest.mark.parametrize("field,value", [
