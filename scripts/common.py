@@ -21,9 +21,13 @@ from adamlab.sweep import results
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def parse(name: str, doc: str, pack: int = 4):
-  """Flags of a figure script; returns args with .mode ('quick' or 'full') and .out."""
+def parse(name: str, doc: str, pack: int = 4, switches=None):
+  """Flags of a figure script; returns args with .mode ('quick' or 'full') and .out.
+
+  switches: {"--flag": help} of extra on/off flags the script reads as args.flag."""
   p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+  for flag, text in (switches or {}).items():
+    p.add_argument(flag, action="store_true", help=text)
   p.add_argument("--quick", action="store_true", help="the small version (2 CPU cores, minutes)")
   p.add_argument("--sweeps", default="sweeps", help="where the sweep directories go")
   p.add_argument("--workers", type=int, default=1, help="jobs at a time")

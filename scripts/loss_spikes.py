@@ -12,7 +12,8 @@ arm and b2), numbers.md, runs.csv (one row per run) and series/ (every run's per
 loss, grad norm, update RMS and per-layer RMS_t, compressed), which
 scripts/rms_spikes.py and anyone else can re-analyse.
 
-    python scripts/loss_spikes.py --quick     # 2 CPU cores
+    python scripts/loss_spikes.py --quick --workers 2        # 2 CPU cores
+    python scripts/loss_spikes.py --quick --workers 2 --vit  # the ViT regime, into <mode>/vit/
 """
 
 import csv
@@ -23,7 +24,7 @@ import numpy as np
 import common
 from adamlab.analysis import spikes
 
-REGIMES = ("full_batch", "minibatch")
+REGIMES = ("full_batch", "minibatch")  # the default; --vit runs ("vit",) alone
 ARMS = ("adamw", "stable_adamw", "adam_atan2", "adamw+skip")
 # A loss spike: above 2x the running median of the last 20 steps plus 0.1 nats (the
 # memorized loss sits near 0), points within 10 steps of each other are one event.
@@ -35,21 +36,26 @@ def arm(row) -> str:
   return row["optimizer.name"] + ("+skip" if row.get("optimizer.skip_spikes_k") else "")
 
 
-def run_sweeps(args) -> list:
+def run_sweeps(args, regimes) -> list:
   """Run (or find) every sweep; save each run's series; returns runs.csv's rows."""
   os.makedirs(os.path.join(args.out, "series"), exist_ok=True)
   table = []
-  for regime in REGIMES:
-    for preset, tag in ((regime, f"{regime}_"), (regime + ",skip", f"{regime}_skip_")):
+  for regime in regimes:
+    presets = [(regime, f"{regime}_")] + ([] if regime == "vit" else
+                                          [(regime + ",skip", f"{regime}_skip_")])
+    for preset, tag in presets:
       workdir, rows = common.sweep(args, "loss_spikes", tag=tag, preset=preset)
       for r in rows:
         logged = common.read_metrics(os.path.join(workdir, r["id"]))
-        arrays = {k: common.series(workdir, r["id"], k, logged)[1] for k in logged[0]
-                  if k in SERIES or k.startswith("rms/")}
+        arrays = {k: common.series(workdir, r["id"], k, logged)[1].astype(np.float32)
+                  for k in logged[0] if k in SERIES or k.startswith("rms/")}
+        if regime == "vit":  # ~20 RMS_t series a run: weight matrices and embeddings only,
+          arrays = {k: v.astype(np.float16) if k.startswith("rms/") else v  # in float16
+                    for k, v in arrays.items() if not k.startswith("rms/") or
+                    k.endswith("kernel") or spikes.depth(k[4:]) == 0}
         path = os.path.join("series", regime, r["id"] + ".npz")
         os.makedirs(os.path.dirname(os.path.join(args.out, path)), exist_ok=True)
-        np.savez_compressed(os.path.join(args.out, path),
-                            **{k: v.astype(np.float32) for k, v in arrays.items()})
+        np.savez_compressed(os.path.join(args.out, path), **arrays)
         table.append({"regime": regime, "optimizer": arm(r), "b2": r["optimizer.b2"],
                       "seed": r["seed"], "lr": logged[0]["lr"],
                       "steps": len(arrays["loss"]), "diverged": r["diverged"],
@@ -86,10 +92,10 @@ def measure(run) -> dict:
               skips=int(run["spike_skips"][-1]) if "spike_skips" in run else 0)
 
 
-def cells(runs) -> list:
+def cells(runs, regimes) -> list:
   """One row per (regime, arm, b2): spikes per run over seeds, heights, first spike."""
   out = []
-  for regime in REGIMES:
+  for regime in regimes:
     for name in ARMS:
       for b2 in sorted({r["b2"] for r in runs}):
         mine = [r for r in runs if (r["regime"], r["optimizer"], r["b2"]) == (regime, name, b2)]
@@ -133,11 +139,15 @@ def plot(args, runs, table, regime) -> None:
     ax.legend(fontsize=7)
     run = seed0.get("adamw")
     if run is not None:
+      many = len(run["rms"]) > 4  # a ViT: the patch embedding in red, the rest in grey
       for layer, values in sorted(run["rms"].items(), key=lambda kv: spikes.depth(kv[0])):
-        axes[1][j].plot(np.arange(1, len(values) + 1), values, lw=0.5, label=layer)
+        style = (dict(color="red", lw=0.9, label=layer) if "patch" in layer else
+                 dict(color="0.6", lw=0.3, alpha=0.5) if many else dict(lw=0.5, label=layer))
+        axes[1][j].plot(np.arange(1, len(values) + 1), values, **style)
       axes[1][j].axhline(1.0, color="k", ls=":", lw=0.6)
       axes[1][j].set_yscale("log")
-      axes[1][j].set_title("AdamW RMS_t per layer, seed 0")
+      axes[1][j].set_title("AdamW RMS_t per layer, seed 0" + (" (red: patch embedding)"
+                                                              if many else ""))
       axes[1][j].legend(fontsize=7)
     axes[1][j].set_xlabel("step")
   mine = [t for t in table if t["regime"] == regime]
@@ -160,11 +170,15 @@ def plot(args, runs, table, regime) -> None:
 
 
 def main():
-  args = common.parse("loss_spikes", __doc__, pack=3)
-  run_sweeps(args)
+  args = common.parse("loss_spikes", __doc__, pack=3,
+                      switches={"--vit": "the ViT regime (AdamW, StableAdamW) into <mode>/vit/"})
+  regimes = ("vit",) if args.vit else REGIMES
+  if args.vit:
+    args.out = os.path.join(args.out, "vit")
+  run_sweeps(args, regimes)
   runs = read_runs(args.out)
-  table = cells(runs)
-  for regime in REGIMES:
+  table = cells(runs, regimes)
+  for regime in regimes:
     plot(args, runs, table, regime)
   common.write_numbers(args, "Loss spikes: AdamW, StableAdamW, Adam-atan2 and skipped steps", [
       f"Spike: `spikes.events(loss, {', '.join(f'{k}={v}' for k, v in LOSS_SPIKE.items())})`: "

@@ -8,6 +8,7 @@ the lags from each loss spike back to the nearest RMS spike (positive: RMS first
 early layers (the first hidden layer) against late ones (the second and the readout).
 
     python scripts/loss_spikes.py --quick && python scripts/rms_spikes.py --quick
+    python scripts/rms_spikes.py --quick --vit     # the ViT runs (loss_spikes.py --vit)
 """
 
 import math
@@ -26,11 +27,13 @@ MAX_LEAD = 500  # how far back from a loss spike RMS_t going over 1 is looked fo
 
 
 def groups(layers) -> dict:
-  """Each layer alone, then early (first half by depth) and late (the rest)."""
+  """Each weight matrix and embedding alone, then early (first half by depth) and late
+  (the rest: every layer, norms and biases too)."""
   layers = sorted(layers, key=lambda l: (spikes.depth(l), l))
   finite = sorted({spikes.depth(l) for l in layers if math.isfinite(spikes.depth(l))})
   half = finite[len(finite) // 2] if finite else 0
-  return {**{l: [l] for l in layers},
+  alone = [l for l in layers if l.endswith("kernel") or spikes.depth(l) == 0]
+  return {**{l: [l] for l in alone},
           "early": [l for l in layers if spikes.depth(l) < half],
           "late": [l for l in layers if spikes.depth(l) >= half]}
 
@@ -79,17 +82,23 @@ def leads(runs, max_lead: int) -> list:
 
 
 def main():
-  args = common.parse("rms_spikes", __doc__, pack=3)
-  source = os.path.join(common.REPO, "experiments", "loss_spikes", args.mode)
+  args = common.parse("rms_spikes", __doc__, pack=3,
+                      switches={"--vit": "the ViT runs of loss_spikes.py --vit, into <mode>/vit/"})
+  source = os.path.join(common.REPO, "experiments", "loss_spikes", args.mode,
+                        *(["vit"] if args.vit else []))
+  if args.vit:
+    args.out = os.path.join(args.out, "vit")
+    os.makedirs(args.out, exist_ok=True)
   if not os.path.exists(os.path.join(source, "runs.csv")):
     sys.exit(f"no {source}/runs.csv: run scripts/loss_spikes.py first")
   runs = [r for r in read_runs(source) if r["optimizer"] == "adamw"]
+  regimes = [g for g in REGIMES + ("vit",) if any(r["regime"] == g for r in runs)]
   table, lines = [], []
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, len(REGIMES), figsize=(6 * len(REGIMES), 3.5))
-  for ax, regime in zip(axes, REGIMES):
+  fig, axes = plt.subplots(1, len(regimes), figsize=(6 * len(regimes), 3.5), squeeze=False)
+  for ax, regime in zip(axes[0], regimes):
     mine = [r for r in runs if r["regime"] == regime]
     for cause in CAUSES:
       table += rows_for(mine, f"{regime} ({len(mine)})", cause)
@@ -110,7 +119,7 @@ def main():
   fig.tight_layout()
   fig.savefig(os.path.join(args.out, "lags.png"), dpi=100)
   common.write_numbers(args, "Do RMS spikes predict loss spikes? AdamW runs of loss_spikes", [
-      f"AdamW runs of every b2 and seed (experiments/loss_spikes/{args.mode}/runs.csv). Loss "
+      f"AdamW runs of every b2 and seed ({os.path.relpath(source, common.REPO)}/runs.csv). Loss "
       f"spike: `spikes.events(loss, {LOSS_SPIKE})`; RMS_t spike: > 2x its running median "
       "of 20 steps, consecutive steps one event; RMS_t over 1: a step where it rises above "
       "1 (`spikes.crossings`). P(follow): the fraction of RMS events with a loss spike "

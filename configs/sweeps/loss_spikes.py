@@ -9,6 +9,8 @@ Memorizing a small training set reaches that stretch cheaply. The arg is
               (quick: width 128, 256 images, 3000 steps; full: width 256, 1024, 10000)
   minibatch   TP5 MLP (width 256) on the first 1024 images, random batches of 128
               (quick: 3000 steps; full: 10000)
+  vit         a ViT (patch 7, depth 2) on the first 256 images, full batch, AdamW and
+              StableAdamW only (quick: width 32, 3000 steps; full: width 64, 1024, 10000)
   skip        AdamW only, with the skip-bad-steps wrapper on (optimizer.skip_spikes_*)
 
 No warmup, no gradient clipping, no weight decay, a constant lr of 1e-3: what a user
@@ -20,8 +22,13 @@ REGIMES = {
                                  "data.train_size": 256 if quick else 1024,
                                  "data.full_batch": True, "model.width": 128 if quick else 256},
     "minibatch": lambda quick: {"batch_size": 128, "data.train_size": 1024, "model.width": 256},
+    "vit": lambda quick: {"batch_size": 256 if quick else 1024,
+                          "data.train_size": 256 if quick else 1024, "data.full_batch": True,
+                          "model.width": 32 if quick else 64, "model.depth": 2,
+                          "model.num_heads": 2, "model.patch_size": 7},
 }
 ARMS = {"optimizer.name": ["adamw", "stable_adamw", "adam_atan2"]}
+VIT_ARMS = {"optimizer.name": ["adamw", "stable_adamw"]}
 SKIP = {"optimizer.name": ["adamw"], "optimizer.skip_spikes_k": [6.0]}
 
 
@@ -31,14 +38,14 @@ def get_sweep(arg: str = ""):
   regime = next((w for w in words if w in REGIMES), "full_batch")
   fixed = REGIMES[regime](quick)
   return dict(
-      base="configs/mlp.py:sp",
+      base="configs/vit.py:sp" if regime == "vit" else "configs/mlp.py:sp",
       fixed={**fixed, "model.base_width": fixed["model.width"], "steps": 3000 if quick else 10000,
              "optimizer.learning_rate": 1e-3, "optimizer.schedule": "constant",
              "optimizer.warmup_steps": 0, "optimizer.grad_clip_norm": 0.0,
              "optimizer.weight_decay": 0.0, "optimizer.skip_spikes_metric": "both",
              "log_every": 100, "eval_every": 1000, "eval_batches": 4,
              "checkpoint_every": 10 ** 6},
-      axes=[SKIP if "skip" in words else ARMS,
+      axes=[SKIP if "skip" in words else VIT_ARMS if regime == "vit" else ARMS,
             {"seed": [0, 1, 2]},
             {"optimizer.b2": [0.95, 0.99, 0.999]}],
       metric="eval_loss",
