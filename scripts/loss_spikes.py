@@ -123,7 +123,8 @@ def plot(args, runs, table, regime) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   b2s = sorted({r["b2"] for r in runs})
-  fig, axes = plt.subplots(3, len(b2s), figsize=(5 * len(b2s), 10))
+  cols = max(3, len(b2s))  # the bottom row has three summary panels
+  fig, axes = plt.subplots(3, cols, figsize=(5 * cols, 10))
   colors = dict(zip(ARMS, ("C0", "C1", "C2", "C3")))
   for j, b2 in enumerate(b2s):
     seed0 = {r["optimizer"]: r for r in runs
@@ -178,6 +179,8 @@ def main():
   run_sweeps(args, regimes)
   runs = read_runs(args.out)
   table = cells(runs, regimes)
+  if not table:
+    raise SystemExit(f"no finished runs in {args.out}/runs.csv")
   for regime in regimes:
     plot(args, runs, table, regime)
   common.write_numbers(args, "Loss spikes: AdamW, StableAdamW, Adam-atan2 and skipped steps", [

@@ -93,6 +93,8 @@ def main():
     sys.exit(f"no {source}/runs.csv: run scripts/loss_spikes.py first")
   runs = [r for r in read_runs(source) if r["optimizer"] == "adamw"]
   regimes = [g for g in REGIMES + ("vit",) if any(r["regime"] == g for r in runs)]
+  if not regimes:
+    sys.exit(f"no AdamW runs in {source}/runs.csv")
   table, lines = [], []
   import matplotlib
   matplotlib.use("Agg")

@@ -86,7 +86,9 @@ def adam_preconditioner(nu, count, b2: float, eps: float):
 
   nu, count: Adam's second moment and step count (optax's ScaleByAdamState.nu/.count);
   to get the P that the step from params x uses, pass the state after the update
-  computed at x (its nu includes the gradient at x).
+  computed at x (its nu includes the gradient at x). Cohen et al. (2022) also fold the
+  first moment's bias correction (1 - b1^t) into P; it is left out, as it is 1 to
+  within 1% after 44 steps at b1 0.9.
   """
   correction = 1.0 - jnp.asarray(b2, jnp.float32) ** jnp.asarray(count, jnp.float32)
   return jax.tree.map(lambda n: jnp.sqrt(n / correction) + eps, nu)

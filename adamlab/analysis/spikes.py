@@ -133,7 +133,7 @@ def summary(rms_by_layer: dict, loss, k: float = 2.0, window: int = 20,
   """One row per layer: layer, rms_spikes, loss_spikes (event indices), p_follow (loss spike
   within follow_window after an RMS spike), p_chance (the exact chance value), median_lag
   (of `lag` within follow_window; nan if none). Spikes are `detect(x, k, window)`;
-  loss_spike: other `detect` arguments for the loss (e.g. a floor)."""
+  loss_spike: all the `detect` arguments for the loss instead (e.g. with a floor)."""
   loss_spikes = detect(loss, **(loss_spike or dict(k=k, window=window)))
   n = len(loss)
   p_chance = chance_exact(loss_spikes, follow_window, n)

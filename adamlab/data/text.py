@@ -55,7 +55,7 @@ def batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_len: in
   rows: the slice of the global batch this process reads (default: all of it).
   full_batch: the windows starting at 0, seq_len, 2 seq_len, ... every step.
   """
-  if len(tokens) <= seq_len + 1:
+  if len(tokens) < seq_len + 1:  # one window of seq_len + 1 tokens
     raise ConfigError("model.seq_len", seq_len, f"< the corpus length ({len(tokens)} tokens)")
   if full_batch:
     starts = np.arange(batch_size) * seq_len

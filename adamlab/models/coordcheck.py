@@ -51,8 +51,8 @@ def run(config, widths, steps: int = 5, seed: int = 0, batch=None):
 
     @jax.jit
     def step(params, state):
-      grads, records = jax.grad(loss, has_aux=True)(params, inputs, targets)
-      updates, state = tx.update(grads, state, params)
+      (value, records), grads = jax.value_and_grad(loss, has_aux=True)(params, inputs, targets)
+      updates, state = tx.update(grads, state, params, loss=value)  # (optim.skip_spikes reads it)
       return optax.apply_updates(params, updates), state, records
 
     state = tx.init(params)

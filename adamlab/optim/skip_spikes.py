@@ -8,7 +8,9 @@ gradient norm) is far above its recent level: above mean + k * std of the last
 leaves the inner optimizer's state untouched, as if the batch had never come.
 
 Only accepted values enter the window, so a spike does not raise the bar for the
-next one. If the loss level has really moved (in full-batch training the same
+next one. The inner state includes an injected schedule's step count, so a schedule
+falls behind by the number of skipped steps. A window of identical values (a loss
+that sits at exactly 0) has std 0: then any larger value is a spike. If the loss level has really moved (in full-batch training the same
 gradient comes back every step), plain skipping would freeze the run for good;
 `max_in_row > 0` accepts the next step after that many skips in a row.
 """

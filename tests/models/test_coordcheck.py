@@ -49,3 +49,13 @@ def test_vit_coordinate_check_records_every_layer():
   assert layers == {"patch_embed", "block0.attn", "block0.mlp_hidden", "block0.out", "logits"}
   assert {(r["width"], r["step"]) for r in rows} == {(w, s) for w in (32, 64) for s in (0, 1)}
   assert all(r["l1"] > 0 for r in rows)
+
+
+def test_coordinate_check_with_skipped_steps_on():
+  # optim.skip_spikes needs the loss at every update: the coordinate check passes it.
+  c = config("mlp", "mup")
+  c.optimizer.skip_spikes_k, c.optimizer.skip_spikes_window = 3.0, 2
+  plain = coordcheck.run(config("mlp", "mup"), [32], steps=2)
+  rows = coordcheck.run(c, [32], steps=2)
+  # Nothing is skipped before the window holds 2 accepted steps: the same records.
+  assert [r["l1"] for r in rows] == [r["l1"] for r in plain]
