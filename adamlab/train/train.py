@@ -91,8 +91,10 @@ def check_dir(workdir: str, name: str, spec: dict, what: str, added=None) -> boo
       saved = json.load(f)
   except ValueError as err:
     raise ConfigError("--workdir", workdir, f"a {what} with a readable {name} ({err})")
+  if not isinstance(saved, dict):
+    raise ConfigError("--workdir", workdir, f"a {what} whose {name} is a JSON object")
   for section, defaults in (added or {}).items():
-    if isinstance(saved, dict) and isinstance(saved.get(section), dict):
+    if isinstance(saved.get(section), dict):
       saved[section] = {**json.loads(json.dumps(defaults)), **saved[section]}
   diff = _first_difference(saved, json.loads(json.dumps(spec)))
   if diff:

@@ -121,3 +121,6 @@ def test_a_run_saved_before_new_fields_existed_still_resumes(tmp_path):
   config.data.train_size = 64  # not the default: not the same run
   with pytest.raises(ConfigError, match="data.train_size"):
     check_workdir(str(tmp_path), config)
+  (tmp_path / "config.json").write_text("[]")  # readable JSON, but not a config
+  with pytest.raises(ConfigError, match="JSON object"):
+    check_workdir(str(tmp_path), config)
