@@ -14,6 +14,7 @@ scripts/rms_spikes.py and anyone else can re-analyse.
 
     python scripts/loss_spikes.py --quick --workers 2        # 2 CPU cores
     python scripts/loss_spikes.py --quick --workers 2 --vit  # the ViT regime, into <mode>/vit/
+    python scripts/loss_spikes.py --quick --workers 2 --max-in-row  # skip, max 10 in a row
 """
 
 import csv
@@ -36,14 +37,21 @@ def arm(row) -> str:
   return row["optimizer.name"] + ("+skip" if row.get("optimizer.skip_spikes_k") else "")
 
 
+def presets(args, regime) -> list:
+  """[(sweep preset, output tag)] of a regime: the arms, then AdamW + skip (not for the ViT);
+  with --max-in-row, only AdamW + skip with skip_spikes_max_in_row."""
+  if args.max_in_row:
+    return [(regime + ",skip,max_in_row", f"{regime}_skip_max_in_row_")]
+  return [(regime, f"{regime}_")] + ([] if regime == "vit" else
+                                     [(regime + ",skip", f"{regime}_skip_")])
+
+
 def run_sweeps(args, regimes) -> list:
   """Run (or find) every sweep; save each run's series; returns runs.csv's rows."""
   os.makedirs(os.path.join(args.out, "series"), exist_ok=True)
   table = []
   for regime in regimes:
-    presets = [(regime, f"{regime}_")] + ([] if regime == "vit" else
-                                          [(regime + ",skip", f"{regime}_skip_")])
-    for preset, tag in presets:
+    for preset, tag in presets(args, regime):
       workdir, rows = common.sweep(args, "loss_spikes", tag=tag, preset=preset)
       for r in rows:
         logged = common.read_metrics(os.path.join(workdir, r["id"]))
@@ -171,11 +179,13 @@ def plot(args, runs, table, regime) -> None:
 
 
 def main():
-  args = common.parse("loss_spikes", __doc__, pack=3,
-                      switches={"--vit": "the ViT regime (AdamW, StableAdamW) into <mode>/vit/"})
+  args = common.parse("loss_spikes", __doc__, pack=3, switches={
+      "--vit": "the ViT regime (AdamW, StableAdamW) into <mode>/vit/",
+      "--max-in-row": "AdamW + skip, a step accepted after 10 skips, into <mode>/max_in_row/"})
   regimes = ("vit",) if args.vit else REGIMES
-  if args.vit:
-    args.out = os.path.join(args.out, "vit")
+  for switch in ("vit", "max_in_row"):
+    if getattr(args, switch):
+      args.out = os.path.join(args.out, switch)
   run_sweeps(args, regimes)
   runs = read_runs(args.out)
   table = cells(runs, regimes)

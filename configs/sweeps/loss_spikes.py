@@ -12,6 +12,7 @@ Memorizing a small training set reaches that stretch cheaply. The arg is
   vit         a ViT (patch 7, depth 2) on the first 256 images, full batch, AdamW and
               StableAdamW only (quick: width 32, 3000 steps; full: width 64, 1024, 10000)
   skip        AdamW only, with the skip-bad-steps wrapper on (optimizer.skip_spikes_*)
+  max_in_row  with skip: accept the step after 10 skips in a row
 
 No warmup, no gradient clipping, no weight decay, a constant lr of 1e-3: what a user
 who calls optax.adam gets. `scripts/loss_spikes.py` runs both regimes and draws the figure.
@@ -37,6 +38,8 @@ def get_sweep(arg: str = ""):
   quick = "quick" in words
   regime = next((w for w in words if w in REGIMES), "full_batch")
   fixed = REGIMES[regime](quick)
+  if "max_in_row" in words:
+    fixed["optimizer.skip_spikes_max_in_row"] = 10
   return dict(
       base="configs/vit.py:sp" if regime == "vit" else "configs/mlp.py:sp",
       fixed={**fixed, "model.base_width": fixed["model.width"], "steps": 3000 if quick else 10000,
