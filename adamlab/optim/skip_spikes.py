@@ -10,9 +10,10 @@ leaves the inner optimizer's state untouched, as if the batch had never come.
 Only accepted values enter the window, so a spike does not raise the bar for the
 next one. The inner state includes an injected schedule's step count, so a schedule
 falls behind by the number of skipped steps. A window of identical values (a loss
-that sits at exactly 0) has std 0: then any larger value is a spike. If the loss level has really moved (in full-batch training the same
-gradient comes back every step), plain skipping would freeze the run for good;
-`max_in_row > 0` accepts the next step after that many skips in a row.
+that sits at exactly 0) has std 0: then any larger value is a spike. If the loss level
+has really moved (in full-batch training the same gradient comes back every step),
+plain skipping would freeze the run for good; `max_in_row > 0` accepts the next step
+after that many skips in a row.
 """
 
 from typing import Any, NamedTuple, Optional
@@ -35,6 +36,17 @@ class SkipSpikesState(NamedTuple):
 
 def _monitored(metric: str) -> tuple:
   return ("loss", "grad_norm") if metric == "both" else (metric,)
+
+
+def _is_spike(windows: dict, values: dict, k: float) -> jax.Array:
+  """Is any finite value above its window's mean + k * std (population std)?"""
+  spike = jnp.zeros([], jnp.bool_)
+  for n, buf in windows.items():
+    mean = jnp.mean(buf)
+    std = jnp.sqrt(jnp.mean(jnp.square(buf - mean)))
+    # A non-finite value is no spike: the trainer discards that step anyway.
+    spike = spike | (jnp.isfinite(values[n]) & (values[n] > mean + k * std))
+  return spike
 
 
 def skip_spikes(
@@ -88,15 +100,7 @@ def skip_spikes(
     if loss is not None:
       extra_args["loss"] = loss  # inner transforms may use it too (optax.chain does so)
 
-    ready = state.accepted >= window
-    spike = jnp.zeros([], jnp.bool_)
-    for n in names:
-      buf = state.windows[n]
-      mean = jnp.mean(buf)
-      std = jnp.sqrt(jnp.mean(jnp.square(buf - mean)))
-      # A non-finite value is no spike: the trainer discards that step anyway.
-      spike = spike | (jnp.isfinite(values[n]) & (values[n] > mean + k * std))
-    spike = ready & spike
+    spike = (state.accepted >= window) & _is_spike(state.windows, values, k)
     forced = (state.in_row >= max_in_row) if max_in_row > 0 else jnp.zeros([], jnp.bool_)
     skip = spike & ~forced
     finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in values.values()]))

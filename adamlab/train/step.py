@@ -95,23 +95,31 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
       ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"],
                          new_params)
       new["ema"] = keep(ema, state["ema"])
-    count = sum(u.size for u in jax.tree.leaves(updates))
-    metrics = dict(
-        loss=loss, accuracy=aux["accuracy"], grad_norm=grad_norm,
-        param_norm=optax.tree_utils.tree_norm(new["params"]),
-        update_rms=jnp.sqrt(sum(jnp.sum(jnp.square(u.astype(jnp.float32)))
-                                for u in jax.tree.leaves(updates)) / count),
-        skipped=~finite, **rms_metrics(opt_state))
-    lr = learning_rate(opt_state)
-    if lr is not None:
-      metrics["lr"] = lr
-    spikes = optim.skip_stats(opt_state)
-    if spikes is not None:  # (a non-finite step is discarded, not counted as a spike)
-      metrics["spike_skipped"] = (spikes["spike_skipped"] & finite).astype(jnp.float32)
-      metrics["spike_skips"] = optim.skip_stats(new["opt_state"])["spike_skips"]
+    metrics = dict(loss=loss, accuracy=aux["accuracy"], grad_norm=grad_norm,
+                   skipped=~finite, **step_metrics(updates, opt_state, new, finite))
     return new, metrics
 
   return train_step
+
+
+def step_metrics(updates, opt_state, new, finite) -> dict:
+  """What a step logs of its update and optimizer: param norm, update RMS, per-layer
+  RMS_t, lr and skip_spikes' counts. opt_state: the state the update computed; new: the
+  train state kept (the old one where the step was not finite)."""
+  count = sum(u.size for u in jax.tree.leaves(updates))
+  metrics = dict(
+      param_norm=optax.tree_utils.tree_norm(new["params"]),
+      update_rms=jnp.sqrt(sum(jnp.sum(jnp.square(u.astype(jnp.float32)))
+                              for u in jax.tree.leaves(updates)) / count),
+      **rms_metrics(opt_state))
+  lr = learning_rate(opt_state)
+  if lr is not None:
+    metrics["lr"] = lr
+  spikes = optim.skip_stats(opt_state)
+  if spikes is not None:  # (a non-finite step is discarded, not counted as a spike)
+    metrics["spike_skipped"] = (spikes["spike_skipped"] & finite).astype(jnp.float32)
+    metrics["spike_skips"] = optim.skip_stats(new["opt_state"])["spike_skips"]
+  return metrics
 
 
 def make_eval_step(objective):
