@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +32,7 @@ def _widths(text: str):
 def coordcheck(args, extra):
   import ml_collections
   from adamlab import analysis, models
-  from adamlab.config import load
+  from adamlab.train.config import load
   from adamlab.models import coordcheck as cc
 
   config, rest = load(extra)
@@ -58,7 +58,7 @@ def coordcheck(args, extra):
 
 def train(args, extra):
   from adamlab import train as trainer
-  from adamlab.config import load
+  from adamlab.train.config import load
 
   config, rest = load(extra)
   _no_extra("train", rest)

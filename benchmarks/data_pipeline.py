@@ -15,7 +15,7 @@ import statistics
 import time
 
 from adamlab import data
-from adamlab.config import load
+from adamlab.train.config import load
 from common import machine, train_step_time
 
 CONFIGS = {"GPT (GCIDE)": "configs/gpt.py:mup,stable_adamw",

@@ -11,7 +11,7 @@ import argparse
 
 import jax
 
-from adamlab.config import load
+from adamlab.train.config import load
 from adamlab.train import train
 from common import machine, train_step_time
 

@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import time
 
-from adamlab.config import load
+from adamlab.train.config import load
 from adamlab.train import run as run_one, run_pack
 from common import machine
 

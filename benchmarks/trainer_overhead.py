@@ -19,7 +19,7 @@ import jax
 import optax
 
 from adamlab import data, models, optim
-from adamlab.config import base
+from adamlab.train.config import base
 from adamlab.train import run as train_run
 from common import machine
 

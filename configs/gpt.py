@@ -1,6 +1,6 @@
 """GPT on byte-level text. Presets: `configs/gpt.py:mup,stable_adamw`."""
 
-from adamlab.config import base, with_presets
+from adamlab.train.config import base, with_presets
 
 
 def get_config(arg: str = ""):

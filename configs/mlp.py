@@ -1,6 +1,6 @@
 """The 2-hidden-layer MLP of Tensor Programs V on Fashion-MNIST. Presets: `configs/mlp.py:mup,stable_adamw`."""
 
-from adamlab.config import base, with_presets
+from adamlab.train.config import base, with_presets
 
 
 def get_config(arg: str = ""):

@@ -1,6 +1,6 @@
 """ViT on 28x28 grayscale images (Fashion-MNIST). Presets: `configs/vit.py:mup,stable_adamw`."""
 
-from adamlab.config import base, with_presets
+from adamlab.train.config import base, with_presets
 
 
 def get_config(arg: str = ""):

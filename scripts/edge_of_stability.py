@@ -39,7 +39,7 @@ from adamlab import data
 from adamlab.analysis import hessian, spikes
 from adamlab.data.download import data_dir
 from adamlab.data.images import load_fashion_mnist
-from adamlab.config import load
+from adamlab.train.config import load
 from adamlab.models.build import build, functional
 from adamlab.models.loss import objective
 

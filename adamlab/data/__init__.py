@@ -7,7 +7,7 @@ import numpy as np
 
 from adamlab.data import images, text
 from adamlab.data.download import PACKAGES, data_dir, fetch
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 DATASETS = ("gcide", "fashion_mnist", "text", "idx", "npz")
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 PACKAGES = {
     "gcide": ("dict-gcide", ["gcide.dict.dz"]),

@@ -11,7 +11,7 @@ import struct
 import numpy as np
 
 from adamlab.data.streams import step_rng
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from adamlab.data.streams import step_rng
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 
 def load_tokens(path: str) -> np.ndarray:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from adamlab.models.layers import Dense, LayerNorm, dropout, record
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 # Parametrizations in the muP class (a + b = 1 at the readout) use 1/head_dim
 # attention logits: with feature learning, q and k become correlated and q.k grows

@@ -16,7 +16,7 @@ from adamlab.models.attention import check_heads
 from adamlab.models.gpt import GPT
 from adamlab.models.mlp import MLP
 from adamlab.models.vit import ViT
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 MODELS = {"gpt": GPT, "vit": ViT, "mlp": MLP}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

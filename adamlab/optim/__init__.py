@@ -6,7 +6,7 @@ works in any JAX program.
 
 from adamlab.optim.adam_atan2 import (
     ScaleByAdamAtan2State, adam_atan2, atan2, atan2_of_square, scale_by_adam_atan2)
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 from adamlab.optim.factory import (
     OPTIMIZERS, build, default_config, hyperparams, parametrization_table, schedule, validate)
 from adamlab.optim.parametrization import (

@@ -13,7 +13,7 @@ import ml_collections
 import optax
 
 from adamlab.optim.adam_atan2 import scale_by_adam_atan2
-from adamlab.optim.config_error import ConfigError, check_one_of
+from adamlab.errors import ConfigError, check_one_of
 from adamlab.optim.parametrization import (
     ALIGNMENTS, PARAMETRIZATIONS, eps_multipliers, parametrize, scale_by_parametrization)
 from adamlab.optim import schedules

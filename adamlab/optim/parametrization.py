@@ -33,7 +33,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 import jax
 import optax
 
-from adamlab.optim.config_error import check_one_of
+from adamlab.errors import check_one_of
 
 ROLES = ("input", "hidden", "output", "fixed")
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "mfp", "mup_tp5")

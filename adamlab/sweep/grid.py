@@ -20,8 +20,8 @@ import json
 import os
 import re
 
-from adamlab.config import load
-from adamlab.optim.config_error import ConfigError
+from adamlab.train.config import load
+from adamlab.errors import ConfigError
 
 def load_sweep(path_arg: str) -> dict:
   """The dict of a sweep file `path[:arg]`."""

@@ -12,7 +12,7 @@ import os
 import time
 
 from adamlab import data
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 from adamlab.files import write_json
 from adamlab.sweep import grid, jobs, results
 from adamlab.train.train import check_config, check_dir

@@ -8,7 +8,7 @@ scalar optimizer hyperparameters (see adamlab.train.run_pack).
 import json
 import sys
 
-from adamlab.config import load
+from adamlab.train.config import load
 from adamlab.sweep.grid import flags
 from adamlab.train.train import run_pack
 

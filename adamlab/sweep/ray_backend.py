@@ -4,7 +4,7 @@ Each task is one job (jobs.train), which trains in a subprocess on the machine t
 task lands on; the sweep directory must be on a file system every machine sees.
 """
 
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 from adamlab.sweep import jobs
 
 

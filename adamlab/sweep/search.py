@@ -28,7 +28,7 @@ import os
 
 from adamlab import data
 from adamlab.analysis import sensitivity
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 from adamlab.files import write_json, write_text
 from adamlab.sweep import grid, jobs, local, results
 from adamlab.train.train import check_config, check_dir

@@ -11,7 +11,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 AXES = ("data", "fsdp", "tensor")
 # Logical axis name (models' Param metadata) -> mesh axis.

@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from adamlab import data, models, optim
 from adamlab.files import write_text
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 from adamlab.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib
 from adamlab.train.step import initial_state, make_eval_step, make_train_step
 

@@ -7,7 +7,7 @@ RMS_t). The same grid with or without `quick`: it takes about 4 minutes on 2 CPU
 with `--pack 4`. See experiments/beta2_spikes/README.md for what it showed.
 """
 
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 
 def get_sweep(arg: str = ""):

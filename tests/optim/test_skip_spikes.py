@@ -197,7 +197,7 @@ def test_build_wraps_outermost_only_when_on():
 
 
 def test_trainer_logs_spike_skips(tmp_path):
-  from adamlab.config import base
+  from adamlab.train.config import base
   from adamlab.train import train
   c = base("mlp")
   c.data.name = "fashion_mnist"

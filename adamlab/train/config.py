@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from adamlab import data, models, optim
 from adamlab.train import mesh
-from adamlab.optim.config_error import ConfigError
+from adamlab.errors import ConfigError
 
 
 def base(model_name: str) -> ml_collections.ConfigDict:

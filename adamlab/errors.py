@@ -1,4 +1,7 @@
-"""The one exception a user's mistake raises. The CLI prints it on one line, exit 2."""
+"""The one exception a user's mistake raises, at the bottom of adamlab: every layer imports it.
+
+The CLI prints it on one line and exits with code 2.
+"""
 
 _MESSAGE_ONLY = object()
 
