@@ -73,11 +73,11 @@ def train(args, extra):
 
 
 def plot(args, extra):
-  from adamlab.analysis import runplots
+  from adamlab.train import plots
   _no_extra("plot", extra)
   if not os.path.isfile(os.path.join(args.run_dir, "metrics.jsonl")):
     raise ConfigError("RUN_DIR", args.run_dir, "a run directory with metrics.jsonl")
-  for path in runplots.plot_run(args.run_dir):
+  for path in plots.plot_run(args.run_dir):
     print(f"wrote {path}")
 
 

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from adamlab.analysis.runplots import read_metrics
+from adamlab.train.plots import read_metrics
 from adamlab.sweep import results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

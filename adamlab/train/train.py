@@ -302,9 +302,9 @@ def run_pack(configs, workdirs, log=print) -> list:
       ckpt.close()
       writer.close()
     progress.close()
-  from adamlab.analysis import runplots
+  from adamlab.train import plots
   for w in workdirs:
-    runplots.plot_run(w)
+    plots.plot_run(w)
   return last
 
 
