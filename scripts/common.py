@@ -111,10 +111,9 @@ def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> t
                           by=("parametrization", "model.width"))
   panels, lines = [], []
   for p, label in labels.items():
-    mine = [r for r in rows if r["parametrization"] == p]
-    widths = sorted({r["model.width"] for r in mine})
-    curves = {w: ([math.log2(r["optimizer.learning_rate"]) for r in mine if r["model.width"] == w],
-                  [r["train_loss"] for r in mine if r["model.width"] == w]) for w in widths}
+    curves = width_curves([r for r in rows if r["parametrization"] == p],
+                          "optimizer.learning_rate", math.log2)
+    widths = sorted(curves)
     best = {o["model.width"]: o["log_x"] for o in found if o["parametrization"] == p}
     panels.append((label, curves, best))
     lines.append(f"- {label}: drift of the optimal log2 lr across widths {widths}: "
@@ -130,3 +129,21 @@ def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> t
            "or last finite one; points: runs that did not diverge.", "",
            *table(cols, found), "", *lines]
   return workdir, rows, found, lines
+
+
+def width_curves(rows, x: str, log) -> dict:
+  """{width: ([log(x)], [train_loss])}: one curve per width of rows that carry train_loss."""
+  widths = sorted({r["model.width"] for r in rows})
+  return {w: ([log(r[x]) for r in rows if r["model.width"] == w],
+              [r["train_loss"] for r in rows if r["model.width"] == w]) for w in widths}
+
+
+def sp_vs_mup(name: str, doc: str, pack: int, title: str, heading: str) -> None:
+  """main() of a script that is one lr-transfer figure of SP against muP.
+
+  name: the script's experiments/ folder and its configs/sweeps/ config; title: the
+  model and optimizer in the table's caption; heading: numbers.md's title.
+  """
+  args = parse(name, doc, pack=pack)
+  *_, lines = lr_transfer(args, name, {"sp": "SP, one global lr", "mup": "muP"}, title)
+  write_numbers(args, heading, lines)

@@ -30,10 +30,9 @@ def main():
                           by=("optimizer.scale_eps", "model.width"), base=10)
   panels, summary = [], []
   for scaled, label in ARMS.items():
-    mine = [r for r in rows if r["optimizer.scale_eps"] == scaled]
-    widths = sorted({r["model.width"] for r in mine})
-    curves = {w: ([math.log10(r["optimizer.eps"]) for r in mine if r["model.width"] == w],
-                  [r["train_loss"] for r in mine if r["model.width"] == w]) for w in widths}
+    curves = common.width_curves([r for r in rows if r["optimizer.scale_eps"] == scaled],
+                                 "optimizer.eps", math.log10)
+    widths = sorted(curves)
     best = {o["model.width"]: o["log_x"] for o in found if o["optimizer.scale_eps"] == scaled}
     panels.append((label, curves, best, atan))
     for w in widths:

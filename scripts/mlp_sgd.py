@@ -11,10 +11,8 @@ import common
 
 
 def main():
-  args = common.parse("mlp_sgd", __doc__, pack=11)
-  *_, lines = common.lr_transfer(args, "mlp_sgd", {"sp": "SP, one global lr", "mup": "muP"},
-                                 "MLP, SGD")
-  common.write_numbers(args, "MLP + SGD on Fashion-MNIST, SP vs muP", lines)
+  common.sp_vs_mup("mlp_sgd", __doc__, pack=11, title="MLP, SGD",
+                   heading="MLP + SGD on Fashion-MNIST, SP vs muP")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,8 @@ import common
 
 
 def main():
-  args = common.parse("mutransfer", __doc__, pack=10)
-  *_, lines = common.lr_transfer(args, "mutransfer", {"sp": "SP, one global lr", "mup": "muP"},
-                                 "GPT, Adam")
-  common.write_numbers(args, "muTransfer: GPT on GCIDE, Adam, SP vs muP", lines)
+  common.sp_vs_mup("mutransfer", __doc__, pack=10, title="GPT, Adam",
+                   heading="muTransfer: GPT on GCIDE, Adam, SP vs muP")
 
 
 if __name__ == "__main__":
