@@ -34,9 +34,9 @@ def train_step_time(config, repeats=20, warmup=2):
   from adamlab.train.step import initial_state, make_train_step
 
   key = jax.random.PRNGKey(config.seed)
-  model, _ = models.build(config, key)
+  model, table = models.build(config, key)
   apply, params = models.functional(model)
-  tx = optim.build(config, params, models.param_shapes(config, config.model.base_width))
+  tx = optim.build(config.optimizer, table, params)
   step = jax.jit(make_train_step(models.objective(config, apply), tx, config.ema_decay,
                                  dropout=config.model.dropout > 0), donate_argnums=0)
   state = [initial_state(jax.tree.map(jax.numpy.copy, params), tx.init(params),

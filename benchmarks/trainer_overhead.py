@@ -36,9 +36,9 @@ def config(steps: int):
 
 def baseline(c):
   """The loop anyone would write: build, jit with donation, fetch batch, step."""
-  model, _ = models.build(c, jax.random.PRNGKey(c.seed))
+  model, table = models.build(c, jax.random.PRNGKey(c.seed))
   apply, params = models.functional(model)
-  tx = optim.build(c, params, models.param_shapes(c, c.model.base_width))
+  tx = optim.build(c.optimizer, table, params)
   loss_fn = models.objective(c, apply)
   source = data.Source(c)
 

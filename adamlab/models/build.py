@@ -3,7 +3,8 @@
 The model is traced at config.model.base_width and at config.model.width
 (`nnx.eval_shape`, no memory); comparing the two gives every parameter its role
 (`adamlab.optim.parametrize`). The same table sets the init stds and forward
-multipliers here and the learning-rate and eps multipliers in `optim.build`.
+multipliers here and the learning-rate and eps multipliers in `optim.build`
+(`optim.build(config.optimizer, table, params)`).
 """
 
 import jax
@@ -16,7 +17,7 @@ from adamlab.models.attention import check_heads
 from adamlab.models.gpt import GPT
 from adamlab.models.mlp import MLP
 from adamlab.models.vit import ViT
-from adamlab.errors import ConfigError
+from adamlab.errors import ConfigError, check_one_of
 
 MODELS = {"gpt": GPT, "vit": ViT, "mlp": MLP}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -90,7 +91,12 @@ def validate(config) -> None:
                         f"a divisor of model.image_size ({cfg.image_size})")
     if cfg.pool not in ("cls", "gap"):
       raise ConfigError("model.pool", cfg.pool, ("cls", "gap"))
-  optim.validate(config)
+  # The model and the optimizer share these two (through the table).
+  check_one_of("parametrization", config.get("parametrization", "sp"), optim.PARAMETRIZATIONS)
+  check_one_of("alignment", config.get("alignment", "full"), optim.ALIGNMENTS)
+  if "optimizer" not in config:
+    raise ConfigError("optimizer", None, "a config section (see optim.default_config())")
+  optim.validate(config.optimizer)
 
 
 def _construct(config, width: int):
@@ -107,9 +113,12 @@ def param_shapes(config, width: int):
 
 def table(config):
   """The per-leaf parametrization table of this config's model and optimizer."""
-  return optim.parametrization_table(
-      config, param_shapes(config, config.model.width),
-      param_shapes(config, config.model.base_width))
+  opt = optim.default_config()
+  opt.update(config.optimizer)
+  return optim.parametrize(
+      param_shapes(config, config.model.base_width), param_shapes(config, config.model.width),
+      config.get("parametrization", "sp"), optim.family(opt.name),
+      config.get("alignment", "full"), per_layer_lr=opt.per_layer_lr, scale_eps=opt.scale_eps)
 
 
 def build(config, key: jax.Array):

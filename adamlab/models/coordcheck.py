@@ -10,7 +10,7 @@ import ml_collections
 import optax
 
 from adamlab import optim
-from adamlab.models.build import build, functional, param_shapes
+from adamlab.models.build import build, functional
 from adamlab.models.loss import objective
 
 
@@ -44,9 +44,9 @@ def run(config, widths, steps: int = 5, seed: int = 0, batch=None):
   for width in widths:
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.model.width = width
-    model, _ = build(cfg, jax.random.PRNGKey(seed))
+    model, table = build(cfg, jax.random.PRNGKey(seed))
     apply, params = functional(model)
-    tx = optim.build(cfg, params, param_shapes(cfg, cfg.model.base_width))
+    tx = optim.build(cfg.optimizer, table, params)
     loss = loss_fn(cfg, apply)
 
     @jax.jit

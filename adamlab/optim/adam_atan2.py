@@ -6,11 +6,11 @@ atan2 is bounded, defined at (0, 0) and unchanged when the gradients are scaled 
 any constant, so there is no epsilon to underflow or to tune. a = 1/atan(1) = 1.27
 makes a * atan2(x, x) = 1, Adam's step at |m_hat| = sqrt(v_hat).
 
-XLA's CPU arctan2 is several times slower than a division, which would make this the
-slowest part of a memory-bound update, so it is evaluated as one division, one square
-root and a polynomial (max error ~2e-7, about two float32 ulps of pi/2). The update
-works on m_hat^2 and v_hat, which have the same scale, so every expensive operation
-has one use and XLA fuses the whole update into one loop.
+XLA's CPU arctan2 is slow next to a division and would dominate a memory-bound
+update, so it is evaluated as one division, one square root and a polynomial (max
+error ~2e-7, about two float32 ulps of pi/2). The update works on m_hat^2 and v_hat,
+which have the same scale, so every expensive operation has one use and XLA fuses the
+whole update into one loop.
 """
 
 import math
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamlab.optim.parametrization import scale_by_parametrization
+from adamlab.optim.parametrization import with_learning_rate
 from adamlab.optim.stable_adam import moments, unzip
 
 # atan(t) ~ t * P(t^2) on [0, 1]: a near-minimax fit in t^2 (weighted least squares
@@ -39,27 +39,31 @@ def _atan_unit(t: jax.Array) -> jax.Array:
   return t * p
 
 
+def _octant_atan2(y: jax.Array, p: jax.Array, q: jax.Array, root=None) -> jax.Array:
+  """arctan2(y, x) from p = |y|, q = x >= 0 (root None) or p = y^2, q = x^2 (root sqrt).
+
+  Octant reduction: t = min(p, q) / max(p, q) lies in [0, 1] (its root, for squares);
+  atan(t) there is a polynomial, pi/2 - atan(t) gives the other octant, and the sign
+  comes from y. min/max rather than selects on one shared comparison: XLA:CPU writes a
+  shared predicate to memory (an extra pass over both inputs), min/max fuse.
+  """
+  lo, hi = jnp.minimum(p, q), jnp.maximum(p, q)
+  t = lo / jnp.where(hi > 0, hi, 1)
+  r = _atan_unit(t if root is None else root(t))
+  return jnp.copysign(jnp.where(p > q, math.pi / 2 - r, r), y)
+
+
 def atan2(y: jax.Array, x: jax.Array) -> jax.Array:
   """arctan2(y, x) for x >= 0, as one division and a polynomial.
 
-  Octant reduction: t = min(|y|, x) / max(|y|, x) lies in [0, 1]; atan(t) there is
-  a polynomial, pi/2 - atan(t) gives the other octant, and the sign comes from y.
   atan2(0, 0) = 0 and atan2(y, 0) = sign(y) pi/2, as with jnp.arctan2.
   """
-  ay = jnp.abs(y)
-  lo, hi = jnp.minimum(ay, x), jnp.maximum(ay, x)
-  r = _atan_unit(lo / jnp.where(hi > 0, hi, 1))
-  return jnp.copysign(jnp.where(ay > x, math.pi / 2 - r, r), y)
+  return _octant_atan2(y, jnp.abs(y), x)
 
 
 def atan2_of_square(y: jax.Array, x_sq: jax.Array) -> jax.Array:
   """arctan2(y, sqrt(x_sq)), from y and x^2 (Adam's v_hat), the fusible way."""
-  y_sq = y * y
-  # min/max rather than selects on one shared comparison: XLA:CPU writes a shared
-  # predicate to memory (an extra pass over both moments), min/max fuse.
-  lo, hi = jnp.minimum(y_sq, x_sq), jnp.maximum(y_sq, x_sq)
-  r = _atan_unit(jnp.sqrt(lo / jnp.where(hi > 0, hi, 1)))
-  return jnp.copysign(jnp.where(y_sq > x_sq, math.pi / 2 - r, r), y)
+  return _octant_atan2(y, y * y, x_sq, jnp.sqrt)
 
 
 class ScaleByAdamAtan2State(NamedTuple):
@@ -112,9 +116,6 @@ def adam_atan2(
     mu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   """Adam-atan2 with decoupled weight decay; `parametrization` scales lr per leaf."""
-  return optax.chain(
-      scale_by_adam_atan2(b1, b2, a, b, mu_dtype=mu_dtype),
-      optax.add_decayed_weights(weight_decay, mask),
-      scale_by_parametrization(parametrization),
-      optax.scale_by_learning_rate(learning_rate),
-  )
+  direction = scale_by_adam_atan2(b1, b2, a, b, mu_dtype=mu_dtype)
+  return with_learning_rate(direction, learning_rate, weight_decay, mask,
+                            parametrization=parametrization)

@@ -1,9 +1,10 @@
-"""Build an optimizer from an ml-collections config.
+"""Build an optimizer from the `optimizer` section of an experiment config.
 
-The experiment config holds an `optimizer` section (see `default_config`) and, at
-the top level, `parametrization` and `alignment`, which the model reads too. The
-optimizer's hyperparameters are injected (`optax.inject_hyperparams`), so the
-learning rate of every step is in the state and runs can be vmapped over them.
+`build` takes that section (see `default_config`), the parametrization table of the
+params (`parametrize`; the caller picks the parametrization and alignment) and the
+params, nothing else, so it works without the rest of adamlab. The hyperparameters are
+injected (`optax.inject_hyperparams`), so the learning rate of every step is in the
+state and runs can be vmapped over them.
 """
 
 import math
@@ -12,13 +13,12 @@ import jax
 import ml_collections
 import optax
 
-from adamlab.optim.adam_atan2 import scale_by_adam_atan2
 from adamlab.errors import ConfigError, check_one_of
-from adamlab.optim.parametrization import (
-    ALIGNMENTS, PARAMETRIZATIONS, eps_multipliers, parametrize, scale_by_parametrization)
 from adamlab.optim import schedules
+from adamlab.optim.adam_atan2 import adam_atan2
+from adamlab.optim.parametrization import with_learning_rate
 from adamlab.optim.skip_spikes import METRICS as SKIP_METRICS, skip_spikes
-from adamlab.optim.stable_adam import scale_by_stable_adam
+from adamlab.optim.stable_adam import stable_adamw
 
 OPTIMIZERS = ("adamw", "stable_adamw", "adam_atan2", "sgd", "adafactor", "lion")
 # The optimizer family decides the learning-rate exponents of a parametrization.
@@ -33,6 +33,12 @@ HYPERPARAMS = {
     "sgd": ("momentum", "weight_decay"),
     "adafactor": ("weight_decay", "clip_threshold"),
 }
+
+
+def family(name: str) -> str:
+  """The parametrization family of optimizer `name` (`parametrize`'s `optimizer`)."""
+  check_one_of("optimizer.name", name, OPTIMIZERS)
+  return FAMILY[name]
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -55,6 +61,7 @@ def default_config() -> ml_collections.ConfigDict:
       total_steps=1000,  # schedule length (the trainer links it to config.steps)
       final_lr_ratio=0.0,  # final lr / peak lr (warmup_cosine, wsd)
       decay_fraction=0.2,  # fraction of total_steps spent decaying (wsd)
+      # The next two are `parametrize` arguments: whoever builds the table reads them.
       per_layer_lr=True,  # learning-rate exponents of the parametrization (False: one global lr)
       scale_eps=True,  # shrink eps with each role's gradient scale (Adam family)
       skip_spikes_k=0.0,  # skip a step above mean + k std of the recent window (0 = off)
@@ -64,11 +71,8 @@ def default_config() -> ml_collections.ConfigDict:
   ))
 
 
-def validate(config) -> None:
-  """Raise ConfigError naming the first bad field of config.optimizer."""
-  if "optimizer" not in config:
-    raise ConfigError("optimizer", None, "a config section (see optim.default_config())")
-  opt = config.optimizer
+def validate(opt) -> None:
+  """Raise ConfigError naming the first bad field of an optimizer section."""
   known = default_config()
   for key in opt:
     if key not in known:
@@ -76,8 +80,6 @@ def validate(config) -> None:
   get = lambda k: opt.get(k, known[k])
   check_one_of("optimizer.name", get("name"), OPTIMIZERS)
   check_one_of("optimizer.schedule", get("schedule"), schedules.SCHEDULES)
-  check_one_of("parametrization", config.get("parametrization", "sp"), PARAMETRIZATIONS)
-  check_one_of("alignment", config.get("alignment", "full"), ALIGNMENTS)
   _range("optimizer.learning_rate", get("learning_rate"), 0, None, "a finite number >= 0")
   for k in ("b1", "b2"):
     _range(f"optimizer.{k}", get(k), 0, 1, "in [0, 1)", open_hi=True)
@@ -127,26 +129,17 @@ def schedule(opt, peak=None) -> optax.Schedule:
   return schedules.constant(peak, opt.warmup_steps)
 
 
-def hyperparams(config) -> dict:
+def hyperparams(opt) -> dict:
   """{name: value} of the scalars runs packed into one program (jax.vmap) may differ in.
 
   The peak learning rate and the optimizer's injected hyperparameters; a clip_threshold
   of None (clipping off) is static, so it is not one of them.
   """
-  opt = _with_defaults(config.optimizer)
+  opt = _with_defaults(opt)
   hp = {k: opt[k] for k in ("learning_rate",) + HYPERPARAMS[opt.name]}
   if hp.get("clip_threshold", 0) is None:
     hp.pop("clip_threshold")
   return hp
-
-
-def parametrization_table(config, params, base_params=None):
-  """The per-leaf table shared by the model and the optimizer of this config."""
-  opt = _with_defaults(config.optimizer)
-  return parametrize(
-      base_params, params, config.get("parametrization", "sp"), FAMILY[opt.name],
-      config.get("alignment", "full"), per_layer_lr=opt.per_layer_lr,
-      scale_eps=opt.scale_eps)
 
 
 def _with_defaults(opt):
@@ -155,38 +148,27 @@ def _with_defaults(opt):
   return full
 
 
-def build(config, params, base_params=None,
-          values=None) -> optax.GradientTransformationExtraArgs:
-  """optax transformation for `config` (an experiment config with an optimizer section).
+def build(opt, table, params, values=None) -> optax.GradientTransformationExtraArgs:
+  """optax transformation for `opt`, the optimizer section of an experiment config.
 
-  params and base_params may be arrays or shapes; base_params (the same model at
-  config.base_width) lets the parametrization tell which dimensions grow. Weight
-  decay skips vectors (biases, norm scales) unless optimizer.decay_vectors.
-  values: {name: scalar} replacing some of `hyperparams(config)`; they may be traced,
-  which is how packed runs vmap one optimizer over their hyperparameters.
-  The result takes extra args: pass `loss=` to update (skip_spikes reads it).
+  Fields missing from `opt` take `default_config()`'s values. table: the
+  parametrization table of these params (`parametrize`), or None for plain SP (every
+  multiplier 1). params: arrays or shapes; weight decay skips vectors (biases, norm
+  scales) unless opt.decay_vectors. values: {name: scalar} replacing some of
+  `hyperparams(opt)`; they may be traced, which is how packed runs vmap one optimizer
+  over their hyperparameters. The result takes extra args: pass `loss=` to update
+  (skip_spikes reads it).
   """
-  validate(config)
-  opt = _with_defaults(config.optimizer)
-  table = parametrization_table(config, params, base_params)
+  validate(opt)
+  opt = _with_defaults(opt)
   mask = None if opt.decay_vectors else jax.tree.map(lambda p: len(p.shape) >= 2, params)
-
-  # Explicit arguments: inject_hyperparams binds them by name.
-  def make(learning_rate, weight_decay, b1=None, b2=None, eps=None, clip_threshold=None,
-           a=None, b=None, momentum=None):
-    hp = dict(b1=b1, b2=b2, eps=eps, clip_threshold=clip_threshold, a=a, b=b,
-              momentum=momentum)
-    return optax.chain(
-        direction(opt.name, hp, table),
-        optax.add_decayed_weights(weight_decay, mask),
-        scale_by_parametrization(table),
-        optax.scale_by_learning_rate(learning_rate),
-    )
-
-  hp = {**hyperparams(config), **(values or {})}
-  if opt.name == "adafactor" and "clip_threshold" not in hp:
-    hp["clip_threshold"] = 1.0  # Adafactor always clips its block RMS; 1 is its default
-  tx = optax.inject_hyperparams(make)(learning_rate=schedule(opt, hp.pop("learning_rate")), **hp)
+  hp = {**hyperparams(opt), **(values or {})}
+  if opt.name == "stable_adamw":
+    hp.setdefault("clip_threshold", None)  # clipping off: static, so not injected
+  # inject_hyperparams injects the alias's numeric arguments, HYPERPARAMS[opt.name].
+  alias = optax.inject_hyperparams(ALIASES[opt.name], static_args=("mask", "parametrization"))
+  tx = alias(learning_rate=schedule(opt, hp.pop("learning_rate")), mask=mask,
+             parametrization=table, **hp)
   if opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   if opt.skip_spikes_k > 0:  # outermost: it sees the loss and the raw gradients
@@ -195,21 +177,34 @@ def build(config, params, base_params=None,
   return optax.with_extra_args_support(tx)
 
 
-def direction(name: str, hp: dict, table) -> optax.GradientTransformation:
-  """The update direction of optimizer `name`, before decay and learning rate."""
-  if name in ("adamw", "stable_adamw"):
-    clip = hp["clip_threshold"] if name == "stable_adamw" else None
-    return scale_by_stable_adam(hp["b1"], hp["b2"], hp["eps"], clip,
-                                eps_scale=eps_multipliers(table))
-  if name == "adam_atan2":
-    return scale_by_adam_atan2(hp["b1"], hp["b2"], hp["a"], hp["b"])
-  if name == "lion":
-    return optax.scale_by_lion(hp["b1"], hp["b2"])
-  if name == "sgd":
-    return optax.trace(hp["momentum"])
-  # Adafactor: factored second moments (optax's decay schedule 1 - t^-0.8), block-RMS
-  # update clipping, parameter scale.
-  return optax.chain(
+def _adamw(learning_rate, b1, b2, eps, weight_decay, mask=None, *, parametrization=None):
+  """AdamW: StableAdamW without clipping (RMS_t is still in the state)."""
+  return stable_adamw(learning_rate, b1, b2, eps, weight_decay, None, mask,
+                      parametrization=parametrization)
+
+
+def _lion(learning_rate, b1, b2, weight_decay, mask=None, *, parametrization=None):
+  return with_learning_rate(optax.scale_by_lion(b1, b2), learning_rate, weight_decay, mask,
+                            parametrization=parametrization)
+
+
+def _sgd(learning_rate, momentum, weight_decay, mask=None, *, parametrization=None):
+  return with_learning_rate(optax.trace(momentum), learning_rate, weight_decay, mask,
+                            parametrization=parametrization)
+
+
+def _adafactor(learning_rate, weight_decay, clip_threshold=1.0, mask=None, *,
+               parametrization=None):
+  """Adafactor: factored second moments (optax's decay schedule 1 - t^-0.8), block-RMS
+  update clipping (always on; 1 is its default), parameter scale."""
+  direction = optax.chain(
       optax.scale_by_factored_rms(),
-      optax.clip_by_block_rms(hp["clip_threshold"]),
+      optax.clip_by_block_rms(clip_threshold),
       optax.scale_by_param_block_rms())
+  return with_learning_rate(direction, learning_rate, weight_decay, mask,
+                            parametrization=parametrization)
+
+
+# Each optimizer's alias takes its own hyperparameters as named arguments.
+ALIASES = {"adamw": _adamw, "stable_adamw": stable_adamw, "adam_atan2": adam_atan2,
+           "lion": _lion, "sgd": _sgd, "adafactor": _adafactor}

@@ -243,3 +243,25 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
     return scaled, state
 
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+
+
+def with_learning_rate(
+    direction: optax.GradientTransformation,
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
+    *,
+    parametrization: Any = None,
+) -> optax.GradientTransformation:
+  """An optimizer from an update direction: the chain every alias here shares.
+
+  Weight decay is added to the direction (decoupled, as in AdamW), so the per-leaf
+  learning-rate multipliers of the `parametrization` table (None: all 1) and the
+  learning rate scale it too.
+  """
+  return optax.chain(
+      direction,
+      optax.add_decayed_weights(weight_decay, mask),
+      scale_by_parametrization(parametrization),
+      optax.scale_by_learning_rate(learning_rate),
+  )

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from adamlab.optim.state import states_of
+
 METRICS = ("loss", "grad_norm", "both")
 
 
@@ -125,17 +127,10 @@ def skip_spikes(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _states(opt_state) -> list:
-  found = optax.tree_utils.tree_get_all_with_path(
-      opt_state, SkipSpikesState.__name__,
-      filtering=lambda _, v: isinstance(v, SkipSpikesState))
-  return [s for _, s in found]
-
-
 def skip_stats(opt_state) -> Optional[dict]:
   """{"spike_skipped": bool, "spike_skips": int32 total} of the skip_spikes wrapper in
   `opt_state`, or None if it has none (so a trainer can log them only when present)."""
-  found = _states(opt_state)
+  found = states_of(opt_state, SkipSpikesState)
   if not found:
     return None
   if len(found) > 1:

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamlab.optim.parametrization import eps_multipliers, scale_by_parametrization
+from adamlab.optim.parametrization import eps_multipliers, with_learning_rate
+from adamlab.optim.state import states_of
 
 
 class ScaleByStableAdamState(NamedTuple):
@@ -87,18 +88,7 @@ def scale_by_stable_adam(
       dt = g32.dtype
       u = m_hat / (jnp.sqrt(v_hat) + e)
       if clip_threshold is not None or track_rms:
-        # u_t already holds g_t, so g^2/u <= 1/(1-b2) and eps^2 mainly keeps 0/0 out
-        # (u_t = 0 after zero gradients). The debiased u_t is nu / c with
-        # c = 1 - b2^t, so g^2 / max(u_t, eps^2) = c g^2 / max(nu, c eps^2). On the
-        # stored nu, XLA:CPU fuses the mean into one pass over g and nu; the debiased
-        # form made it write g^2 and u_t to memory first (20 array passes, not 16).
-        # That pass is still a reduction kernel of its own, which XLA:CPU runs at about
-        # half the bandwidth of its elementwise loops: most of the cost over AdamW there.
-        c = (1 - b2**count.astype(dt)).astype(dt)
-        # (tiny: c eps^2 must not flush to 0 for eps below ~1e-18, or 0/0 comes back)
-        floor = jnp.maximum(c * e * e, jnp.finfo(dt).tiny)
-        ratio = g32 * (g32 / jnp.maximum(v_new, floor))
-        rms = jnp.sqrt(c * jnp.mean(ratio)).astype(jnp.float32)
+        rms = _rms(g32, v_new, e, count, b2)
       else:
         rms = jnp.zeros([], jnp.float32)
       if clip_threshold is not None:
@@ -131,15 +121,27 @@ def stable_adamw(
   `parametrization` is a table from `adamlab.optim.parametrize`: it scales eps and the
   learning rate per leaf.
   """
-  return optax.chain(
-      scale_by_stable_adam(
-          b1, b2, eps, clip_threshold,
-          eps_scale=eps_multipliers(parametrization),
-          mu_dtype=mu_dtype, track_rms=track_rms),
-      optax.add_decayed_weights(weight_decay, mask),
-      scale_by_parametrization(parametrization),
-      optax.scale_by_learning_rate(learning_rate),
-  )
+  direction = scale_by_stable_adam(
+      b1, b2, eps, clip_threshold, eps_scale=eps_multipliers(parametrization),
+      mu_dtype=mu_dtype, track_rms=track_rms)
+  return with_learning_rate(direction, learning_rate, weight_decay, mask,
+                            parametrization=parametrization)
+
+
+def _rms(g32, v_new, e, count, b2):
+  """RMS_t = sqrt(mean(g^2 / max(u_t, eps^2))) of one leaf, as a float32 scalar.
+
+  u_t already holds g_t, so g^2/u <= 1/(1-b2) and eps^2 mainly keeps 0/0 out (u_t = 0
+  after zero gradients). The debiased u_t is nu / c with c = 1 - b2^t, so
+  g^2 / max(u_t, eps^2) = c g^2 / max(nu, c eps^2): on the stored nu, XLA fuses the
+  mean into one pass over g and nu instead of writing g^2 and u_t to memory first.
+  """
+  dt = g32.dtype
+  c = (1 - b2**count.astype(dt)).astype(dt)
+  # (tiny: c eps^2 must not flush to 0 for eps below ~1e-18, or 0/0 comes back)
+  floor = jnp.maximum(c * e * e, jnp.finfo(dt).tiny)
+  ratio = g32 * (g32 / jnp.maximum(v_new, floor))
+  return jnp.sqrt(c * jnp.mean(ratio)).astype(jnp.float32)
 
 
 def moments(g, m, v, count, b1, b2):
@@ -156,27 +158,6 @@ def moments(g, m, v, count, b1, b2):
   return g32, m_new, v_new, m_new / (1 - b1**t).astype(dt), v_new / (1 - b2**t).astype(dt)
 
 
-def _find_states(tree, cls):
-  found = []
-
-  def visit(node):
-    if isinstance(node, cls):
-      found.append(node)
-    elif isinstance(node, (tuple, list)):
-      for child in node:
-        visit(child)
-    elif isinstance(node, dict):
-      for child in node.values():
-        visit(child)
-    elif hasattr(node, "inner_state"):  # optax.masked, MultiSteps and friends.
-      visit(node.inner_state)
-    elif hasattr(node, "inner_opt_state"):
-      visit(node.inner_opt_state)
-
-  visit(tree)
-  return found
-
-
 def last_rms(opt_state) -> Any:
   """Per-tensor RMS_t of the last step, from any optimizer state holding StableAdam.
 
@@ -184,7 +165,7 @@ def last_rms(opt_state) -> Any:
   stay `optax.MaskedNode`). Works through `optax.chain`, `masked`, `MultiSteps` and
   `inject_hyperparams`. Raises ValueError if the state has no StableAdam part.
   """
-  found = _find_states(opt_state, ScaleByStableAdamState)
+  found = states_of(opt_state, ScaleByStableAdamState)
   if len(found) != 1:
     raise ValueError(
         f"expected one ScaleByStableAdamState in the optimizer state, found {len(found)}")

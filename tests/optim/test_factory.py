@@ -22,6 +22,14 @@ def config(**opt):
   return c
 
 
+def build(c, p, base=None, values=None):
+  """optim.build for an experiment-style config: the table as models.table makes it."""
+  opt = c.optimizer
+  table = optim.parametrize(base, p, c.parametrization, optim.family(opt.name), c.alignment,
+                            per_layer_lr=opt.per_layer_lr, scale_eps=opt.scale_eps)
+  return optim.build(opt, table, p, values)
+
+
 def run(tx, p, steps=5, seed=0):
   state = tx.init(p)
   rng = np.random.default_rng(seed)
@@ -37,7 +45,7 @@ def run(tx, p, steps=5, seed=0):
 def test_every_optimizer_builds_and_steps(name, parametrization):
   c = config(name=name, schedule="wsd", warmup_steps=2, total_steps=10)
   c.parametrization = parametrization
-  tx = optim.build(c, params(16), params(8))
+  tx = build(c, params(16), params(8))
   p, state = run(tx, params(16))
   # and under jit, where hyperparameters are traced
   jax.jit(tx.update)(jax.tree.map(jnp.ones_like, p), jax.jit(tx.init)(p), p)
@@ -48,7 +56,7 @@ def test_every_optimizer_builds_and_steps(name, parametrization):
 def test_adamw_is_optax_adamw_with_global_clip_and_schedule():
   c = config(name="adamw", learning_rate=3e-3, b1=0.8, b2=0.97, eps=1e-7, weight_decay=0.1,
              grad_clip_norm=0.5, warmup_steps=2, total_steps=5, final_lr_ratio=0.1)
-  ours, _ = run(optim.build(c, params(8)), params(8))
+  ours, _ = run(build(c, params(8)), params(8))
   mask = jax.tree.map(lambda x: x.ndim >= 2, params(8))
   sched = optim.warmup_cosine(3e-3, 2, 5, 0.1)
   ref = optax.chain(optax.clip_by_global_norm(0.5),
@@ -61,7 +69,7 @@ def test_learning_rate_is_in_the_state_and_mup_scales_it():
   c = config(name="stable_adamw", schedule="constant", warmup_steps=0, learning_rate=0.01,
              grad_clip_norm=0.0)
   c.parametrization = "mup"
-  tx = optim.build(c, params(32), params(8))
+  tx = build(c, params(32), params(8))
   _, state = run(tx, params(32), steps=1)
   assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.01)
   # Same gradient, same optimizer state: the hidden step is 1/4 of SP's at m = 4.
@@ -69,12 +77,12 @@ def test_learning_rate_is_in_the_state_and_mup_scales_it():
   u_mup, _ = tx.update(g, tx.init(params(32)), params(32))
   c.parametrization = "sp"
   c.optimizer.per_layer_lr = False  # plain SP: one global learning rate
-  sp = optim.build(c, params(32), params(8))
+  sp = build(c, params(32), params(8))
   u_sp, _ = sp.update(g, sp.init(params(32)), params(32))
   np.testing.assert_allclose(u_mup["hidden"], u_sp["hidden"] / 4, rtol=1e-5)
   np.testing.assert_allclose(u_mup["embed"], u_sp["embed"] / 2, rtol=1e-5)
   c.optimizer.per_layer_lr = True  # SP with Everett et al.'s per-layer rates: hidden 1/m
-  sp_layer = optim.build(c, params(32), params(8))
+  sp_layer = build(c, params(32), params(8))
   u_spl, _ = sp_layer.update(g, sp_layer.init(params(32)), params(32))
   np.testing.assert_allclose(u_spl["hidden"], u_sp["hidden"] / 4, rtol=1e-5)
   np.testing.assert_allclose(u_spl["embed"], u_sp["embed"], rtol=1e-5)
@@ -84,11 +92,11 @@ def test_weight_decay_skips_vectors_by_default():
   c = config(name="adamw", weight_decay=0.5, schedule="constant", warmup_steps=0,
              grad_clip_norm=0.0)
   p = {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))}
-  tx = optim.build(c, p)
+  tx = build(c, p)
   u, _ = tx.update(jax.tree.map(jnp.zeros_like, p), tx.init(p), p)
   assert float(jnp.abs(u["b"]).max()) == 0.0 and float(jnp.abs(u["w"]).max()) > 0
   c.optimizer.decay_vectors = True
-  tx = optim.build(c, p)
+  tx = build(c, p)
   u, _ = tx.update(jax.tree.map(jnp.zeros_like, p), tx.init(p), p)
   assert float(jnp.abs(u["b"]).max()) > 0
 
@@ -118,7 +126,7 @@ def test_bad_values_name_the_field(field, value, name):
   c = config()
   c.optimizer[field] = value
   with pytest.raises(optim.ConfigError) as err:
-    optim.build(c, params(8))
+    build(c, params(8))
   assert str(err.value).startswith(name + " = ")
   assert "must be" in str(err.value) and "\n" not in str(err.value)
 
@@ -128,15 +136,15 @@ def test_unknown_field_and_bad_parametrization():
   c.optimizer.unlock()
   c.optimizer.beta2 = 0.9
   with pytest.raises(optim.ConfigError, match="optimizer.beta2"):
-    optim.build(c, params(8))
+    build(c, params(8))
   c = config()
   c.parametrization = "mu_p"
   with pytest.raises(optim.ConfigError, match="parametrization = 'mu_p'.*'mup'"):
-    optim.build(c, params(8))
+    build(c, params(8))
   c = config()
   c.alignment = "partial"
   with pytest.raises(optim.ConfigError, match="alignment"):
-    optim.build(c, params(8))
+    build(c, params(8))
 
 
 def test_schedules():
@@ -149,3 +157,52 @@ def test_schedules():
   c = optim.constant(2.0, 4)
   assert float(c(2)) == pytest.approx(1.0) and float(c(1000)) == 2.0
   assert float(optim.constant(2.0)(0)) == 2.0
+
+
+def test_build_without_an_experiment_config():
+  # Only the optimizer section (missing fields take the defaults) and a table, if any.
+  p, g = params(16), jax.tree.map(jnp.ones_like, params(16))
+  opt = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-2, schedule="constant",
+                                       warmup_steps=0, grad_clip_norm=0.0))
+
+  def first_update(table):
+    tx = optim.build(opt, table, p)
+    return tx.update(g, tx.init(p), p)[0]
+
+  plain = first_update(None)
+  sp = first_update(optim.parametrize(params(8), p, "sp", optim.family("adamw"),
+                                      per_layer_lr=False))
+  mup = first_update(optim.parametrize(params(8), p, "mup", optim.family("adamw")))
+  assert float(jnp.abs(plain["hidden"]).min()) > 0
+  jax.tree.map(np.testing.assert_array_equal, plain, sp)
+  np.testing.assert_allclose(mup["hidden"], sp["hidden"] / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
+@pytest.mark.parametrize("clip", [1.0, None])
+def test_injected_hyperparameters_are_hyperparams(name, clip):
+  c = config(name=name, clip_threshold=clip)
+  state = build(c, params(8)).init(params(8))
+  injected = optax.tree_utils.tree_get(state, "InjectStatefulHyperparamsState").hyperparams
+  want = {"learning_rate", *optim.HYPERPARAMS[name]}
+  if clip is None and name == "stable_adamw":
+    want.remove("clip_threshold")  # clipping off is static
+  assert set(injected) == want
+  assert set(optim.hyperparams(c.optimizer)) == want - ({"clip_threshold"} if clip is None else set())
+
+
+def test_learning_rate_is_found_through_wrappers():
+  p = params(8)
+  g = jax.tree.map(jnp.ones_like, p)
+  inner = optax.inject_hyperparams(optim.stable_adamw)(learning_rate=optim.constant(0.1, 4))
+  txs = [optax.chain(optax.clip_by_global_norm(1.0), inner),
+         optim.skip_spikes(optax.chain(optax.clip_by_global_norm(1.0), inner), 3.0, 4),
+         optax.with_extra_args_support(inner),
+         build(config(skip_spikes_k=3.0, warmup_steps=4, learning_rate=0.1), p)]
+  for tx in txs:
+    state = tx.init(p)
+    assert float(optim.learning_rate(state)) == 0.0  # the schedule's value at step 0
+    for _ in range(2):  # the state holds the learning rate its last update used
+      _, state = tx.update(g, state, p, loss=1.0)
+    assert float(optim.learning_rate(state)) == pytest.approx(0.025)
+  assert optim.learning_rate(optax.adam(1e-3).init(p)) is None

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from adamlab import optim
-from tests.optim.test_factory import config
+from tests.optim.test_factory import build, config
 
 SHAPE = (4, 3)
 
@@ -173,16 +173,16 @@ def test_jit_and_vmap_over_two_runs_match_each_run_alone():
     ("skip_spikes_window", 1), ("skip_spikes_window", 0), ("skip_spikes_max_in_row", -1)])
 def test_bad_config_raises_config_error(field, value):
   with pytest.raises(optim.ConfigError, match=f"optimizer.{field}"):
-    optim.validate(config(**{field: value}))
+    optim.validate(config(**{field: value}).optimizer)
 
 
 def test_build_wraps_outermost_only_when_on():
   p = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
-  off = optim.build(config(), p)
+  off = build(config(), p)
   assert optim.skip_stats(off.init(p)) is None
   assert isinstance(off, optax.GradientTransformationExtraArgs)
-  on = optim.build(config(skip_spikes_k=3.0, skip_spikes_window=4,
-                          skip_spikes_metric="grad_norm"), p)
+  on = build(config(skip_spikes_k=3.0, skip_spikes_window=4,
+                    skip_spikes_metric="grad_norm"), p)
   state = on.init(p)
   assert isinstance(state, optim.SkipSpikesState)  # outermost, around the global-norm clip
   assert isinstance(state.inner_state[0], optax.ClipByGlobalNormState)
