@@ -5,6 +5,7 @@ import os
 import sys
 
 from adamlab.errors import ConfigError
+from adamlab.train.preemption import EXIT_PREEMPTED, Preempted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,19 +58,8 @@ def coordcheck(args, extra):
 
 
 def train(args, extra):
-  from adamlab import train as trainer
-  from adamlab.train.config import load
-
-  config, rest = load(extra)
-  _no_extra("train", rest)
-  try:
-    last = trainer.run(config, args.workdir)
-  except trainer.TrainingStopped as err:
-    print(f"adamlab: training stopped: {err}", file=sys.stderr)
-    sys.exit(trainer.EXIT_STOPPED)
-  shown = {k: v for k, v in last.items() if not k.startswith("rms/")}
-  print(" ".join(f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, float)))
-  print(f"run directory: {args.workdir} (metrics.jsonl, tb/, checkpoints/, loss.png)")
+  from adamlab.train import command
+  command.train(args.workdir, extra)
 
 
 def plot(args, extra):
@@ -132,7 +122,8 @@ def main(argv=None):
   cc.add_argument("--out", default="coordcheck")
   tr = commands.add_parser("train", help="train one config",
                            description="adamlab train --config configs/gpt.py:mup --workdir DIR "
-                                       "[--config.a.b=value ...]")
+                                       "[--config.a.b=value ...]; exit code 75: preempted "
+                                       "(SIGTERM/SIGINT), checkpointed, run it again")
   tr.add_argument("--workdir", required=True)
   pl = commands.add_parser("plot", help="loss / lr / RMS plots of a run directory")
   pl.add_argument("run_dir", metavar="RUN_DIR")
@@ -171,6 +162,9 @@ def main(argv=None):
   except ConfigError as err:
     print(f"adamlab: error: {err}", file=sys.stderr)
     sys.exit(2)
+  except Preempted as err:  # (a sweep or search; `adamlab train` says so itself)
+    print(f"adamlab: preempted: {err}", file=sys.stderr)
+    sys.exit(EXIT_PREEMPTED)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""Data pipeline: host batches/s of data.Source against the steps/s training consumes.
+"""Data pipeline: host batches/s of data.source against the steps/s training consumes.
 
     python benchmarks/data_pipeline.py [--batches 200] [--repeats 5]
 
 For the default GPT config (GCIDE text) and the ViT config (Fashion-MNIST): blocks of
-`batches` calls of Source(config).batch(step), each at a new step as in training, against
+`batches` calls of source(config).batch(step), each at a new step as in training, against
 the trainer's jitted train step on the same config (one device-resident batch), in one
-process. The trainer puts Source.batch's arrays on the devices as they are (no host-side
+process. The trainer puts source.batch's arrays on the devices as they are (no host-side
 conversion in between), so batch() is the whole host-side cost. Ratio = batches/s over
 steps/s: how far ahead of the step the pipeline is.
 """
@@ -40,7 +40,7 @@ def run(batches=200, repeats=5, step_repeats=20):
   rows = []
   for name, spec in CONFIGS.items():
     config, _ = load([f"--config={spec}"])
-    per_batch = batch_time(data.Source(config), batches, repeats)
+    per_batch = batch_time(data.source(config), batches, repeats)
     (step_min, step_med), _ = train_step_time(config, repeats=step_repeats)
     b_min, b_med = min(per_batch), statistics.median(per_batch)
     rows.append(dict(config=name, spec=spec, batch_size=config.batch_size,
@@ -53,7 +53,7 @@ def run(batches=200, repeats=5, step_repeats=20):
 
 
 def report(result, target=None) -> str:
-  lines = [f"Host batches/s of data.Source vs the trainer's jitted step, {result['machine']}; "
+  lines = [f"Host batches/s of data.source vs the trainer's jitted step, {result['machine']}; "
            f"{result['repeats']} blocks of {result['batches']} batches, "
            f"{result['step_repeats']} steps", "",
            "| config | batch | batches/s (best / median) | train steps/s (best / median) | "

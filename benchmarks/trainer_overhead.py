@@ -39,8 +39,8 @@ def baseline(c):
   model, table = models.build(c, jax.random.PRNGKey(c.seed))
   apply, params = models.functional(model)
   tx = optim.build(c.optimizer, table, params)
-  loss_fn = models.objective(c, apply)
-  source = data.Source(c)
+  loss_fn = models.task(c.model).objective(apply)
+  source = data.source(c)
 
   def step(params, opt_state, x, y):
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)

@@ -41,7 +41,7 @@ from adamlab.data.download import data_dir
 from adamlab.data.images import load_fashion_mnist
 from adamlab.train.config import load
 from adamlab.models.build import build, functional
-from adamlab.models.loss import objective
+from adamlab.models.task import task
 
 REPO = common.REPO
 
@@ -50,7 +50,7 @@ def loss_function(config, apply, inputs, labels, kind):
   """The full-batch loss: "mse" on one-hot targets (Cohen et al.'s main setting, where
   sharpness does not fall as the loss goes to 0) or "ce" (cross-entropy)."""
   if kind == "ce":
-    full = objective(config, apply)
+    full = task(config.model).objective(apply)
     return lambda p: full(p, inputs, labels)[0]
   targets = jax.nn.one_hot(labels, config.model.num_classes)
   return lambda p: 0.5 * jnp.mean(jnp.sum((apply(p, inputs) - targets) ** 2, axis=-1))
@@ -194,7 +194,7 @@ def main():
   config, _ = load(["--config=" + os.path.join(REPO, "configs", "mlp.py"),
                     "--config.model.width=128", "--config.model.base_width=128",
                     f"--config.batch_size={n}"])
-  inputs, labels = data.Source(config).batch(0)  # a fixed random subset: the full batch
+  inputs, labels = data.source(config).batch(0)  # a fixed random subset: the full batch
   lrs = [0.01, 0.02, 0.04, 0.08]  # 2/lr = 200, 100, 50, 25; the sharpness at init is ~90
   runs = {f"lr {lr}": run(config, inputs, labels, lr, steps, every, kind=args.loss) for lr in lrs}
   warm = steps // 5

@@ -84,3 +84,29 @@ def batch(images, labels, step: int, seed: int, batch_size: int, rows=None,
   if rows is not None:
     idx = idx[rows]
   return images[idx], labels[idx]
+
+
+class ImageSource:
+  """Labelled images: batch(step) and eval_batch(i) as pure functions of (seed, step).
+  parts: {"train": (x, y), "eval": (x, y)}, normalised; full_batch: data.full_batch."""
+
+  def __init__(self, config, parts, full_batch: bool = False):
+    self.seed, self.batch_size, self.full_batch = config.seed, config.batch_size, full_batch
+    self.train, self.eval = parts["train"], parts["eval"]
+    size = config.data.train_size
+    if size:
+      if size > len(self.train[0]):
+        raise ConfigError("data.train_size", size,
+                          f"<= {len(self.train[0])} (training images in the training split)")
+      self.train = tuple(a[:size] for a in self.train)
+
+  def batch(self, step: int, rows=None):
+    return batch(*self.train, step, self.seed, self.batch_size, rows, self.full_batch)
+
+  def eval_batch(self, i: int, rows=None):
+    """The i-th held-out batch (the same at every evaluation): eval images in order."""
+    x, y = self.eval
+    idx = (np.arange(self.batch_size) + i * self.batch_size) % len(x)
+    if rows is not None:
+      idx = idx[rows]
+    return x[idx], y[idx]

@@ -65,3 +65,35 @@ def batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_len: in
     starts = starts[rows]
   window = np.stack([np.asarray(tokens[s:s + seq_len + 1]) for s in starts]).astype(np.int32)
   return window[:, :-1], window[:, 1:]
+
+
+class TextSource:
+  """Windows of a token corpus: batch(step) and eval_batch(i) as pure functions of
+  (seed, step). config: an experiment config (seed, batch_size, data, model.seq_len,
+  model.vocab_size); full_batch: data.full_batch, checked by the caller."""
+
+  def __init__(self, config, path: str, full_batch: bool = False):
+    cfg, self.seq_len = config.data, config.model.seq_len
+    self.seed, self.batch_size, self.full_batch = config.seed, config.batch_size, full_batch
+    tokens = load_tokens(path)
+    if not 0 < cfg.eval_fraction < 1:
+      raise ConfigError("data.eval_fraction", cfg.eval_fraction, "in (0, 1)")
+    self.train, self.eval = split(tokens, cfg.eval_fraction)
+    if cfg.train_size:
+      windows = (len(self.train) - 1) // self.seq_len
+      if cfg.train_size > windows:
+        raise ConfigError("data.train_size", cfg.train_size,
+                          f"<= {windows} (text windows of model.seq_len in the training split)")
+      self.train = self.train[:cfg.train_size * self.seq_len + 1]
+    top = int(np.max(tokens))
+    if top >= config.model.vocab_size:
+      raise ConfigError("model.vocab_size", config.model.vocab_size,
+                        f"> the largest token id ({top})")
+
+  def batch(self, step: int, rows=None):
+    return batch(self.train, step, self.seed, self.batch_size, self.seq_len, rows,
+                 self.full_batch)
+
+  def eval_batch(self, i: int, rows=None):
+    """The i-th held-out batch (the same at every evaluation)."""
+    return batch(self.eval, i, self.seed + 1, self.batch_size, self.seq_len, rows)

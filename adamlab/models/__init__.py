@@ -4,6 +4,7 @@ from adamlab.models.build import (
     DTYPES, MODELS, apply_table, build, default_config, functional, param_shapes, table,
     validate)
 from adamlab.models.gpt import GPT
-from adamlab.models.loss import classification_loss, lm_loss, objective
+from adamlab.models.loss import classification_loss, lm_loss
 from adamlab.models.mlp import MLP
+from adamlab.models.task import Classifier, LanguageModel, task
 from adamlab.models.vit import ViT

@@ -11,24 +11,17 @@ import optax
 
 from adamlab import optim
 from adamlab.models.build import build, functional
-from adamlab.models.loss import objective
+from adamlab.models.task import task
 
 
 def fixed_batch(config, batch_size: int = 16, seed: int = 0):
   """One deterministic batch of the model's input kind: (inputs, targets)."""
-  cfg = config.model
-  k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-  if cfg.name == "gpt":
-    tokens = jax.random.randint(k1, (batch_size, cfg.seq_len + 1), 0, cfg.vocab_size)
-    return tokens[:, :-1], tokens[:, 1:]
-  shape = ((batch_size, cfg.input_dim) if cfg.name == "mlp"
-           else (batch_size, cfg.image_size, cfg.image_size, cfg.channels))
-  return jax.random.normal(k1, shape), jax.random.randint(k2, (batch_size,), 0, cfg.num_classes)
+  return task(config.model).fixed_batch(batch_size, jax.random.PRNGKey(seed))
 
 
 def loss_fn(config, apply):
   """loss(params, inputs, targets) -> (loss, {layer: mean |output|}) for this config."""
-  objective_fn = objective(config, apply)
+  objective_fn = task(config.model).objective(apply)
 
   def loss(params, inputs, targets):
     records = {}

@@ -25,14 +25,3 @@ def accuracy(logits, labels):
   picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
   return jnp.mean(picked >= jnp.max(logits, axis=-1))
 
-
-def objective(config, apply):
-  """loss(params, inputs, targets, records=None, dropout_key=None) -> (loss, {"accuracy": ...})."""
-  def loss(params, inputs, targets, records=None, dropout_key=None):
-    logits = apply(params, inputs, records, dropout_key)
-    if config.model.name == "gpt":
-      value = lm_loss(logits, targets, config.model.get("z_loss", 0.0))
-      return value, {"accuracy": accuracy(logits, targets)}
-    value, acc = classification_loss(logits, targets)
-    return value, {"accuracy": acc}
-  return loss

@@ -6,6 +6,7 @@ are still dying, never train a run twice. The result of a finished run is its
 `result.json`; a run stopped by non-finite steps is a result too (diverged).
 """
 
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -14,13 +15,43 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 from adamlab.files import write_json
 from adamlab.sweep import grid
 from adamlab.train import metrics as metrics_lib
-from adamlab.train.train import STOPPED, pack_key
+from adamlab.train.checks import pack_key
+from adamlab.train.preemption import EXIT_PREEMPTED, SIGNALS
+from adamlab.train.train import STOPPED
 
 BUSY = "busy"  # claimed by another process
+PREEMPTED = "preempted"  # stopped by a signal with a checkpoint: not a result, not failed
+STOP = threading.Event()  # set on SIGTERM / SIGINT: no job starts after it
+_children = set()  # the training processes running now
+_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def forwarding_signals():
+  """While the block runs, SIGTERM or SIGINT sets STOP and is passed on to every running
+  training process, which checkpoints its step and exits with EXIT_PREEMPTED."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def forward(signum, frame):
+    del frame
+    STOP.set()
+    with _lock:
+      for child in _children:
+        child.send_signal(signal.SIGTERM)
+
+  old = {s: signal.signal(s, forward) for s in SIGNALS}
+  try:
+    yield
+  finally:
+    for s, handler in old.items():
+      signal.signal(s, handler)
 
 
 def group(sweep: dict, todo: list, pack: int) -> list:
@@ -37,6 +68,8 @@ def group(sweep: dict, todo: list, pack: int) -> list:
 
 def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
   """Train the job's runs that are not done or claimed; {run_id: status}."""
+  if STOP.is_set():
+    return {rid: PREEMPTED for rid, _ in job}
   status, claims = {}, {}
   for rid, values in job:
     lock = _claim(os.path.join(workdir, "claims", rid + ".lock"), block)
@@ -64,16 +97,29 @@ def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
     write_json(spec_path, spec)
     cmd = [sys.executable, "-m", "adamlab.sweep.pack", spec_path]
   try:
-    with open(log_path, "a") as out:
-      # The locks go with the child, which dies with us: no orphan trains unclaimed.
-      subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=locks,
-                     preexec_fn=_die_with_parent)
+    code = _train_process(cmd, log_path, locks)
     for rid, (values, _) in claims.items():
-      status[rid] = _record(workdir, rid, values)
+      status[rid] = PREEMPTED if code == EXIT_PREEMPTED else _record(workdir, rid, values)
   finally:
     for _, lock in claims.values():
       lock.close()
   return status
+
+
+def _train_process(cmd, log_path, locks) -> int:
+  """Run one training process to its end; its exit code."""
+  with open(log_path, "a") as out, _lock:
+    if STOP.is_set():
+      return EXIT_PREEMPTED  # (nothing started: the runs resume next time)
+    # The locks go with the child, which dies with us: no orphan trains unclaimed.
+    child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=locks,
+                             preexec_fn=_die_with_parent)
+    _children.add(child)
+  try:
+    return child.wait()
+  finally:
+    with _lock:
+      _children.discard(child)
 
 
 def _record(workdir, rid, values) -> str:

@@ -11,11 +11,11 @@ import concurrent.futures
 import os
 import time
 
-from adamlab import data
 from adamlab.errors import ConfigError
 from adamlab.files import write_json
 from adamlab.sweep import grid, jobs, results
-from adamlab.train.train import check_config, check_dir
+from adamlab.train.checks import check_config, check_dir, open_data
+from adamlab.train.preemption import Preempted
 
 
 def prepare(sweep_path: str, workdir: str):
@@ -26,7 +26,7 @@ def prepare(sweep_path: str, workdir: str):
     config = grid.run_config(sweep, values)
     check_config(config)  # no devices here: the runs' processes own them
     if i == 0:
-      data.Source(config)  # the data is there and fits the model
+      open_data(config)  # the data is there and fits the model
   plan = dict(sweep=sweep, runs=[dict(id=r, values=v) for r, v in planned])
   check_dir(workdir, "sweep.json", plan, "sweep")
   return sweep, planned, plan
@@ -45,9 +45,19 @@ def run(sweep_path: str, workdir: str, workers: int = 1, backend: str = "local",
   sweep, planned, plan = prepare(sweep_path, workdir)
   os.makedirs(workdir, exist_ok=True)
   write_json(os.path.join(workdir, "sweep.json"), plan)
-  status = execute(sweep, workdir, planned, workers, backend, pack, address, log)
+  with jobs.forwarding_signals():
+    status = execute(sweep, workdir, planned, workers, backend, pack, address, log)
   results.write(workdir)
+  check_preempted(status)
   return status
+
+
+def check_preempted(status: dict) -> None:
+  """Preempted (with the runs stopped by it checkpointed) if a signal ended the sweep."""
+  stopped = sum(s == jobs.PREEMPTED for s in status.values())
+  if jobs.STOP.is_set() or stopped:
+    raise Preempted(f"{stopped} run(s) stopped with a checkpoint; run the same command "
+                    "again to resume them")
 
 
 def execute(sweep: dict, workdir: str, planned: list, workers: int = 1, backend: str = "local",
@@ -75,7 +85,7 @@ def execute(sweep: dict, workdir: str, planned: list, workers: int = 1, backend:
   # Runs another process has claimed are tried again at the end, waiting for the claim.
   map_jobs(sweep, workdir, work, workers, address, done, block=False)
   busy = [[(r, v)] for r, v in todo if status.get(r) == jobs.BUSY]
-  if busy:
+  if busy and not jobs.STOP.is_set():
     log(f"sweep: waiting for {len(busy)} run(s) another process is training")
     map_jobs(sweep, workdir, busy, workers, address, done, block=True)
   return status

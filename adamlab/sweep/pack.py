@@ -10,7 +10,8 @@ import sys
 
 from adamlab.train.config import load
 from adamlab.sweep.grid import flags
-from adamlab.train.train import run_pack
+from adamlab.train.preemption import EXIT_PREEMPTED, Preempted
+from adamlab.train.train import EXIT_STOPPED, TrainingStopped, run_pack
 
 
 def main(spec_path: str):
@@ -18,7 +19,14 @@ def main(spec_path: str):
     spec = json.load(f)
   configs = [load(["--config=" + spec["base"]] + flags(run["overrides"]))[0]
              for run in spec["runs"]]
-  run_pack(configs, [run["workdir"] for run in spec["runs"]])
+  try:
+    run_pack(configs, [run["workdir"] for run in spec["runs"]])
+  except TrainingStopped as err:  # every run of the pack: each says why in stopped.txt
+    print(f"adamlab: training stopped: {err}", file=sys.stderr)
+    sys.exit(EXIT_STOPPED)
+  except Preempted as err:
+    print(f"adamlab: preempted: {err}", file=sys.stderr)
+    sys.exit(EXIT_PREEMPTED)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,11 @@ import json
 import math
 import os
 
-from adamlab import data
 from adamlab.analysis import sensitivity
 from adamlab.errors import ConfigError
 from adamlab.files import write_json, write_text
 from adamlab.sweep import grid, jobs, local, results
-from adamlab.train.train import check_config, check_dir
+from adamlab.train.checks import check_config, check_dir, open_data
 
 DEFAULTS = dict(fixed={}, scales=[{}], space={}, baseline={}, metric="eval_loss", max_passes=3,
                 sensitivity=0.01)
@@ -60,7 +59,7 @@ def prepare(path_arg: str, workdir: str):
       for v in values:
         check_config(grid.run_config(sweep, {**scale, **baseline, field: v}))
     baselines.append(baseline)
-  data.Source(grid.run_config(sweep, {**scales[0], **baselines[0]}))
+  open_data(grid.run_config(sweep, {**scales[0], **baselines[0]}))
   check_dir(workdir, "search.json", dict(search=spec), "search")
   return spec, sweep, baselines
 
@@ -94,7 +93,9 @@ def run(path_arg: str, workdir: str, workers: int = 1, backend: str = "local", p
           points[i, v] = (grid.run_id(values), values)
       planned = list({rid: (rid, values) for rid, values in points.values()}.values())
       log(f"search: pass {pass_}, {field}: {len(planned)} points at {len(active)} scale(s)")
-      status = local.execute(sweep, workdir, planned, workers, backend, pack, address, log)
+      with jobs.forwarding_signals():
+        status = local.execute(sweep, workdir, planned, workers, backend, pack, address, log)
+      local.check_preempted(status)  # (before a preempted run is taken for a failed one)
       failed |= {rid for rid, s in status.items() if s == "failed"}
       for i in active:
         curve = [(v, _metric(workdir, points[i, v][0], key)) for v in candidates[i]]

@@ -1,3 +1,5 @@
-"""One trainer: state, sharded jit step, eval, Orbax checkpoints, metrics."""
+"""One trainer: state, sharded jit step, eval, Orbax checkpoints, metrics, preemption."""
 
-from adamlab.train.train import EXIT_STOPPED, TrainingStopped, run, run_pack, validate
+from adamlab.train.checks import validate
+from adamlab.train.preemption import EXIT_PREEMPTED, Preempted
+from adamlab.train.train import EXIT_STOPPED, TrainingStopped, run, run_pack

@@ -7,18 +7,6 @@ import optax
 from adamlab import optim
 
 
-def learning_rate(opt_state):
-  """The scheduled learning rate injected in the optimizer state (None if absent)."""
-  nodes = [opt_state]
-  while nodes:
-    node = nodes.pop()
-    if hasattr(node, "hyperparams") and "learning_rate" in node.hyperparams:
-      return node.hyperparams["learning_rate"]
-    if isinstance(node, (tuple, list)):
-      nodes.extend(node)
-  return None
-
-
 def layer_name(path) -> str:
   return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
@@ -47,15 +35,14 @@ def initial_state(params, opt_state, rng, ema: bool = False) -> dict:
 
 
 def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False,
-                    poison_steps=(), poison="loss", max_nonfinite: int = 1 << 30):
+                    max_nonfinite: int = 1 << 30):
   """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update.
 
   The gradient check is on their global norm, so a step whose gradients are finite but
   whose norm overflows float32 (~1.8e19: a run that has already diverged) is skipped too.
 
   dropout: pass a dropout key derived from (state rng, step), so a resumed run draws the
-  same masks. poison_steps: a test hook; on these batches (1-based batch index: step +
-  data offset) the loss is made NaN (poison="loss") or the gradients Inf ("grad").
+  same masks.
   tx gets the loss as an extra arg (`loss=`: optim.skip_spikes reads it); when tx holds
   skip_spikes, its spike_skipped (this step) and spike_skips (in total) are logged.
   """
@@ -67,18 +54,8 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     if dropout:
       key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
-    if poison_steps:
-      poisoned = jnp.isin(state["step"] + state["data_offset"] + 1, jnp.asarray(poison_steps))
-
-    def loss_fn(p):
-      loss, aux = objective(p, inputs, targets, None, key)
-      if poison_steps and poison == "loss":
-        loss = loss * jnp.where(poisoned, jnp.nan, 1.0)
-      return loss, aux
-
+    loss_fn = lambda p: objective(p, inputs, targets, None, key)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    if poison_steps and poison == "grad":
-      grads = jax.tree.map(lambda g: g + jnp.where(poisoned, jnp.inf, 0.0).astype(g.dtype), grads)
     updates, opt_state = tx.update(grads, state["opt_state"], params, loss=loss)
     new_params = optax.apply_updates(params, updates)
     # A nan or inf anywhere in the gradients makes their global norm non-finite: one
@@ -112,7 +89,7 @@ def step_metrics(updates, opt_state, new, finite) -> dict:
       update_rms=jnp.sqrt(sum(jnp.sum(jnp.square(u.astype(jnp.float32)))
                               for u in jax.tree.leaves(updates)) / count),
       **rms_metrics(opt_state))
-  lr = learning_rate(opt_state)
+  lr = optim.learning_rate(opt_state)
   if lr is not None:
     metrics["lr"] = lr
   spikes = optim.skip_stats(opt_state)

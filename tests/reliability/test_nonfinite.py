@@ -1,6 +1,7 @@
-"""Non-finite values: a test-only hook (ADAMLAB_INJECT_NONFINITE) makes the loss NaN or the
-gradients Inf at chosen steps. Skipped steps keep the params finite and are logged; K in a
-row stop the run with a clear message and a good checkpoint; rewind-and-skip recovers."""
+"""Non-finite values: faults injected from the test side (tests/reliability/faults.py) make
+the loss NaN or the gradients Inf at chosen steps. Skipped steps keep the params finite and
+are logged; K in a row stop the run with a clear message and a good checkpoint;
+rewind-and-skip recovers."""
 
 import os
 import subprocess
@@ -14,10 +15,11 @@ from tests.train.test_trainer import ROOT, SMALL, final_params, rows
 
 def env_train(workdir, steps, *extra):
   return subprocess.run(
-      [sys.executable, "-m", "adamlab.cli", "train", "--workdir", str(workdir), *SMALL,
+      [sys.executable, "-m", "tests.reliability.faults", steps, "train", "--workdir",
+       str(workdir), *SMALL,
        "--config.steps=20", "--config.log_every=1", "--config.checkpoint_every=5", *extra],
       cwd=ROOT, capture_output=True, text=True, timeout=600,
-      env=dict(os.environ, ADAMLAB_INJECT_NONFINITE=steps, JAX_PLATFORMS="cpu"))
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
 
 
 @pytest.mark.parametrize("where", ["loss", "grad"])

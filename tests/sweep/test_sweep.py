@@ -90,9 +90,11 @@ def test_local_sweep_runs_once_skips_done_and_tabulates(tmp_path):
 
 
 def test_diverged_runs_are_results(tmp_path):
-  text = SWEEP.replace('{"optimizer.learning_rate": [1e-3, 1e-2]}', '{"optimizer.learning_rate": [1e-3]}')
-  r = adamlab("sweep", "--config", sweep_file(tmp_path, text), "--workdir", str(tmp_path / "s"),
-              env={"ADAMLAB_INJECT_NONFINITE": "1,2,3,4,5,6"})
+  # A learning rate of 1e30 without gradient clipping overflows from the first step.
+  text = SWEEP.replace('{"optimizer.learning_rate": [1e-3, 1e-2]}',
+                       '{"optimizer.learning_rate": [1e30]}').replace(
+                           '"steps": 6,', '"steps": 6, "optimizer.grad_clip_norm": 0.0,')
+  r = adamlab("sweep", "--config", sweep_file(tmp_path, text), "--workdir", str(tmp_path / "s"))
   assert r.returncode == 0, r.stderr
   _, _, rows = results.collect(str(tmp_path / "s"))
   assert [r["diverged"] for r in rows] == [True, True]
