@@ -20,22 +20,27 @@ def validate(config):
   if config.distributed:
     jax.distributed.initialize()
   mesh = mesh_lib.make_mesh(config.mesh)
-  data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
-  if config.batch_size % data_parallel:
+  # Every microbatch is split evenly over the data-parallel devices.
+  per_step = config.grad_accum_steps * mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.batch_size % per_step:
     raise ConfigError("batch_size", config.batch_size,
-                      f"a multiple of mesh data x fsdp ({data_parallel})")
+                      f"a multiple of grad_accum_steps x mesh data x fsdp ({per_step})")
   return (mesh,) + open_data(config)
 
 
 def check_config(config):
   """The checks that need neither devices nor data."""
   models.validate(config)
-  for field, lo in (("steps", 1), ("batch_size", 1), ("log_every", 1), ("eval_every", 1),
+  for field, lo in (("steps", 1), ("batch_size", 1), ("grad_accum_steps", 1),
+                    ("log_every", 1), ("eval_every", 1),
                     ("eval_batches", 0), ("checkpoint_every", 1), ("keep_checkpoints", 1),
                     ("max_nonfinite", 1), ("rewind_skip", 0)):
     value = config[field]
     if not isinstance(value, int) or isinstance(value, bool) or value < lo:
       raise ConfigError(field, value, f"an integer >= {lo}")
+  if config.batch_size % config.grad_accum_steps:
+    raise ConfigError("grad_accum_steps", config.grad_accum_steps,
+                      f"a divisor of batch_size ({config.batch_size})")
   if not 0 <= config.ema_decay < 1:
     raise ConfigError("ema_decay", config.ema_decay, "in [0, 1) (0 = off)")
 
@@ -80,14 +85,17 @@ def check_workdir(workdir: str, config) -> bool:
   A field the saved config lacks (written before the field existed) matches its
   default value, so a run started by an older adamlab resumes.
   """
-  added = {"data": data.default_config().to_dict(), "optimizer": optim.default_config().to_dict()}
+  added = {None: {"grad_accum_steps": 1}, "data": data.default_config().to_dict(),
+           "model": models.default_config(config.model.name).to_dict(),
+           "optimizer": optim.default_config().to_dict()}
   return check_dir(workdir, "config.json", json.loads(config.to_json()), "run", added)
 
 
 def check_dir(workdir: str, name: str, spec: dict, what: str, added=None) -> bool:
   """True if workdir holds `spec` in its JSON file `name` (resume it); False if workdir is
   new or empty; a ConfigError if it is a file, or holds something else. added: {section:
-  {field: default}}; a field missing from the saved file matches its default."""
+  {field: default}} (section None: top-level fields); a field missing from the saved file
+  matches its default."""
   path = os.path.join(workdir, name)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError("--workdir", workdir, "a directory (this is a file)")
@@ -104,7 +112,9 @@ def check_dir(workdir: str, name: str, spec: dict, what: str, added=None) -> boo
   if not isinstance(saved, dict):
     raise ConfigError("--workdir", workdir, f"a {what} whose {name} is a JSON object")
   for section, defaults in (added or {}).items():
-    if isinstance(saved.get(section), dict):
+    if section is None:  # top-level fields
+      saved = {**defaults, **saved}
+    elif isinstance(saved.get(section), dict):
       saved[section] = {**json.loads(json.dumps(defaults)), **saved[section]}
   diff = _first_difference(saved, json.loads(json.dumps(spec)))
   if diff:

@@ -23,6 +23,7 @@ def base(model_name: str) -> ml_collections.ConfigDict:
   config.seed = 0  # init and data seed
   config.steps = 1000  # training steps
   config.batch_size = 32  # global batch size
+  config.grad_accum_steps = 1  # microbatches per step, gradients summed in float32 (batch_size / this each)
   config.log_every = 10  # metrics are fetched from the devices every this many steps
   config.eval_every = 100  # held-out loss and accuracy
   config.eval_batches = 4  # held-out batches per evaluation

@@ -35,14 +35,15 @@ def initial_state(params, opt_state, rng, ema: bool = False) -> dict:
 
 
 def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False,
-                    max_nonfinite: int = 1 << 30):
+                    max_nonfinite: int = 1 << 30, accum_steps: int = 1):
   """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update.
 
   The gradient check is on their global norm, so a step whose gradients are finite but
   whose norm overflows float32 (~1.8e19: a run that has already diverged) is skipped too.
 
   dropout: pass a dropout key derived from (state rng, step), so a resumed run draws the
-  same masks.
+  same masks. accum_steps: the batch is split into that many microbatches whose gradients
+  are averaged in float32 (see `loss_and_grads`); the optimizer sees one update.
   tx gets the loss as an extra arg (`loss=`: optim.skip_spikes reads it); when tx holds
   skip_spikes, its spike_skipped (this step) and spike_skips (in total) are logged.
   """
@@ -54,8 +55,7 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     if dropout:
       key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
 
-    loss_fn = lambda p: objective(p, inputs, targets, None, key)
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, aux), grads = loss_and_grads(objective, params, inputs, targets, key, accum_steps)
     updates, opt_state = tx.update(grads, state["opt_state"], params, loss=loss)
     new_params = optax.apply_updates(params, updates)
     # A nan or inf anywhere in the gradients makes their global norm non-finite: one
@@ -77,6 +77,32 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     return new, metrics
 
   return train_step
+
+
+def loss_and_grads(objective, params, inputs, targets, key=None, accum_steps: int = 1):
+  """((loss, aux), grads) of the batch: with accum_steps > 1, the means over that many
+  equal microbatches, summed in float32 by a scan, so one microbatch's activations are
+  alive at a time. Microbatch i takes rows i, i + accum_steps, ...: with the batch
+  sharded in contiguous blocks over the devices, every microbatch spans all of them.
+  Its dropout key is fold_in(key, i)."""
+  value_and_grad = lambda x, y, k: jax.value_and_grad(
+      lambda p: objective(p, x, y, None, k), has_aux=True)(params)
+  if accum_steps == 1:
+    return value_and_grad(inputs, targets, key)
+  split = lambda a: jnp.swapaxes(
+      a.reshape(a.shape[0] // accum_steps, accum_steps, *a.shape[1:]), 0, 1)
+  f32 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float32), tree)
+
+  def add(total, i_x_y):
+    i, x, y = i_x_y
+    out = value_and_grad(x, y, None if key is None else jax.random.fold_in(key, i))
+    return jax.tree.map(jnp.add, total, f32(out)), None
+
+  zero = jax.tree.map(lambda a: jnp.zeros(a.shape, jnp.float32),
+                      jax.eval_shape(value_and_grad, split(inputs)[0], split(targets)[0], key))
+  total, _ = jax.lax.scan(add, zero, (jnp.arange(accum_steps), split(inputs), split(targets)))
+  (loss, aux), grads = jax.tree.map(lambda a: a / accum_steps, total)
+  return (loss, aux), jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
 
 
 def step_metrics(updates, opt_state, new, finite) -> dict:

@@ -162,7 +162,7 @@ def _compile_train_step(config, objective, build_tx, values, state, shardings, s
       n: jnp.asarray([v[n] for v in values], jnp.float32) for n in values[0]}
   make = lambda hp: make_train_step(
       objective, build_tx(hp or None), config.ema_decay, dropout=config.model.dropout > 0,
-      max_nonfinite=config.max_nonfinite)
+      max_nonfinite=config.max_nonfinite, accum_steps=config.grad_accum_steps)
   vmapped = _over_runs(lambda s, hp, x, y: make(hp)(s, x, y), len(values))
   shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in source.batch(0, rows)]
   names = sorted(jax.eval_shape(vmapped, state, hps, *shapes)[1])
