@@ -65,7 +65,6 @@ class Setup(NamedTuple):
   train_step: Callable  # (state, x, y) -> (state, metrics as one [K, n] array)
   eval_step: Callable  # (params, x, y) -> (loss [K], accuracy [K])
   metric_names: list
-  state: dict  # the fresh state of every run, stacked on a leading run axis
   abstract: dict  # one run's state, as ShapeDtypeStructs (what a checkpoint restores to)
   items_per_step: int
   flops_per_step: float
@@ -89,9 +88,9 @@ def run_pack(configs, workdirs, log=print) -> list:
   for c in configs[1:]:
     check_config(c)
   runs = open_runs(configs, workdirs)  # from here on, the run directories are ours
-  s = setup(configs, mesh, task, source)
+  s, state = setup(configs, mesh, task, source)
   try:
-    state = restore(s, runs, log)
+    state = restore(s, runs, state, log)
     with signals() as preemption:
       loop(s, runs, state, preemption, log)
   finally:
@@ -123,8 +122,9 @@ def open_runs(configs, workdirs) -> list:
   return runs
 
 
-def setup(configs, mesh, task, source) -> Setup:
-  """Model, table, optimizer, state and jitted steps of the K runs, built once."""
+def setup(configs, mesh, task, source):
+  """(Setup, state): model, table, optimizer and jitted steps of the K runs, built once,
+  and their fresh state, stacked on a leading run axis."""
   config = configs[0]
   key = jax.random.PRNGKey(config.seed)
   model, table = models.build(config, key)
@@ -151,8 +151,8 @@ def setup(configs, mesh, task, source) -> Setup:
   return Setup(
       config, source, rows, lambda a: _put(a, mesh_lib.batch_sharding(mesh)), train_step,
       jax.jit(lambda p, x, y: evaluate(p, {}, x, y)),
-      names, state, abstract, task.items_per_step(config.batch_size),
-      task.flops_per_step(config.batch_size, n_params) * len(configs), _peak_flops(config))
+      names, abstract, task.items_per_step(config.batch_size),
+      task.flops_per_step(config.batch_size, n_params) * len(configs), _peak_flops(config)), state
 
 
 def _compile_train_step(config, objective, build_tx, values, state, shardings, source, rows):
@@ -185,13 +185,12 @@ def _over_runs(fn, k: int):
   return lambda s, hp, x, y: jax.tree.map(lambda a: a[None], fn(_member(s, 0), hp, x, y))
 
 
-def restore(s: Setup, runs, log) -> dict:
+def restore(s: Setup, runs, state, log) -> dict:
   """The runs' state at the newest step all of them have a readable checkpoint of (the
-  fresh state if none), and each run's metrics writer opened at that step."""
-  state = s.state
+  fresh `state` if none), and each run's metrics writer opened at that step."""
   found = _restore_common([r.ckpt for r in runs], s.abstract, log)
   if found is not None:
-    state = jax.device_put(_stack(found), jax.tree.map(lambda x: x.sharding, s.state))
+    state = jax.device_put(_stack(found), jax.tree.map(lambda x: x.sharding, state))
     log(f"resumed {', '.join(r.workdir for r in runs)} at step {int(found[0]['step'])}")
   start = int(state["step"][0])
   for r in runs:
