@@ -114,8 +114,11 @@ def adam_atan2(
     *,
     parametrization: Any = None,
     mu_dtype: Any = None,
+    weight_decay_mode: str = "coupled",
 ) -> optax.GradientTransformation:
-  """Adam-atan2 with decoupled weight decay; `parametrization` scales lr per leaf."""
+  """Adam-atan2 with decoupled weight decay (`with_learning_rate`'s weight_decay_mode);
+  `parametrization` scales lr per leaf."""
   direction = scale_by_adam_atan2(b1, b2, a, b, mu_dtype=mu_dtype)
   return with_learning_rate(direction, learning_rate, weight_decay, mask,
-                            parametrization=parametrization)
+                            parametrization=parametrization,
+                            weight_decay_mode=weight_decay_mode)

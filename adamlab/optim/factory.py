@@ -16,7 +16,7 @@ import optax
 from adamlab.errors import ConfigError, check_one_of
 from adamlab.optim import schedules
 from adamlab.optim.adam_atan2 import adam_atan2
-from adamlab.optim.parametrization import with_learning_rate
+from adamlab.optim.parametrization import DECAY_MODES, with_learning_rate
 from adamlab.optim.skip_spikes import METRICS as SKIP_METRICS, skip_spikes
 from adamlab.optim.stable_adam import stable_adamw
 
@@ -24,7 +24,10 @@ OPTIMIZERS = ("adamw", "stable_adamw", "adam_atan2", "sgd", "adafactor", "lion")
 # The optimizer family decides the learning-rate exponents of a parametrization.
 FAMILY = {"adamw": "adam", "stable_adamw": "adam", "adam_atan2": "adam", "lion": "adam",
           "sgd": "sgd", "adafactor": "adafactor"}
-# Scalar hyperparameters each optimizer injects (and a sweep may vmap over).
+# How decoupled weight decay meets the learning rate (`with_learning_rate`), and
+# "timescale": lambda from the weights' EMA timescale (Wang and Aitchison).
+WEIGHT_DECAY_MODES = DECAY_MODES + ("timescale",)
+# Scalar hyperparameters each optimizer's alias injects (and a sweep may vmap over).
 HYPERPARAMS = {
     "adamw": ("b1", "b2", "eps", "weight_decay"),
     "stable_adamw": ("b1", "b2", "eps", "weight_decay", "clip_threshold"),
@@ -49,7 +52,18 @@ def default_config() -> ml_collections.ConfigDict:
       b1=0.9,  # first-moment decay (adamw, stable_adamw, adam_atan2, lion)
       b2=0.95,  # second-moment decay (adamw, stable_adamw, adam_atan2, lion)
       eps=1e-8,  # added to sqrt(v) (adamw, stable_adamw); scaled per leaf by the parametrization
-      weight_decay=0.0,  # decoupled, multiplied by the (unclipped) learning rate
+      weight_decay=0.0,  # lambda, decoupled (AdamW's); weight_decay_mode says how it meets lr
+      # coupled: theta -= lr_t * k * lambda * theta, k the leaf's lr multiplier (AdamW).
+      #   The default for every parametrization: AdamW's definition, bit for bit what runs
+      #   made before this field did, and what seed 004's lambda = 0.1 was measured with.
+      #   Under sp with one global lr it equals width_scaled; under mup, mfp, ntk (and sp
+      #   with per-layer lr) a hidden leaf's decay per step shrinks with its lr, as 1/m.
+      # width_scaled: lambda times m^c, so lr * lambda is the same at every width (MuAdam).
+      # independent: theta -= (lr_t / lr_peak) * lambda * theta (Wortsman et al. 2023).
+      # timescale: lambda = 1 / (tau * lr_peak * k * total_steps): every leaf's EMA
+      #   timescale is tau of training (Wang and Aitchison); weight_decay must stay 0.
+      weight_decay_mode="coupled",
+      weight_decay_timescale=0.0,  # tau, a fraction of total_steps (timescale mode only)
       clip_threshold=1.0,  # StableAdamW update clipping on RMS_t; Adafactor block-RMS clip
       a=1.27,  # Adam-atan2 output scale
       b=1.0,  # Adam-atan2 denominator scale
@@ -94,6 +108,7 @@ def validate(opt) -> None:
   _range("optimizer.final_lr_ratio", get("final_lr_ratio"), 0, 1, "in [0, 1]")
   _range("optimizer.decay_fraction", get("decay_fraction"), 0, 1, "in (0, 1]", open_lo=True)
   _int("optimizer.total_steps", get("total_steps"), 1)
+  _validate_decay(get)
   _range("optimizer.skip_spikes_k", get("skip_spikes_k"), 0, None,
          "a finite number >= 0 (0 = off)")
   _int("optimizer.skip_spikes_window", get("skip_spikes_window"), 2)
@@ -103,6 +118,23 @@ def validate(opt) -> None:
   if get("warmup_steps") > get("total_steps"):
     raise ConfigError("optimizer.warmup_steps", get("warmup_steps"),
                       f"<= optimizer.total_steps ({get('total_steps')})")
+
+
+def _validate_decay(get) -> None:
+  mode, tau = get("weight_decay_mode"), get("weight_decay_timescale")
+  check_one_of("optimizer.weight_decay_mode", mode, WEIGHT_DECAY_MODES)
+  _range("optimizer.weight_decay_timescale", tau, 0, None, "a finite number >= 0")
+  if mode != "timescale" and tau != 0:
+    raise ConfigError("optimizer.weight_decay_timescale", tau,
+                      "0 unless optimizer.weight_decay_mode is 'timescale'")
+  if mode == "timescale" and tau * get("total_steps") < 1:
+    # A timescale under one step would remove more than the whole weight per step.
+    raise ConfigError("optimizer.weight_decay_timescale", tau,
+                      ">= 1 / optimizer.total_steps when optimizer.weight_decay_mode is "
+                      "'timescale'")
+  if mode == "timescale" and get("weight_decay") != 0:
+    raise ConfigError("optimizer.weight_decay", get("weight_decay"),
+                      "0 when optimizer.weight_decay_mode is 'timescale' (the timescale sets it)")
 
 
 def _range(field, value, lo, hi, allowed, open_lo=False, open_hi=False):
@@ -133,10 +165,15 @@ def hyperparams(opt) -> dict:
   """{name: value} of the scalars runs packed into one program (jax.vmap) may differ in.
 
   The peak learning rate and the optimizer's injected hyperparameters; a clip_threshold
-  of None (clipping off) is static, so it is not one of them.
+  of None (clipping off) is static, so it is not one of them. In weight_decay_mode
+  "timescale" weight_decay_timescale takes weight_decay's place (the alias gets the
+  decay it sets). weight_decay_mode itself is static: it picks the chain.
   """
   opt = _with_defaults(opt)
-  hp = {k: opt[k] for k in ("learning_rate",) + HYPERPARAMS[opt.name]}
+  names = HYPERPARAMS[opt.name]
+  if opt.weight_decay_mode == "timescale":
+    names = tuple("weight_decay_timescale" if k == "weight_decay" else k for k in names)
+  hp = {k: opt[k] for k in ("learning_rate",) + names}
   if hp.get("clip_threshold", 0) is None:
     hp.pop("clip_threshold")
   return hp
@@ -157,7 +194,8 @@ def build(opt, table, params, values=None) -> optax.GradientTransformationExtraA
   scales) unless opt.decay_vectors. values: {name: scalar} replacing some of
   `hyperparams(opt)`; they may be traced, which is how packed runs vmap one optimizer
   over their hyperparameters. The result takes extra args: pass `loss=` to update
-  (skip_spikes reads it).
+  (skip_spikes reads it). Weight decay follows opt.weight_decay_mode (see
+  `default_config`, `with_learning_rate`).
   """
   validate(opt)
   opt = _with_defaults(opt)
@@ -165,10 +203,13 @@ def build(opt, table, params, values=None) -> optax.GradientTransformationExtraA
   hp = {**hyperparams(opt), **(values or {})}
   if opt.name == "stable_adamw":
     hp.setdefault("clip_threshold", None)  # clipping off: static, so not injected
-  # inject_hyperparams injects the alias's numeric arguments, HYPERPARAMS[opt.name].
-  alias = optax.inject_hyperparams(ALIASES[opt.name], static_args=("mask", "parametrization"))
+  hp["weight_decay"], mode = _weight_decay(opt, hp)
+  # inject_hyperparams injects the alias's numeric arguments, HYPERPARAMS[opt.name], and
+  # evaluates schedules (the learning rate, an independent decay) at each step.
+  alias = optax.inject_hyperparams(
+      ALIASES[opt.name], static_args=("mask", "parametrization", "weight_decay_mode"))
   tx = alias(learning_rate=schedule(opt, hp.pop("learning_rate")), mask=mask,
-             parametrization=table, **hp)
+             parametrization=table, weight_decay_mode=mode, **hp)
   if opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   if opt.skip_spikes_k > 0:  # outermost: it sees the loss and the raw gradients
@@ -177,24 +218,53 @@ def build(opt, table, params, values=None) -> optax.GradientTransformationExtraA
   return optax.with_extra_args_support(tx)
 
 
-def _adamw(learning_rate, b1, b2, eps, weight_decay, mask=None, *, parametrization=None):
+def _weight_decay(opt, hp):
+  """(the alias's weight_decay, its weight_decay_mode) for opt.weight_decay_mode; pops
+  the decay's entry from hp (its value may be traced).
+
+  timescale (Wang and Aitchison 2024): AdamW's weights are an EMA of their updates
+  with timescale tau_iter = 1 / (eta lambda) iterations, eta the weight's learning
+  rate, here its peak lr_peak * k (k: its multiplier, width, depth and constants
+  alike). Asking every leaf for tau_iter = tau * T gives lambda = 1 / (tau lr_peak k T):
+  a muP hidden leaf's lambda grows as m, as the paper prescribes under muP. Its decay
+  per step, lr_t k lambda = (lr_t / lr_peak) / (tau T), is an independent decay.
+  """
+  if opt.weight_decay_mode in ("coupled", "width_scaled"):
+    return hp.pop("weight_decay"), opt.weight_decay_mode
+  unit = schedule(opt, 1.0)  # lr_t / lr_peak, without dividing by a traced peak
+  if opt.weight_decay_mode == "independent":
+    lam = hp.pop("weight_decay")
+    if isinstance(lam, (int, float)) and lam == 0:
+      return 0.0, "independent"  # a constant 0 skips the pass over the params
+    return (lambda count: lam * unit(count)), "independent"
+  # lr_t * k * lambda with lambda = 1 / (tau * lr_peak * k * T): k and lr_peak cancel.
+  tau, steps = hp.pop("weight_decay_timescale"), opt.total_steps
+  return (lambda count: unit(count) / (tau * steps)), "independent"
+
+
+def _adamw(learning_rate, b1, b2, eps, weight_decay, mask=None, *, parametrization=None,
+           weight_decay_mode="coupled"):
   """AdamW: StableAdamW without clipping (RMS_t is still in the state)."""
   return stable_adamw(learning_rate, b1, b2, eps, weight_decay, None, mask,
-                      parametrization=parametrization)
+                      parametrization=parametrization, weight_decay_mode=weight_decay_mode)
 
 
-def _lion(learning_rate, b1, b2, weight_decay, mask=None, *, parametrization=None):
+def _lion(learning_rate, b1, b2, weight_decay, mask=None, *, parametrization=None,
+          weight_decay_mode="coupled"):
   return with_learning_rate(optax.scale_by_lion(b1, b2), learning_rate, weight_decay, mask,
-                            parametrization=parametrization)
+                            parametrization=parametrization,
+                            weight_decay_mode=weight_decay_mode)
 
 
-def _sgd(learning_rate, momentum, weight_decay, mask=None, *, parametrization=None):
+def _sgd(learning_rate, momentum, weight_decay, mask=None, *, parametrization=None,
+         weight_decay_mode="coupled"):
   return with_learning_rate(optax.trace(momentum), learning_rate, weight_decay, mask,
-                            parametrization=parametrization)
+                            parametrization=parametrization,
+                            weight_decay_mode=weight_decay_mode)
 
 
 def _adafactor(learning_rate, weight_decay, clip_threshold=1.0, mask=None, *,
-               parametrization=None):
+               parametrization=None, weight_decay_mode="coupled"):
   """Adafactor: factored second moments (optax's decay schedule 1 - t^-0.8), block-RMS
   update clipping (always on; 1 is its default), parameter scale."""
   direction = optax.chain(
@@ -202,7 +272,8 @@ def _adafactor(learning_rate, weight_decay, clip_threshold=1.0, mask=None, *,
       optax.clip_by_block_rms(clip_threshold),
       optax.scale_by_param_block_rms())
   return with_learning_rate(direction, learning_rate, weight_decay, mask,
-                            parametrization=parametrization)
+                            parametrization=parametrization,
+                            weight_decay_mode=weight_decay_mode)
 
 
 # Each optimizer's alias takes its own hyperparameters as named arguments.

@@ -1,4 +1,4 @@
-"""Width parametrizations: one per-leaf table for models and optimizers.
+"""Width and depth parametrizations: one per-leaf table for models and optimizers.
 
 A parametrization says how three numbers of every weight scale with the width n
 (Everett et al. 2024): a forward multiplier n^-a, an init std n^-b and a learning
@@ -24,21 +24,42 @@ alignment, by sqrt(n) under none. Asking for Theta(1) contributions gives
 a + c = 0, 1, 1 (full) or 0, 1/2, 1/2 (none) for Adam, and the rest follows, with
 one more rule for SGD and Adafactor (see `exponents`). This reproduces the tables
 of Everett et al. and of Tensor Programs V (tests check it).
+
+Depth is optional and derived the same way (`depth_exponents`). A residual network
+adds L branches, x + m_L^-alpha F_l(x), with m_L = depth / base_depth. The branch
+multiplier m_L^-alpha (the model applies it, `branch_multiplier`) also multiplies the
+gradient of every leaf inside the branch, so Adam's eps must shrink by m_L^-alpha
+there. Under Adam a block leaf with learning rate m_L^-c moves its branch's output by
+m_L^-(alpha + c); SGD's step carries the gradient, one more m_L^-alpha; Adafactor's
+carries the parameter scale, which does not depend on depth. The L blocks' updates
+add up (aligned), and asking for a Theta(1) total, each block Theta(1/L), gives
+c = 1 - alpha (Adam, Adafactor) and 1 - 2 alpha (SGD). Embeddings, readout and norms
+outside the blocks see no depth, and no init does. This is CompleteP at alpha = 1
+(Dey et al. 2025: branches m_L^-alpha, hidden and LayerNorm lr m_L^(alpha - 1), hidden
+eps / (m_d m_L^alpha)) and Depth-muP at alpha = 1/2 (Yang et al. 2023, Tensor Programs
+VI: Adam lr / sqrt(L), SGD lr constant; Bordelon et al. 2023). The public CompleteP
+code (nanoGPT-mup, completep branch) divides one global eps by m_d m_L^alpha, the
+embedding's and readout's too; here those keep their width eps, since their gradients
+pass through no branch multiplier. The depth rule assumes aligned blocks whatever
+`alignment` says of width: that is the case both papers' tables are. At depth ==
+base_depth nothing changes.
 """
 
 import dataclasses
 import math
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import optax
 
-from adamlab.errors import check_one_of
+from adamlab.errors import ConfigError, check_one_of
 
 ROLES = ("input", "hidden", "output", "fixed")
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "mfp", "mup_tp5")
 OPTIMIZERS = ("adam", "sgd", "adafactor")
 ALIGNMENTS = ("full", "none")
+# How an alias adds decoupled weight decay (`with_learning_rate`); `build` adds "timescale".
+DECAY_MODES = ("coupled", "independent", "width_scaled")
 
 # Multiplier (a) and init (b) exponents per role (input, hidden, output).
 # sp, ntk, mup, mfp: Everett et al. 2024. mup_tp5: the muP table of Tensor
@@ -88,6 +109,71 @@ def exponents(parametrization: str, optimizer: str = "adam",
   return out
 
 
+class DepthExponents(NamedTuple):
+  alpha: float  # residual branch multiplier m_L^-alpha
+  c: float  # learning rate m_L^-c of the leaves inside residual branches
+  g: float  # their gradient scale m_L^-g (Adam's eps must follow it)
+
+
+def depth_exponents(alpha: float, optimizer: str = "adam") -> DepthExponents:
+  """Depth exponents of the leaves inside residual branches (block leaves).
+
+  alpha: 0 leaves the branches unscaled, 1/2 is Depth-muP, 1 is CompleteP. The
+  branch multiplier scales the gradients of its leaves by m_L^-alpha. A block's update
+  reaches the residual stream through the multiplier: m_L^-(alpha + c + extra), where
+  extra is what the step carries besides the learning rate, 0 for Adam, the gradient
+  scale alpha for SGD, the parameter scale 0 for Adafactor (init does not depend on
+  depth). The L blocks' updates add up aligned, so a Theta(1) total asks
+  1 - alpha - c - extra = 0: Adam lr m_L^(alpha - 1), SGD lr m_L^(2 alpha - 1).
+  alpha = 0 still shrinks the blocks' lr as 1/m_L; leave `depth` None for no depth rule.
+  """
+  _check_alpha(alpha)
+  check_one_of("optimizer", optimizer, OPTIMIZERS)
+  extra = {"adam": 0.0, "sgd": alpha, "adafactor": 0.0}[optimizer]
+  return DepthExponents(alpha, 1.0 - alpha - extra, alpha)
+
+
+def branch_multiplier(depth: float, base_depth: float, alpha: float) -> float:
+  """m_L^-alpha, m_L = depth / base_depth: what a model multiplies each residual
+  branch's output by (x + branch_multiplier * F(x)). Exactly 1.0 at the base depth."""
+  _check_alpha(alpha)
+  return _depth_ratio(depth, base_depth) ** -alpha
+
+
+def _check_alpha(alpha) -> None:
+  ok = isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+  if not (ok and 0 <= alpha <= 1):
+    raise ConfigError("alpha", alpha, "a number in [0, 1] (1/2 Depth-muP, 1 CompleteP)")
+
+
+def _depth_ratio(depth, base_depth) -> float:
+  for name, value in (("depth", depth), ("base_depth", base_depth)):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
+      raise ConfigError(name, value, "a number > 0")
+  return depth / base_depth
+
+
+def _depth_rule(depth, base_depth, alpha, optimizer):
+  """(m_L, DepthExponents), or None when no depth argument is given."""
+  if depth is None and base_depth is None and alpha is None:
+    return None
+  if alpha is None:
+    raise ConfigError("alpha", alpha, "a number in [0, 1] when depth is given")
+  return _depth_ratio(depth, base_depth), depth_exponents(alpha, optimizer)
+
+
+def in_blocks(path: tuple) -> bool:
+  """The default `in_block`: a leaf is inside a residual branch when a key of its path
+  is "blocks" (params["blocks"][i]...)."""
+  return "blocks" in path
+
+
+def _names(path) -> tuple:
+  """A jax key path as plain keys: dict keys, attribute names, sequence indices."""
+  return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+
+
 @dataclasses.dataclass(frozen=True)
 class LeafRole:
   """A leaf's role and width multiplier m = n / n_base (1.0 for fixed leaves)."""
@@ -98,13 +184,19 @@ class LeafRole:
 
 @dataclasses.dataclass(frozen=True)
 class LeafScale:
-  """Everything width-dependent about one leaf. Not a pytree node: a leaf of the table."""
+  """Everything width- and depth-dependent about one leaf. Not a pytree node: a leaf of
+  the table."""
   role: str
   width_mult: float
   multiplier: float  # forward multiplier (models)
   init_std: float  # init std (models)
-  lr: float  # learning-rate multiplier (optimizers)
-  eps: float  # Adam epsilon multiplier (optimizers)
+  lr: float  # learning-rate multiplier, width times depth (optimizers)
+  eps: float  # Adam epsilon multiplier, width times depth (optimizers)
+  # m^c: cancels the width part m^-c of lr (weight_decay_mode "width_scaled").
+  decay_width_mult: float = 1.0
+  # m_L^-alpha for a leaf inside a residual branch, 1 elsewhere (models: the branch's
+  # output is multiplied by it once, not each leaf).
+  branch_multiplier: float = 1.0
 
 
 def _shape(x):
@@ -151,6 +243,10 @@ def parametrize(
     scale_eps: bool = True,
     constants: Optional[Mapping[str, Mapping[str, float]]] = None,
     base_std: Any = None,
+    depth: Optional[float] = None,
+    base_depth: Optional[float] = None,
+    alpha: Optional[float] = None,
+    in_block: Optional[Callable[[tuple], bool]] = None,
 ) -> Any:
   """The per-leaf table (`LeafScale`) that models and optimizers share.
 
@@ -166,37 +262,77 @@ def parametrize(
       {"output": {"multiplier": 0.5, "lr": 2.0}}; keys: multiplier, init_std, lr, eps.
     base_std: init std at the base width, a float or a tree like params; defaults to
       1/sqrt(fan_in at base width) for matrices and 1.0 for vectors.
+    depth, base_depth, alpha: residual blocks at the target and at the base depth, and
+      the branch exponent (`depth_exponents`). Both trees hold the target's blocks (the
+      base differs in width only). None (default): no depth rule, today's table.
+    in_block: predicate on a leaf's path (a tuple of dict keys, attribute names and
+      indices): is the leaf inside a residual branch? Default `in_blocks`.
   """
   if base_params is None:
     base_params = params
   exps = exponents(parametrization, optimizer, alignment)
-  constants = dict(constants or {})
-  for role, consts in constants.items():
-    check_one_of("constants role", role, ROLES)
-    for key in consts:
-      check_one_of(f"constants[{role!r}] key", key, ("multiplier", "init_std", "lr", "eps"))
+  constants = _checked_constants(constants)
+  rule = _depth_rule(depth, base_depth, alpha, optimizer)
+  in_block = in_block or in_blocks
   roles = infer_roles(base_params, params)
   if base_std is None or not isinstance(base_std, (int, float)):
     stds = base_std
   else:
     stds = jax.tree.map(lambda _: float(base_std), params)
+  adam_eps = scale_eps and optimizer == "adam"
 
-  def leaf(r: LeafRole, std=None) -> LeafScale:
-    e, m = exps[r.role], r.width_mult
+  def leaf(path, r: LeafRole, std=None) -> LeafScale:
     k = constants.get(r.role, {})
-    if std is None:
-      std = 1.0 if r.base_fan_in == 1 else r.base_fan_in ** -0.5
-    return LeafScale(
-        role=r.role, width_mult=m,
-        multiplier=k.get("multiplier", 1.0) * m ** -e.a,
-        init_std=k.get("init_std", 1.0) * std * m ** -e.b,
-        lr=k.get("lr", 1.0) * (m ** -e.c if per_layer_lr else 1.0),
-        eps=k.get("eps", 1.0) * (m ** -e.g if scale_eps and optimizer == "adam" else 1.0))
+    scale = _width_scale(r, exps[r.role], k, std, per_layer_lr, adam_eps)
+    if rule is None or not in_block(_names(path)):
+      return scale
+    return _depth_scale(scale, rule, per_layer_lr, adam_eps)
 
   is_role = lambda x: isinstance(x, LeafRole)
-  if stds is None:
-    return jax.tree.map(leaf, roles, is_leaf=is_role)
-  return jax.tree.map(leaf, roles, stds, is_leaf=is_role)
+  if rule is not None and rule[0] != 1.0:
+    _check_some_block(roles, in_block, is_role, depth)
+  trees = (roles,) if stds is None else (roles, stds)
+  return jax.tree_util.tree_map_with_path(leaf, *trees, is_leaf=is_role)
+
+
+def _width_scale(r: LeafRole, e: Exponents, k, std, per_layer_lr, adam_eps) -> LeafScale:
+  m = r.width_mult
+  if std is None:
+    std = 1.0 if r.base_fan_in == 1 else r.base_fan_in ** -0.5
+  return LeafScale(
+      role=r.role, width_mult=m,
+      multiplier=k.get("multiplier", 1.0) * m ** -e.a,
+      init_std=k.get("init_std", 1.0) * std * m ** -e.b,
+      lr=k.get("lr", 1.0) * (m ** -e.c if per_layer_lr else 1.0),
+      eps=k.get("eps", 1.0) * (m ** -e.g if adam_eps else 1.0),
+      decay_width_mult=m ** e.c if per_layer_lr else 1.0)
+
+
+def _depth_scale(scale: LeafScale, rule, per_layer_lr, adam_eps) -> LeafScale:
+  """A block leaf's scale: depth's factors times width's (all 1.0 at m_L = 1)."""
+  m_depth, d = rule
+  return dataclasses.replace(
+      scale, lr=scale.lr * (m_depth ** -d.c if per_layer_lr else 1.0),
+      eps=scale.eps * (m_depth ** -d.g if adam_eps else 1.0),
+      branch_multiplier=m_depth ** -d.alpha)
+
+
+def _checked_constants(constants) -> dict:
+  constants = dict(constants or {})
+  for role, consts in constants.items():
+    check_one_of("constants role", role, ROLES)
+    for key in consts:
+      check_one_of(f"constants[{role!r}] key", key, ("multiplier", "init_std", "lr", "eps"))
+  return constants
+
+
+def _check_some_block(roles, in_block, is_role, depth) -> None:
+  # A predicate that matches nothing would silently leave depth out of the table.
+  paths = jax.tree_util.tree_flatten_with_path(roles, is_leaf=is_role)[0]
+  if not any(in_block(_names(path)) for path, _ in paths):
+    raise ConfigError(f"depth = {depth!r}, but in_block matched no leaf: pass a predicate "
+                      "that finds the leaves inside residual branches (default: a 'blocks' "
+                      "key in the path)")
 
 
 def _field(table, name):
@@ -225,6 +361,11 @@ def init_stds(table):
   return _field(table, "init_std")
 
 
+def decay_width_multipliers(table):
+  """Tree of per-leaf weight-decay width multipliers (None for no table)."""
+  return _field(table, "decay_width_mult")
+
+
 def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
   """Multiply each leaf's update by its learning-rate multiplier from `table`.
 
@@ -245,6 +386,28 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
 
+def add_decayed_weights(weight_decay: Any, mask: Any = None, *,
+                        scales: Any = None) -> optax.GradientTransformation:
+  """`optax.add_decayed_weights` with a static per-leaf factor: u + weight_decay * s * p.
+
+  scales: a tree like params of Python floats (None: `optax.add_decayed_weights`
+  itself). weight_decay: a scalar, also traced (a schedule goes through
+  `optax.inject_hyperparams`, which hands the alias this step's value).
+  """
+  if scales is None:
+    return optax.add_decayed_weights(weight_decay, mask)
+  skip = lambda x: isinstance(x, optax.MaskedNode)
+
+  def update_fn(updates, state, params):
+    if params is None:
+      raise ValueError("add_decayed_weights needs the params: pass them to update")
+    one = lambda u, p, s: u if skip(u) else u + (weight_decay * s) * p
+    return jax.tree.map(one, updates, params, scales, is_leaf=skip), state
+
+  tx = optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+  return tx if mask is None else optax.masked(tx, mask)
+
+
 def with_learning_rate(
     direction: optax.GradientTransformation,
     learning_rate: optax.ScalarOrSchedule,
@@ -252,16 +415,41 @@ def with_learning_rate(
     mask: Any = None,
     *,
     parametrization: Any = None,
+    weight_decay_mode: str = "coupled",
 ) -> optax.GradientTransformation:
   """An optimizer from an update direction: the chain every alias here shares.
 
-  Weight decay is added to the direction (decoupled, as in AdamW), so the per-leaf
-  learning-rate multipliers of the `parametrization` table (None: all 1) and the
-  learning rate scale it too.
+  Weight decay is decoupled (AdamW's), on the leaves `mask` selects. Per step, with
+  k the leaf's learning-rate multiplier from the `parametrization` table (None: 1):
+
+    coupled       theta -= lr_t * k * weight_decay * theta  (AdamW's; added to the
+                  direction, so k and the learning rate scale it)
+    width_scaled  coupled, with weight_decay times the leaf's `decay_width_mult` m^c,
+                  the inverse of the width part m^-c of k (m = LeafScale.width_mult):
+                  k * weight_decay is the same at every width, as microsoft/mup's
+                  MuAdam and MuSGD make it (lr / r and weight_decay * r per group).
+                  Per role (input, hidden, output), Adam tables: mup m^1/2, m, m^1/2;
+                  mup_tp5 and sp 1, m, m (hidden m is MuAdam's width_mult). SGD tables:
+                  mup_tp5 1/m, 1, m; mup 1, 1, 1 (full alignment; under "none", m^c of
+                  that table's c). Fixed leaves and per_layer_lr=False: 1.
+                  The depth and constant factors of k stay coupled.
+    independent   theta -= weight_decay * theta, after the learning rate: neither the
+                  learning rate nor k touch it. For Wortsman et al.'s lr_t / lr_peak
+                  factor pass weight_decay as a schedule (`build` does).
   """
+  check_one_of("weight_decay_mode", weight_decay_mode, DECAY_MODES)
+  lr = optax.scale_by_learning_rate(learning_rate)
+  if weight_decay_mode == "independent":
+    # The chain's update is already -lr * direction here: the decay enters negated.
+    negated = (lambda n: -weight_decay(n)) if callable(weight_decay) else -weight_decay
+    return optax.chain(direction, scale_by_parametrization(parametrization), lr,
+                       optax.add_decayed_weights(negated, mask))
+  scales = None
+  if weight_decay_mode == "width_scaled":
+    scales = decay_width_multipliers(parametrization)
   return optax.chain(
       direction,
-      optax.add_decayed_weights(weight_decay, mask),
+      add_decayed_weights(weight_decay, mask, scales=scales),
       scale_by_parametrization(parametrization),
-      optax.scale_by_learning_rate(learning_rate),
+      lr,
   )

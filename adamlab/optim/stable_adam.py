@@ -114,18 +114,20 @@ def stable_adamw(
     parametrization: Any = None,
     mu_dtype: Any = None,
     track_rms: bool = True,
+    weight_decay_mode: str = "coupled",
 ) -> optax.GradientTransformation:
   """StableAdamW. Weight decay uses the unclipped learning rate, as in Algorithm 2.
 
   With clip_threshold=None this is `optax.adamw` (plus RMS_t in the state).
   `parametrization` is a table from `adamlab.optim.parametrize`: it scales eps and the
-  learning rate per leaf.
+  learning rate per leaf. weight_decay_mode: see `with_learning_rate`.
   """
   direction = scale_by_stable_adam(
       b1, b2, eps, clip_threshold, eps_scale=eps_multipliers(parametrization),
       mu_dtype=mu_dtype, track_rms=track_rms)
   return with_learning_rate(direction, learning_rate, weight_decay, mask,
-                            parametrization=parametrization)
+                            parametrization=parametrization,
+                            weight_decay_mode=weight_decay_mode)
 
 
 def _rms(g32, v_new, e, count, b2):

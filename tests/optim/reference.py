@@ -40,3 +40,26 @@ def adam_atan2(grads, theta0, lrs, b1, b2, a, b, wd):
     theta = theta - lr * wd * theta - lr * a * np.arctan2(m_hat, b * np.sqrt(v_hat))
     thetas.append(theta.copy())
   return thetas
+
+
+def adamw(grads, theta0, lrs, decays, b1, b2, eps):
+  """Adam with bias-corrected moments and decoupled decay, one leaf:
+
+      theta <- theta - decay_t * theta - lr_t * m_hat / (sqrt(v_hat) + eps)
+
+  lrs and decays are this leaf's per step: the caller writes the schedule, the
+  per-leaf multipliers and the weight-decay mode into them. Returns the params after
+  every step.
+  """
+  theta = np.array(theta0, np.float64)
+  m = np.zeros_like(theta)
+  v = np.zeros_like(theta)
+  thetas = []
+  for t, (g, lr, decay) in enumerate(zip(grads, lrs, decays), start=1):
+    g = np.asarray(g, np.float64)
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g ** 2
+    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    theta = theta - decay * theta - lr * m_hat / (np.sqrt(v_hat) + eps)
+    thetas.append(theta.copy())
+  return thetas
