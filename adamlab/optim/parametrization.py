@@ -118,17 +118,20 @@ class DepthExponents(NamedTuple):
 def depth_exponents(alpha: float, optimizer: str = "adam") -> DepthExponents:
   """Depth exponents of the leaves inside residual branches (block leaves).
 
-  alpha: 0 leaves the branches unscaled, 1/2 is Depth-muP, 1 is CompleteP. The
+  alpha: 0 is off (standard practice: nothing depends on depth, so the L blocks'
+  updates add up to Theta(m_L); the table is the width-only one), 1/2 is Depth-muP,
+  1 is CompleteP. For alpha > 0 the
   branch multiplier scales the gradients of its leaves by m_L^-alpha. A block's update
   reaches the residual stream through the multiplier: m_L^-(alpha + c + extra), where
   extra is what the step carries besides the learning rate, 0 for Adam, the gradient
   scale alpha for SGD, the parameter scale 0 for Adafactor (init does not depend on
   depth). The L blocks' updates add up aligned, so a Theta(1) total asks
   1 - alpha - c - extra = 0: Adam lr m_L^(alpha - 1), SGD lr m_L^(2 alpha - 1).
-  alpha = 0 still shrinks the blocks' lr as 1/m_L; leave `depth` None for no depth rule.
   """
   _check_alpha(alpha)
   check_one_of("optimizer", optimizer, OPTIMIZERS)
+  if alpha == 0:
+    return DepthExponents(0.0, 0.0, 0.0)
   extra = {"adam": 0.0, "sgd": alpha, "adafactor": 0.0}[optimizer]
   return DepthExponents(alpha, 1.0 - alpha - extra, alpha)
 
