@@ -20,14 +20,14 @@ def _no_extra(command: str, extra) -> None:
     raise ConfigError(f"adamlab {command}: unrecognized arguments: {' '.join(extra)}")
 
 
-def _widths(text: str):
+def _sizes(flag: str, text: str):
   try:
-    widths = [int(w) for w in text.split(",")]
+    sizes = [int(w) for w in text.split(",")]
   except ValueError:
-    raise ConfigError("--widths", text, "comma-separated integers >= 1, e.g. 64,128,256")
-  if not widths or min(widths) < 1:
-    raise ConfigError("--widths", text, "comma-separated integers >= 1, e.g. 64,128,256")
-  return widths
+    sizes = []
+  if not sizes or min(sizes) < 1:
+    raise ConfigError(flag, text, "comma-separated integers >= 1, e.g. 64,128,256")
+  return sizes
 
 
 def coordcheck(args, extra):
@@ -38,21 +38,28 @@ def coordcheck(args, extra):
 
   config, rest = load(extra)
   _no_extra("coordcheck", rest)
-  widths = _widths(args.widths)
+  if args.depths and args.widths:
+    raise ConfigError("--depths", args.depths, "given without --widths (one axis at a time)")
+  axis, sizes = (("depth", _sizes("--depths", args.depths)) if args.depths
+                 else ("width", _sizes("--widths", args.widths or "64,128,256,512")))
   if args.steps < 0:
     raise ConfigError("--steps", args.steps, "an integer >= 0")
-  for w in widths:  # every width is checked before anything runs or is written
+  if axis == "depth" and "depth" not in config.model:
+    raise ConfigError("--depths", args.depths, f"a model with blocks, not {config.model.name!r}")
+  for size in sizes:  # every size is checked before anything runs or is written
     c = ml_collections.ConfigDict(config.to_dict())
-    c.model.width = w
+    c.model[axis] = size
     models.validate(c)
-  rows = cc.run(config, widths, steps=args.steps, seed=config.seed)
+  rows = cc.run(config, **{axis + "s": sizes}, steps=args.steps, seed=config.seed)
   os.makedirs(args.out, exist_ok=True)
   analysis.write_csv(rows, os.path.join(args.out, "coords.csv"))
   title = f"{config.model.name}, {config.parametrization}, {config.optimizer.name}"
-  analysis.plot_coords(rows, os.path.join(args.out, "coordcheck.png"), title)
-  print(f"coordinate check: {title}; widths {widths}; slope of log2 mean|x| vs log2 width "
+  if axis == "depth":
+    title += f", alpha {config.model.alpha}"
+  analysis.plot_coords(rows, os.path.join(args.out, "coordcheck.png"), title, x=axis)
+  print(f"coordinate check: {title}; {axis}s {sizes}; slope of log2 mean|x| vs log2 {axis} "
         f"after {args.steps} steps")
-  for layer, slope in sorted(analysis.slopes(rows).items()):
+  for layer, slope in sorted(analysis.slopes(rows, x=axis).items()):
     print(f"  {layer:<24}{slope:+.3f}")
   print(f"wrote {args.out}/coords.csv and {args.out}/coordcheck.png")
 
@@ -114,10 +121,11 @@ def main(argv=None):
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
   commands.add_parser("demo", help="a short demo of the optimizers")
   cc = commands.add_parser(
-      "coordcheck", help="coordinate check: layer output sizes across widths",
+      "coordcheck", help="coordinate check: layer output sizes across widths or depths",
       description="adamlab coordcheck --config configs/gpt.py:mup --widths 64,128,256 "
-                  "--steps 5 --out DIR [--config.a.b=value ...]")
-  cc.add_argument("--widths", default="64,128,256,512")
+                  "(or --depths 2,4,8,16) --steps 5 --out DIR [--config.a.b=value ...]")
+  cc.add_argument("--widths", default="", help="default 64,128,256,512")
+  cc.add_argument("--depths", default="", help="blocks per model, at the config's width")
   cc.add_argument("--steps", type=int, default=5)  # >= 0, checked in coordcheck()
   cc.add_argument("--out", default="coordcheck")
   tr = commands.add_parser("train", help="train one config",

@@ -1,4 +1,5 @@
-"""Coordinate-check analysis: log-log slopes of activation size against width, CSV, plot."""
+"""Coordinate-check analysis: log-log slopes of activation size against width or depth,
+CSV, plot."""
 
 import csv
 import math
@@ -6,32 +7,34 @@ import math
 import numpy as np
 
 
-def slopes(rows, step=None):
-  """{layer: fitted slope of log2(l1) against log2(width)} at `step` (default: last)."""
+def slopes(rows, step=None, x: str = "width"):
+  """{layer: fitted slope of log2(l1) against log2(x)} at `step` (default: last); x is
+  "width" or "depth"."""
   step = max(r["step"] for r in rows) if step is None else step
   by_layer = {}
   for r in rows:
     if r["step"] == step:
-      by_layer.setdefault(r["layer"], []).append((math.log2(r["width"]), math.log2(r["l1"])))
+      by_layer.setdefault(r["layer"], []).append((math.log2(r[x]), math.log2(r["l1"])))
   return {layer: float(np.polyfit(*zip(*pts), 1)[0]) for layer, pts in by_layer.items()
           if len(pts) > 1}
 
 
 def write_csv(rows, path) -> None:
   with open(path, "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=["width", "step", "layer", "l1"])
+    fields = ["width", "depth", "step", "layer", "l1"]
+    w = csv.DictWriter(f, fieldnames=[k for k in fields if any(k in r for r in rows)])
     w.writeheader()
     w.writerows(rows)
 
 
 def read_csv(path):
   with open(path) as f:
-    return [dict(width=int(r["width"]), step=int(r["step"]), layer=r["layer"], l1=float(r["l1"]))
-            for r in csv.DictReader(f)]
+    types = dict(width=int, depth=int, step=int, layer=str, l1=float)
+    return [{k: types[k](v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def plot(rows, path, title: str = "") -> None:
-  """A panel per step: log2 width against l1 (log scale), a line per layer."""
+def plot(rows, path, title: str = "", x: str = "width") -> None:
+  """A panel per step: log2 width (or depth) against l1 (log scale), a line per layer."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -43,12 +46,12 @@ def plot(rows, path, title: str = "") -> None:
   cmap = plt.get_cmap("viridis")
   for ax, step in zip(axes[0], steps):
     for i, layer in enumerate(layers):
-      pts = sorted((r["width"], r["l1"]) for r in rows if r["step"] == step and r["layer"] == layer)
+      pts = sorted((r[x], r["l1"]) for r in rows if r["step"] == step and r["layer"] == layer)
       ax.plot([math.log2(w) for w, _ in pts], [v for _, v in pts], marker=".",
               color=cmap(i / max(1, len(layers) - 1)), label=layer)
     ax.set_yscale("log")
     ax.set_title(f"step {step}")
-    ax.set_xlabel("log2 width")
+    ax.set_xlabel(f"log2 {x}")
   axes[0][0].set_ylabel("mean |x|")
   axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
   fig.suptitle(title)

@@ -30,29 +30,56 @@ def loss_fn(config, apply):
   return loss
 
 
-def run(config, widths, steps: int = 5, seed: int = 0, batch=None):
-  """Rows (width, step, layer, l1); step 0 is at init, step t after t updates."""
+def run(config, widths=None, steps: int = 5, seed: int = 0, batch=None, depths=None):
+  """Rows (width, depth, step, layer, l1); step 0 is at init, step t after t updates.
+
+  widths: the model at each width (config's depth); depths: at each depth (config's
+  width), with the blocks' records renamed first_block.* and last_block.* so that
+  layers compare across depths.
+  """
   inputs, targets = batch if batch is not None else fixed_batch(config, seed=seed)
+  sizes = ([("width", w) for w in widths or ()] + [("depth", d) for d in depths or ()])
   rows = []
-  for width in widths:
+  for field, size in sizes:
     cfg = ml_collections.ConfigDict(config.to_dict())
-    cfg.model.width = width
-    model, table = build(cfg, jax.random.PRNGKey(seed))
-    apply, params = functional(model)
-    tx = optim.build(cfg.optimizer, table, params)
-    loss = loss_fn(cfg, apply)
-
-    @jax.jit
-    def step(params, state):
-      (value, records), grads = jax.value_and_grad(loss, has_aux=True)(params, inputs, targets)
-      updates, state = tx.update(grads, state, params, loss=value)  # (optim.skip_spikes reads it)
-      return optax.apply_updates(params, updates), state, records
-
-    state = tx.init(params)
-    for t in range(steps + 1):
-      if t < steps:  # the records of a step are those of the params before its update
-        params, state, records = step(params, state)
-      else:
-        records = jax.jit(loss)(params, inputs, targets)[1]
-      rows += [dict(width=width, step=t, layer=k, l1=float(v)) for k, v in records.items()]
+    cfg.model[field] = size
+    for t, records in _records(cfg, steps, seed, inputs, targets):
+      if field == "depth":
+        records = _ends(records, size)
+      rows += [dict(width=cfg.model.width, depth=cfg.model.get("depth", 0), step=t, layer=k,
+                    l1=float(v)) for k, v in records.items()]
   return rows
+
+
+def _records(cfg, steps, seed, inputs, targets):
+  """(t, {layer: mean |output|}) for t = 0..steps: init, then after each update."""
+  model, table = build(cfg, jax.random.PRNGKey(seed))
+  apply, params = functional(model)
+  tx = optim.build(cfg.optimizer, table, params)
+  loss = loss_fn(cfg, apply)
+
+  @jax.jit
+  def step(params, state):
+    (value, records), grads = jax.value_and_grad(loss, has_aux=True)(params, inputs, targets)
+    updates, state = tx.update(grads, state, params, loss=value)  # (optim.skip_spikes reads it)
+    return optax.apply_updates(params, updates), state, records
+
+  state = tx.init(params)
+  for t in range(steps + 1):
+    if t < steps:  # the records of a step are those of the params before its update
+      params, state, records = step(params, state)
+    else:
+      records = jax.jit(loss)(params, inputs, targets)[1]
+    yield t, records
+
+
+def _ends(records, depth):
+  """Block records of the first and last block only, as first_block.* and last_block.*."""
+  out = {}
+  for k, v in records.items():
+    block, _, rest = k.partition(".")
+    if not (block.startswith("block") and block[5:].isdigit()):
+      out[k] = v
+    elif int(block[5:]) in (0, depth - 1):
+      out[("first_block." if int(block[5:]) == 0 else "last_block.") + rest] = v
+  return out
