@@ -234,8 +234,8 @@ def _weight_decay(opt, hp):
   unit = schedule(opt, 1.0)  # lr_t / lr_peak, without dividing by a traced peak
   if opt.weight_decay_mode == "independent":
     lam = hp.pop("weight_decay")
-    if isinstance(lam, (int, float)) and lam == 0:
-      return 0.0, "independent"  # a constant 0 skips the pass over the params
+    # Always a schedule, also for lambda = 0: runs packed together must have states of
+    # one structure, and inject_hyperparams keeps a schedule's state apart.
     return (lambda count: lam * unit(count)), "independent"
   # lr_t * k * lambda with lambda = 1 / (tau * lr_peak * k * T): k and lr_peak cancel.
   tau, steps = hp.pop("weight_decay_timescale"), opt.total_steps

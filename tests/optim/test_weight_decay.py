@@ -208,3 +208,14 @@ def test_injected_state_and_hyperparams(mode):
   want = {"coupled": 0.3, "width_scaled": 0.3, "independent": 0.3 * unit,
           "timescale": unit / (0.5 * 6)}[mode]
   assert wd == pytest.approx(want, rel=1e-6)
+
+
+def test_independent_decay_of_zero_packs_with_nonzero():
+  # Packed runs vmap one optimizer over their hyperparameters: lambda = 0 and lambda > 0
+  # must give states of one structure.
+  params = {"w": jnp.ones((4, 4)), "b": jnp.ones(4)}
+  opt = ml_collections.ConfigDict(dict(name="adamw", weight_decay_mode="independent",
+                                       warmup_steps=0, total_steps=10))
+  structures = [jax.tree.structure(optim.build(opt, None, params, {"weight_decay": lam}).init(params))
+                for lam in (0.0, 0.1)]
+  assert structures[0] == structures[1]
