@@ -1,6 +1,6 @@
 """Every benchmark, one report: benchmarks/REPORT.md and benchmarks/report.json.
 
-    python benchmarks/run.py [--quick] [--only optim,trainer,data,sweep,gpu]
+    python benchmarks/run.py [--quick] [--only optim,trainer,data,sweep,gpu,memory]
 
 Each section is its module's run() and report(); every figure is a ratio against a
 baseline measured in the same process, with min (best) and median over repeats. A
@@ -21,6 +21,7 @@ sys.path.insert(0, HERE)  # `from common import ...` in the benchmark modules
 
 import data_pipeline  # noqa: E402
 import gpu  # noqa: E402
+import memory  # noqa: E402
 import optim_overhead  # noqa: E402
 import sweep_packing  # noqa: E402
 import trainer_overhead  # noqa: E402
@@ -32,12 +33,12 @@ SIZES = {
                  trainer=dict(short=20, long=220, repeats=2),
                  data=dict(batches=200, repeats=5, step_repeats=20),
                  sweep=dict(widths=(32, 64, 128, 256), pack=4, steps=100, repeats=2),
-                 gpu=dict(repeats=10)),
+                 gpu=dict(repeats=10), memory=dict()),
     "quick": dict(optim=dict(n_params=(10e6,), repeats=5, rounds=2),
                   trainer=dict(short=10, long=110, repeats=1),
                   data=dict(batches=50, repeats=3, step_repeats=10),
                   sweep=dict(widths=(32, 128), pack=4, steps=30, repeats=1),
-                  gpu=dict(repeats=5)),
+                  gpu=dict(repeats=5), memory=memory.QUICK),
 }
 
 
@@ -61,6 +62,8 @@ SECTIONS = {
     "sweep": ("Sweep packing: runs/hour packed (vmap) vs sequential", sweep_packing.run,
               sweep_packing.report),
     "gpu": ("GPU: GPT ~125M, bf16, seq 1024: step time, tokens/s, MFU", gpu.run, gpu.report),
+    "memory": ("Train what does not fit: model.remat and model.scan_layers (memory, step "
+               "time, compile time)", memory.run, memory.report),
 }
 
 

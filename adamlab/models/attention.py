@@ -1,10 +1,16 @@
-"""Multi-head attention and the transformer block shared by GPT and ViT."""
+"""Multi-head attention, the transformer block and the stack of blocks shared by GPT and ViT.
+
+The stack can rematerialize each block in the backward pass (`model.remat`, seed 003's
+checkpointing options) and run the blocks as one `lax.scan` (`model.scan_layers`). Either
+way the blocks stay stored one by one (`blocks.0`, `blocks.1`, ...), so parameter names,
+sharding axes, the parametrization table and checkpoints do not depend on the switches.
+"""
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from adamlab.models.layers import Dense, LayerNorm, dropout, record
+from adamlab.models.layers import Dense, LayerNorm, dropout, fold, record
 from adamlab.errors import ConfigError
 
 # Parametrizations in the muP class (a + b = 1 at the readout) use 1/head_dim
@@ -109,3 +115,76 @@ def check_heads(cfg):
       raise ConfigError(f"model.{field}", cfg[field], f"a multiple of model.{name} ({by})")
   if cfg.get("positions", "learned") == "rotary" and head_dim(cfg, cfg.width) % 2:
     raise ConfigError("model.width", cfg.width, "such that the head size is even (rotary)")
+
+
+# What each block keeps for the backward pass (JAX's named checkpoint policies).
+REMAT = {
+    "none": None,  # whatever autodiff saves
+    # Option 1: only the block's input (the checkpoint's argument); the rest is recomputed.
+    "block": jax.checkpoint_policies.nothing_saveable,
+    # Option 2: the projections x @ W, which have no batch dimensions; the batched
+    # q.k^T and probs @ v are recomputed, so no T x T probabilities are kept.
+    "no_attention": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def block_fn(graphdef, remat: str, scanned: bool, with_records: bool):
+  """apply(state, x, key) -> (x, records) of one block, rematerialized as `remat` says.
+
+  Records come back as outputs (keys without the "block{i}." prefix): a traced function
+  cannot write into the caller's dict.
+  """
+  def apply(state, x, key):
+    records = {} if with_records else None
+    x = nnx.merge(graphdef, state)(x, records, "", key)
+    return x, records or {}
+  if remat == "none":
+    return apply
+  # prevent_cse keeps XLA from merging the recomputation back into the forward pass;
+  # a scan's loop keeps them apart already, and the guard costs fusion.
+  return jax.checkpoint(apply, policy=REMAT[remat], prevent_cse=not scanned)
+
+
+def run_blocks(blocks, x, records=None, dropout_key=None, remat="none", scan=False):
+  """x through every block; block i draws dropout from fold_in(dropout_key, i)."""
+  if scan:
+    return _scan_blocks(blocks, x, records, dropout_key, remat)
+  if remat == "none":
+    for i, block in enumerate(blocks):
+      x = block(x, records, f"block{i}.", fold(dropout_key, i))
+    return x
+  for i, block in enumerate(blocks):
+    graphdef, state = nnx.split(block)
+    apply = block_fn(graphdef, remat, False, records is not None)
+    x, found = apply(state, x, fold(dropout_key, i))
+    _name_records(records, found, i)
+  return x
+
+
+def _scan_blocks(blocks, x, records, dropout_key, remat):
+  """One traced block, scanned over the blocks' parameters stacked on a leading axis."""
+  graphdef, _ = nnx.split(blocks[0])
+  states = []
+  for block in blocks:
+    g, state = nnx.split(block)
+    if g != graphdef:  # one traced body: the blocks must share structure and multipliers
+      raise ValueError("model.scan_layers needs blocks of one structure and multipliers")
+    states.append(state)
+  stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+  apply = block_fn(graphdef, remat, True, records is not None)
+
+  def body(x, layer):
+    i, state = layer
+    key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
+    return apply(state, x, key)
+
+  x, found = jax.lax.scan(body, x, (jnp.arange(len(blocks)), stacked))
+  for i in range(len(blocks)):
+    _name_records(records, {k: v[i] for k, v in found.items()}, i)
+  return x
+
+
+def _name_records(records, found, i: int) -> None:
+  """A block's records under the names the unrolled stack gives them ("block{i}.out")."""
+  if records is not None:
+    records.update({f"block{i}.{k}": v for k, v in found.items()})

@@ -13,7 +13,7 @@ import ml_collections
 from flax import nnx
 
 from adamlab import optim
-from adamlab.models.attention import check_heads
+from adamlab.models.attention import REMAT, check_heads
 from adamlab.models.gpt import GPT
 from adamlab.models.mlp import MLP
 from adamlab.models.vit import ViT
@@ -45,6 +45,10 @@ def default_config(name: str) -> ml_collections.ConfigDict:
       mlp_ratio=4,  # MLP hidden size / width
       qk_layernorm=False,  # LayerNorm on queries and keys
       zero_init_query=False,  # muP option: query projection starts at zero
+      # What each block keeps for the backward pass: none (all), block (its input only,
+      # the rest recomputed) or no_attention (all but the T x T attention probabilities)
+      remat="none",
+      scan_layers=False,  # run the blocks as one lax.scan: compiles one block, not depth
   )
   if name == "gpt":
     return ml_collections.ConfigDict(dict(
@@ -83,6 +87,9 @@ def validate(config) -> None:
     check_heads(cfg)
     if cfg.mlp not in ("gelu", "swiglu"):
       raise ConfigError("model.mlp", cfg.mlp, ("gelu", "swiglu"))
+    check_one_of("model.remat", cfg.remat, REMAT)
+    if not isinstance(cfg.scan_layers, bool):
+      raise ConfigError("model.scan_layers", cfg.scan_layers, "True or False")
   if cfg.name == "gpt" and cfg.positions not in ("learned", "rotary"):
     raise ConfigError("model.positions", cfg.positions, ("learned", "rotary"))
   if cfg.name == "vit":

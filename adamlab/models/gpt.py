@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 from flax import nnx
 
-from adamlab.models.attention import Block, attention_scale
-from adamlab.models.layers import Dense, LayerNorm, fold, param, record, value
+from adamlab.models.attention import Block, attention_scale, run_blocks
+from adamlab.models.layers import Dense, LayerNorm, param, record, value
 
 
 class GPT(nnx.Module):
@@ -19,6 +19,8 @@ class GPT(nnx.Module):
                       if cfg.positions == "learned" else None)
     scale = attention_scale(cfg, parametrization)
     self.blocks = nnx.List([Block(cfg, dtype, True, scale) for _ in range(cfg.depth)])
+    self.remat = cfg.get("remat", "none")  # what a block keeps for the backward pass
+    self.scan_layers = cfg.get("scan_layers", False)  # the blocks as one lax.scan
     self.final_norm = LayerNorm(d, "embed")
     self.readout = None if self.tied else Dense(
         d, cfg.vocab_size, ("embed", "vocab"),
@@ -30,8 +32,7 @@ class GPT(nnx.Module):
     if self.pos_embed is not None:
       x = x + value(self.pos_embed, self.dtype)[: tokens.shape[1]]
     record(records, "embed", x)
-    for i, block in enumerate(self.blocks):
-      x = block(x, records, f"block{i}.", fold(dropout_key, i))
+    x = run_blocks(self.blocks, x, records, dropout_key, self.remat, self.scan_layers)
     x = self.final_norm(x)
     if self.tied:
       e = self.embed

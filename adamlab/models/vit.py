@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 from flax import nnx
 
-from adamlab.models.attention import Block, attention_scale
-from adamlab.models.layers import Dense, LayerNorm, fold, param, record, value
+from adamlab.models.attention import Block, attention_scale, run_blocks
+from adamlab.models.layers import Dense, LayerNorm, param, record, value
 
 
 def patchify(images, patch: int):
@@ -26,6 +26,8 @@ class ViT(nnx.Module):
     self.pos_embed = param((tokens + (cfg.pool == "cls"), d), "normal", ("seq", "embed"))
     scale = attention_scale(cfg, parametrization)
     self.blocks = nnx.List([Block(cfg, dtype, False, scale) for _ in range(cfg.depth)])
+    self.remat = cfg.get("remat", "none")  # what a block keeps for the backward pass
+    self.scan_layers = cfg.get("scan_layers", False)  # the blocks as one lax.scan
     self.final_norm = LayerNorm(d, "embed")
     self.head = Dense(d, cfg.num_classes, ("embed", "classes"),
                       init="zeros" if cfg.zero_init_readout else "normal", dtype=dtype)
@@ -37,8 +39,7 @@ class ViT(nnx.Module):
       cls = jnp.broadcast_to(value(self.cls, self.dtype), (x.shape[0], 1, x.shape[-1]))
       x = jnp.concatenate([cls, x], axis=1)
     x = record(records, "patch_embed", x + value(self.pos_embed, self.dtype))
-    for i, block in enumerate(self.blocks):
-      x = block(x, records, f"block{i}.", fold(dropout_key, i))
+    x = run_blocks(self.blocks, x, records, dropout_key, self.remat, self.scan_layers)
     x = self.final_norm(x)
     x = x[:, 0] if self.cls is not None else x.mean(axis=1)
     return record(records, "logits", self.head(x).astype(jnp.float32))
