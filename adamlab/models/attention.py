@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from adamlab import optim
 from adamlab.models.layers import Dense, LayerNorm, dropout, fold, record
 from adamlab.errors import ConfigError
 
@@ -97,12 +98,31 @@ class Block(nnx.Module):
     self.norm2 = LayerNorm(cfg.width, "embed")
     self.mlp = MLP(cfg, dtype)
     self.dropout = cfg.get("dropout", 0.0)
+    self.branch = branch_multiplier(cfg)
 
   def __call__(self, x, records=None, prefix="", dropout_key=None):
     keys = jax.random.split(dropout_key) if dropout_key is not None else (None, None)
-    x = x + dropout(self.attn(self.norm1(x), records, prefix), self.dropout, keys[0])
-    x = x + dropout(self.mlp(self.norm2(x), records, prefix), self.dropout, keys[1])
+    x = x + self._scaled(dropout(self.attn(self.norm1(x), records, prefix), self.dropout, keys[0]))
+    x = x + self._scaled(dropout(self.mlp(self.norm2(x), records, prefix), self.dropout, keys[1]))
     return record(records, prefix + "out", x)
+
+  def _scaled(self, y):
+    # (1.0 at the base depth: not even a multiply, so such a model is today's bit for bit)
+    return y if self.branch == 1.0 else y * jnp.asarray(self.branch, y.dtype)
+
+
+def depth_rule(cfg) -> dict:
+  """The depth arguments of optim.parametrize for a model section: none when
+  model.base_depth is unset or model.alpha is 0 (standard practice)."""
+  if cfg.get("base_depth") is None or not cfg.get("alpha", 0.0):
+    return {}
+  return dict(depth=cfg.depth, base_depth=cfg.base_depth, alpha=cfg.alpha)
+
+
+def branch_multiplier(cfg) -> float:
+  """(depth / base_depth)^-alpha: what every residual branch's output is multiplied by."""
+  rule = depth_rule(cfg)
+  return optim.branch_multiplier(**rule) if rule else 1.0
 
 
 def check_heads(cfg):

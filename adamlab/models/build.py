@@ -13,7 +13,7 @@ import ml_collections
 from flax import nnx
 
 from adamlab import optim
-from adamlab.models.attention import REMAT, check_heads
+from adamlab.models.attention import REMAT, check_heads, depth_rule
 from adamlab.models.gpt import GPT
 from adamlab.models.mlp import MLP
 from adamlab.models.vit import ViT
@@ -49,6 +49,11 @@ def default_config(name: str) -> ml_collections.ConfigDict:
       # the rest recomputed) or no_attention (all but the T x T attention probabilities)
       remat="none",
       scan_layers=False,  # run the blocks as one lax.scan: compiles one block, not depth
+      # Depth transfer: residual branches times (depth / base_depth)^-alpha, block lr and
+      # eps to match (optim.parametrize). alpha 0 (or base_depth unset): off, standard
+      # practice; 1/2: Depth-muP (Tensor Programs VI); 1: CompleteP (Dey et al. 2025)
+      base_depth=ml_collections.config_dict.placeholder(int),
+      alpha=0.0,
   )
   if name == "gpt":
     return ml_collections.ConfigDict(dict(
@@ -88,6 +93,12 @@ def validate(config) -> None:
     if cfg.mlp not in ("gelu", "swiglu"):
       raise ConfigError("model.mlp", cfg.mlp, ("gelu", "swiglu"))
     check_one_of("model.remat", cfg.remat, REMAT)
+    if cfg.base_depth is not None and (not isinstance(cfg.base_depth, int) or cfg.base_depth < 1):
+      raise ConfigError("model.base_depth", cfg.base_depth, "None or an integer >= 1")
+    if not (isinstance(cfg.alpha, (int, float)) and not isinstance(cfg.alpha, bool)
+            and 0 <= cfg.alpha <= 1):
+      raise ConfigError("model.alpha", cfg.alpha, "a number in [0, 1] (0 off, 1/2 Depth-muP, "
+                        "1 CompleteP)")
     if not isinstance(cfg.scan_layers, bool):
       raise ConfigError("model.scan_layers", cfg.scan_layers, "True or False")
   if cfg.name == "gpt" and cfg.positions not in ("learned", "rotary"):
@@ -119,13 +130,15 @@ def param_shapes(config, width: int):
 
 
 def table(config):
-  """The per-leaf parametrization table of this config's model and optimizer."""
+  """The per-leaf parametrization table of this config's model and optimizer, in width
+  and, with model.base_depth and model.alpha set, in depth."""
   opt = optim.default_config()
   opt.update(config.optimizer)
   return optim.parametrize(
       param_shapes(config, config.model.base_width), param_shapes(config, config.model.width),
       config.get("parametrization", "sp"), optim.family(opt.name),
-      config.get("alignment", "full"), per_layer_lr=opt.per_layer_lr, scale_eps=opt.scale_eps)
+      config.get("alignment", "full"), per_layer_lr=opt.per_layer_lr, scale_eps=opt.scale_eps,
+      **depth_rule(config.model))  # (both shape trees hold the target's blocks)
 
 
 def build(config, key: jax.Array):
