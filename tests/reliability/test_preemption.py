@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from adamlab.sweep import results
+from adamlab.train import preemption
 from tests.reliability.test_kill_anywhere import _lines
 from tests.reliability.test_sweeps import GRID, check_complete, sweep
 from tests.sweep.test_sweep import ROOT, sweep_file
@@ -40,8 +41,16 @@ def _when(proc, ready, timeout=300):
   assert proc.poll() is None, "the process ended before it could be signalled"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signalled_run_checkpoints_its_step_and_resumes_bitwise(tmp_path, reference, sig):
+def test_sigterm_and_sigint_are_recorded_not_fatal_while_training():
+  for sig in (signal.SIGINT, signal.SIGTERM):
+    with preemption.signals() as flag:
+      os.kill(os.getpid(), sig)  # delivered to this (the main) thread before kill returns
+      assert flag.signal == sig.name
+    assert signal.getsignal(sig) is not flag.set  # the old handler is back
+
+
+def test_a_signalled_run_checkpoints_its_step_and_resumes_bitwise(tmp_path, reference):
+  sig = signal.SIGTERM  # (SIGINT takes the same path: the test above)
   run = tmp_path / "run"
   proc = train(run, *ARGS, wait=False)
   _when(proc, lambda: _lines(run / "metrics.jsonl") >= 5)
