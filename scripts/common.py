@@ -8,6 +8,7 @@ is fixed, so a second call finds the finished runs), analyses the runs with
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -118,17 +119,24 @@ def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> t
     panels.append((label, curves, best))
     lines.append(f"- {label}: drift of the optimal log2 lr across widths {widths}: "
                  f"**{transfer.drift(best.values()):.2f}**")
-  finite = [r["train_loss"] for r in rows if math.isfinite(r["train_loss"])]
-  top = min(max(finite), 2 * min(finite)) if finite else None
-  transfer.plot_curves(panels, os.path.join(args.out, tag + "transfer.png"), "log2 learning rate",
-                       "training loss (last 20% of steps)",
-                       ylim=(0.95 * min(finite), top) if finite else None)
+  plot_losses(os.path.join(args.out, tag + "transfer.png"), panels, "log2 learning rate",
+              [r["train_loss"] for r in rows], top=2)
   cols = ["parametrization", "model.width", "log_x", "train_loss", "at_edge", "points"]
   lines = [f"Optimal log2 lr per width ({title}). log_x: the vertex of a parabola through the "
            "best grid point and its neighbours; at_edge: the best point is the grid's first "
            "or last finite one; points: runs that did not diverge.", "",
            *table(cols, found), "", *lines]
   return workdir, rows, found, lines
+
+
+def plot_losses(path: str, panels, xlabel: str, losses, top: float) -> None:
+  """transfer.plot_curves of training-loss panels, the y axis from 0.95 of the lowest
+  finite loss to `top` times it (or the highest, if lower)."""
+  from adamlab.analysis import transfer
+  finite = [v for v in losses if math.isfinite(v)]
+  transfer.plot_curves(panels, path, xlabel, "training loss (last 20% of steps)",
+                       ylim=(0.95 * min(finite), min(max(finite), top * min(finite)))
+                       if finite else None)
 
 
 def width_curves(rows, x: str, log) -> dict:

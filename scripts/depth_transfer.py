@@ -78,10 +78,8 @@ def main():
                  f"**{np.mean(drifts):.2f}** (per seed: {', '.join(f'{d:.2f}' for d in drifts)});"
                  f" deeper is better at the base depth's best lr: **{deeper}** "
                  f"(losses {', '.join(f'{v:.3f}' for v in losses)})")
-  finite = [r["train_loss"] for r in rows if math.isfinite(r["train_loss"])]
-  transfer.plot_curves(panels, f"{args.out}/depth_transfer.png", "log2 learning rate",
-                       "training loss (last 20% of steps)",
-                       ylim=(0.95 * min(finite), min(max(finite), 1.6 * min(finite))))
+  common.plot_losses(f"{args.out}/depth_transfer.png", panels, "log2 learning rate",
+                     [r["train_loss"] for r in rows], top=1.6)
   common.write_numbers(args, "Depth transfer: GPT on GCIDE, muP Adam, per depth exponent", [
       "Optimal log2 lr per arm and depth: the vertex of a parabola through the best grid "
       "point and its neighbours, per seed, then the mean over seeds and its spread. "

@@ -42,10 +42,8 @@ def main():
                       "best loss": o["train_loss"], "loss @ eps 1e-8": losses.get(-8.0),
                       "loss @ eps 1e-4": losses.get(-4.0), "adam-atan2": atan.get(w),
                       "atan2 - best": atan.get(w, math.nan) - o["train_loss"]})
-  finite = [r["train_loss"] for r in rows + atan_rows if math.isfinite(r["train_loss"])]
-  transfer.plot_curves(panels, f"{args.out}/epsilon.png", "log10 eps",
-                       "training loss (last 20% of steps)",
-                       ylim=(0.95 * min(finite), min(max(finite), 3 * min(finite))))
+  common.plot_losses(f"{args.out}/epsilon.png", panels, "log10 eps",
+                     [r["train_loss"] for r in rows + atan_rows], top=3)
   common.write_numbers(args, "Epsilon underflow and Adam-atan2: MLP, muP Adam", [
       "Training loss (mean of the last 20% of logged steps) per eps; best log10 eps: the "
       "vertex of a parabola through the best grid point and its neighbours. "
