@@ -148,8 +148,9 @@ def setup(configs, mesh, task, source):
   n_params = sum(p.size for p in jax.tree.leaves(params))
   eval_step = make_eval_step(task.objective(apply))
   evaluate = _over_runs(lambda p, hp, x, y: eval_step(p, x, y), len(configs))
+  batch = mesh_lib.batch_sharding(mesh)  # (one object: jit's dispatch compares it each step)
   return Setup(
-      config, source, rows, lambda a: _put(a, mesh_lib.batch_sharding(mesh)), train_step,
+      config, source, rows, lambda a: _put(a, batch), train_step,
       jax.jit(lambda p, x, y: evaluate(p, {}, x, y)),
       names, abstract, task.items_per_step(config.batch_size),
       task.flops_per_step(config.batch_size, n_params) * len(configs), _peak_flops(config)), state
