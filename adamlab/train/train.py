@@ -143,10 +143,11 @@ def setup(configs, mesh, task, source):
   shardings = jax.tree.map(lambda x: NamedSharding(mesh, P(None, *x.sharding.spec)), members[0])
   state = jax.device_put(_stack(members), shardings)
   rows = _process_rows(config.batch_size)
-  train_step, names = _compile_train_step(config, task.objective(apply), build_tx, values,
+  objective = task.objective(apply)
+  train_step, names = _compile_train_step(config, objective, build_tx, values,
                                           state, shardings, source, rows)
   n_params = sum(p.size for p in jax.tree.leaves(params))
-  eval_step = make_eval_step(task.objective(apply))
+  eval_step = make_eval_step(objective)
   evaluate = _over_runs(lambda p, hp, x, y: eval_step(p, x, y), len(configs))
   batch = mesh_lib.batch_sharding(mesh)  # (one object: jit's dispatch compares it each step)
   return Setup(
