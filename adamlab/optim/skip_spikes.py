@@ -51,6 +51,27 @@ def _is_spike(windows: dict, values: dict, k: float) -> jax.Array:
   return spike
 
 
+def _check(metric: str, window: int, max_in_row: int) -> None:
+  if metric not in METRICS:
+    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+  if window < 2:
+    raise ValueError(f"window must be >= 2 (a std needs two values), got {window}")
+  if max_in_row < 0:
+    raise ValueError(f"max_in_row must be >= 0, got {max_in_row}")
+
+
+def _values(metric: str, updates, loss) -> dict:
+  """The monitored values of this step, float32: {"loss": ..., "grad_norm": ...}."""
+  values = {}
+  if "loss" in _monitored(metric):
+    if loss is None:
+      raise ValueError(f"skip_spikes(metric={metric!r}) needs update(..., loss=loss)")
+    values["loss"] = jnp.asarray(loss, jnp.float32)
+  if "grad_norm" in _monitored(metric):
+    values["grad_norm"] = optax.tree_utils.tree_norm(updates).astype(jnp.float32)
+  return values
+
+
 def skip_spikes(
     inner: optax.GradientTransformation,
     k: float,
@@ -75,12 +96,7 @@ def skip_spikes(
     An `optax.GradientTransformationExtraArgs` whose state is `SkipSpikesState`;
     its update takes `loss=` as a keyword argument (other extra args go to `inner`).
   """
-  if metric not in METRICS:
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-  if window < 2:
-    raise ValueError(f"window must be >= 2 (a std needs two values), got {window}")
-  if max_in_row < 0:
-    raise ValueError(f"max_in_row must be >= 0, got {max_in_row}")
+  _check(metric, window, max_in_row)
   names = _monitored(metric)
   inner = optax.with_extra_args_support(inner)
 
@@ -92,13 +108,7 @@ def skip_spikes(
         inner_state=inner.init(params))
 
   def update_fn(updates, state, params=None, *, loss=None, **extra_args):
-    values = {}
-    if "loss" in names:
-      if loss is None:
-        raise ValueError(f"skip_spikes(metric={metric!r}) needs update(..., loss=loss)")
-      values["loss"] = jnp.asarray(loss, jnp.float32)
-    if "grad_norm" in names:
-      values["grad_norm"] = optax.tree_utils.tree_norm(updates).astype(jnp.float32)
+    values = _values(metric, updates, loss)
     if loss is not None:
       extra_args["loss"] = loss  # inner transforms may use it too (optax.chain does so)
 

@@ -39,19 +39,27 @@ def forwarding_signals():
     yield
     return
 
-  def forward(signum, frame):
-    del frame
-    STOP.set()
-    with _lock:
-      for child in _children:
-        child.send_signal(signal.SIGTERM)
-
-  old = {s: signal.signal(s, forward) for s in SIGNALS}
+  STOP.clear()  # (a signal to an earlier sweep of this process does not stop this one)
+  old = {s: signal.signal(s, on_signal) for s in SIGNALS}
   try:
     yield
   finally:
     for s, handler in old.items():
       signal.signal(s, handler)
+
+
+def on_signal(signum, frame) -> None:
+  del signum, frame
+  stop()
+
+
+def stop() -> None:
+  """Start no job from now on, and SIGTERM every running training process: each
+  checkpoints its step and exits with EXIT_PREEMPTED."""
+  STOP.set()
+  with _lock:
+    for child in _children:
+      child.send_signal(signal.SIGTERM)
 
 
 def group(sweep: dict, todo: list, pack: int) -> list:

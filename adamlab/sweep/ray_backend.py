@@ -2,10 +2,22 @@
 
 Each task is one job (jobs.train), which trains in a subprocess on the machine the
 task lands on; the sweep directory must be on a file system every machine sees.
+
+Preemption reaches the tasks through that file system: a signalled driver writes a stop
+file, which every task watches; a task that sees it stops its job as a local sweep does
+(its training process checkpoints and exits with EXIT_PREEMPTED; no new job starts).
 """
+
+import concurrent.futures
+import os
+import signal
+import uuid
 
 from adamlab.errors import ConfigError
 from adamlab.sweep import jobs
+from adamlab.train.preemption import SIGNALS
+
+POLL_S = 0.5  # how often the driver and the tasks look for a stop
 
 
 def map_jobs(sweep, workdir, work, workers, address, done, block):
@@ -14,15 +26,42 @@ def map_jobs(sweep, workdir, work, workers, address, done, block):
   except ImportError:
     raise ConfigError("--backend", "ray", "local, or install Ray: pip install 'adamlab[ray]'")
   if not ray.is_initialized():
+    forwarding = {s: signal.getsignal(s) is jobs.on_signal for s in SIGNALS}
     # Locally, `workers` CPUs for tasks of one CPU each bounds the jobs running at once.
     ray.init(address=address or None, num_cpus=None if address else workers,
              include_dashboard=False, log_to_driver=False)
-  task = ray.remote(num_cpus=1, max_retries=0)(jobs.train)
-  pending = [task.remote(sweep, workdir, job, block) for job in work]
+    for s in SIGNALS:  # ray.init installs its own SIGTERM handler, which aborts the driver
+      if forwarding[s]:
+        signal.signal(s, jobs.on_signal)
+  # One stop file per call: sweeps sharing the directory do not stop each other.
+  stop_path = os.path.join(workdir, "claims", f"stop-{uuid.uuid4().hex}")
+  task = ray.remote(num_cpus=1, max_retries=0)(_task)
+  pending = [task.remote(sweep, workdir, job, block, stop_path) for job in work]
   try:
     while pending:
-      ready, pending = ray.wait(pending, num_returns=1)
-      done(ray.get(ready[0]))
-  finally:  # on Ctrl-C or an error, tasks not finished are cancelled
+      ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+      if ready:
+        done(ray.get(ready[0]))
+      if jobs.STOP.is_set() and not os.path.exists(stop_path):
+        os.makedirs(os.path.dirname(stop_path), exist_ok=True)
+        open(stop_path, "w").close()  # the tasks stop; the loop collects their statuses
+  finally:  # on an error, tasks not finished are cancelled
     for ref in pending:
       ray.cancel(ref, force=True)
+    if os.path.exists(stop_path):
+      os.remove(stop_path)
+
+
+def _task(sweep, workdir, job, block, stop_path) -> dict:
+  """jobs.train in a Ray worker, which stops it when the driver writes `stop_path`."""
+  jobs.STOP.clear()  # (a worker process runs tasks of earlier sweeps too)
+  if os.path.exists(stop_path):
+    jobs.STOP.set()
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    future = pool.submit(jobs.train, sweep, workdir, job, block)
+    while True:
+      try:
+        return future.result(timeout=POLL_S)
+      except concurrent.futures.TimeoutError:
+        if os.path.exists(stop_path) and not jobs.STOP.is_set():
+          jobs.stop()

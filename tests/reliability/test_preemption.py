@@ -76,11 +76,12 @@ def test_a_signalled_run_checkpoints_its_step_and_resumes_bitwise(tmp_path, refe
     np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
 
 
-def test_a_signalled_sweep_stops_its_runs_and_resumes_them(tmp_path):
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_signalled_sweep_stops_its_runs_and_resumes_them(tmp_path, backend):
   path, workdir = sweep_file(tmp_path, GRID), tmp_path / "s"
   proc = subprocess.Popen(
       [sys.executable, "-m", "adamlab.cli", "sweep", "--config", path, "--workdir",
-       str(workdir), "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE,
+       str(workdir), "--workers", "2", "--backend", backend], cwd=ROOT, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
   _when(proc, lambda: any(_lines(m) >= 3 for m in workdir.glob("*/metrics.jsonl")))
   proc.send_signal(signal.SIGTERM)  # the sweep only: it passes the signal on
@@ -93,6 +94,7 @@ def test_a_signalled_sweep_stops_its_runs_and_resumes_them(tmp_path):
   assert len([r for r in table if r["status"] == "done"]) < 4  # it was stopped
   logs = "".join(open(workdir / "logs" / f).read() for f in os.listdir(workdir / "logs"))
   assert re.search(MESSAGE.replace("(SIGTERM|SIGINT)", "SIGTERM"), logs), logs
+  assert not list((workdir / "claims").glob("stop-*"))  # the Ray driver's stop file is gone
   again = sweep(path, workdir, "--workers", "2")
   assert again.returncode == 0, again.stderr
   # Every run trained once to its end, each step logged once: the preempted ones resumed.
