@@ -50,8 +50,8 @@ def default_config(name: str) -> ml_collections.ConfigDict:
       remat="none",
       scan_layers=False,  # run the blocks as one lax.scan: compiles one block, not depth
       # Depth transfer: residual branches times (depth / base_depth)^-alpha, block lr and
-      # eps to match (optim.parametrize). alpha 0 (or base_depth unset): off, standard
-      # practice; 1/2: Depth-muP (Tensor Programs VI); 1: CompleteP (Dey et al. 2025)
+      # eps to match (optim.parametrize). alpha 0: off, standard practice (alpha > 0
+      # needs base_depth); 1/2: Depth-muP (Tensor Programs VI); 1: CompleteP (Dey et al. 2025)
       base_depth=ml_collections.config_dict.placeholder(int),
       alpha=0.0,
   )
@@ -93,12 +93,7 @@ def validate(config) -> None:
     if cfg.mlp not in ("gelu", "swiglu"):
       raise ConfigError("model.mlp", cfg.mlp, ("gelu", "swiglu"))
     check_one_of("model.remat", cfg.remat, REMAT)
-    if cfg.base_depth is not None and (not isinstance(cfg.base_depth, int) or cfg.base_depth < 1):
-      raise ConfigError("model.base_depth", cfg.base_depth, "None or an integer >= 1")
-    if not (isinstance(cfg.alpha, (int, float)) and not isinstance(cfg.alpha, bool)
-            and 0 <= cfg.alpha <= 1):
-      raise ConfigError("model.alpha", cfg.alpha, "a number in [0, 1] (0 off, 1/2 Depth-muP, "
-                        "1 CompleteP)")
+    _check_depth(cfg)
     if not isinstance(cfg.scan_layers, bool):
       raise ConfigError("model.scan_layers", cfg.scan_layers, "True or False")
   if cfg.name == "gpt" and cfg.positions not in ("learned", "rotary"):
@@ -115,6 +110,18 @@ def validate(config) -> None:
   if "optimizer" not in config:
     raise ConfigError("optimizer", None, "a config section (see optim.default_config())")
   optim.validate(config.optimizer)
+
+
+def _check_depth(cfg) -> None:
+  if cfg.base_depth is not None and (not isinstance(cfg.base_depth, int) or cfg.base_depth < 1):
+    raise ConfigError("model.base_depth", cfg.base_depth, "None or an integer >= 1")
+  if not (isinstance(cfg.alpha, (int, float)) and not isinstance(cfg.alpha, bool)
+          and 0 <= cfg.alpha <= 1):
+    raise ConfigError("model.alpha", cfg.alpha, "a number in [0, 1] (0 off, 1/2 Depth-muP, "
+                      "1 CompleteP)")
+  if cfg.alpha and cfg.base_depth is None:  # (else alpha would silently do nothing)
+    raise ConfigError("model.base_depth", None, "an integer >= 1 when model.alpha > 0: the "
+                      "depth the model scales from")
 
 
 def _construct(config, width: int):

@@ -37,12 +37,12 @@ c = 1 - alpha (Adam, Adafactor) and 1 - 2 alpha (SGD). Embeddings, readout and n
 outside the blocks see no depth, and no init does. This is CompleteP at alpha = 1
 (Dey et al. 2025: branches m_L^-alpha, hidden and LayerNorm lr m_L^(alpha - 1), hidden
 eps / (m_d m_L^alpha)) and Depth-muP at alpha = 1/2 (Yang et al. 2023, Tensor Programs
-VI: Adam lr / sqrt(L), SGD lr constant; Bordelon et al. 2023). The public CompleteP
-code (nanoGPT-mup, completep branch) divides one global eps by m_d m_L^alpha, the
-embedding's and readout's too; here those keep their width eps, since their gradients
-pass through no branch multiplier. The depth rule assumes aligned blocks whatever
-`alignment` says of width: that is the case both papers' tables are. At depth ==
-base_depth nothing changes.
+VI: Adam lr / sqrt(L), SGD lr constant; Bordelon et al. 2023). Embedding, readout
+and final norm keep their width eps, since their gradients pass through no branch
+multiplier: the CompleteP paper's rule, which its public code (nanoGPT-mup) now
+follows; its first version divided one global eps by m_d m_L^alpha, these leaves' too.
+The depth rule assumes aligned blocks whatever `alignment` says of width: that is the
+case both papers' tables are. At depth == base_depth nothing changes.
 """
 
 import dataclasses
@@ -50,6 +50,7 @@ import math
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from adamlab.errors import ConfigError, check_one_of
@@ -259,7 +260,8 @@ def parametrize(
     parametrization: one of PARAMETRIZATIONS.
     optimizer: "adam" (Adam, StableAdamW, Adam-atan2, Lion), "sgd" or "adafactor".
     alignment: "full" or "none", the assumption behind the learning-rate exponents.
-    per_layer_lr: False keeps one global learning rate (c = 0), as in plain SP.
+    per_layer_lr: False keeps one global learning rate (c = 0), as in plain SP: no
+      width or depth lr factor (the eps factors and the branch multiplier stay).
     scale_eps: shrink Adam's eps with the gradient scale of each role.
     constants: optional per-role constant factors, e.g.
       {"output": {"multiplier": 0.5, "lr": 2.0}}; keys: multiplier, init_std, lr, eps.
@@ -394,20 +396,29 @@ def add_decayed_weights(weight_decay: Any, mask: Any = None, *,
   """`optax.add_decayed_weights` with a static per-leaf factor: u + weight_decay * s * p.
 
   scales: a tree like params of Python floats (None: `optax.add_decayed_weights`
-  itself). weight_decay: a scalar, also traced (a schedule goes through
-  `optax.inject_hyperparams`, which hands the alias this step's value).
+  itself). weight_decay: a scalar, also traced, or a schedule of the step count (as
+  `optax.add_decayed_weights` takes it).
   """
   if scales is None:
     return optax.add_decayed_weights(weight_decay, mask)
   skip = lambda x: isinstance(x, optax.MaskedNode)
+  scheduled = callable(weight_decay)
+
+  def init_fn(params):
+    del params
+    return optax.ScaleByScheduleState(jnp.zeros([], jnp.int32)) if scheduled else optax.EmptyState()
 
   def update_fn(updates, state, params):
     if params is None:
       raise ValueError("add_decayed_weights needs the params: pass them to update")
-    one = lambda u, p, s: u if skip(u) else u + (weight_decay * s) * p
+    wd = weight_decay
+    if scheduled:
+      wd = weight_decay(state.count)
+      state = optax.ScaleByScheduleState(optax.safe_increment(state.count))
+    one = lambda u, p, s: u if skip(u) else u + (wd * s) * p
     return jax.tree.map(one, updates, params, scales, is_leaf=skip), state
 
-  tx = optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
+  tx = optax.GradientTransformation(init_fn, update_fn)
   return tx if mask is None else optax.masked(tx, mask)
 
 

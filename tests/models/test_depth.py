@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from adamlab import analysis, models
+from adamlab.errors import ConfigError
 from adamlab.models import coordcheck
 from adamlab.train.config import base
 from tests.train.test_trainer import ROOT
@@ -70,3 +71,11 @@ def test_the_cli_trains_a_deep_completep_model_and_checks_alpha(tmp_path):
   bad = subprocess.run(run[:-1] + ["--config.model.alpha=2"], cwd=ROOT, capture_output=True,
                        text=True, timeout=600)
   assert bad.returncode == 2 and "model.alpha = 2" in bad.stderr
+
+
+def test_alpha_without_a_base_depth_is_an_error():
+  with pytest.raises(ConfigError, match=r"^model.base_depth = None: must be an integer >= 1 "
+                                        r"when model.alpha > 0"):
+    models.validate(config(alpha=0.5))
+  models.validate(config(alpha=0.0))  # off needs no base depth
+  models.validate(config(alpha=0.5, base_depth=2))

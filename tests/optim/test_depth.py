@@ -6,6 +6,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from adamlab import optim
@@ -192,3 +193,24 @@ def test_blocks_total_update_is_depth_free(family, alpha, lr):
   if (family, alpha) in (("adam", 0.5), ("sgd", 1.0)):  # where the lr rule is not 1
     raw = _loss_drop(32, alpha, family, False, lr)[0] / _loss_drop(2, alpha, family, False, lr)[0]
     assert raw > 3.0 or raw < 0.1, raw
+
+
+@pytest.mark.parametrize("alpha", ALPHAS[1:])
+def test_weight_decay_modes_with_depth(alpha):
+  # One step, lr 0.1, lambda 0.2, zero gradients, m_d = m_L = 4. A block's hidden weight
+  # has k = m_d^-1 m_L^(alpha - 1): coupled decays it by lr k lambda; width_scaled
+  # cancels only the width part of k, so the depth part stays (lr m_L^(alpha-1) lambda);
+  # independent by lambda whatever k is. The embedding (k = m_d^-1/2) sees no depth.
+  t = deep_table(alpha=alpha)
+  p = jax.tree.map(jnp.ones_like, transformer(64, 8))
+  g = jax.tree.map(jnp.zeros_like, p)
+  k_depth = 4.0 ** (alpha - 1)
+  want = {"coupled": (0.1 * 0.25 * k_depth * 0.2, 0.1 * 0.5 * 0.2),
+          "width_scaled": (0.1 * k_depth * 0.2, 0.1 * 0.2),
+          "independent": (0.2, 0.2)}
+  for mode, (hidden, embed) in want.items():
+    tx = optim.with_learning_rate(optax.identity(), 0.1, 0.2, parametrization=t,
+                                  weight_decay_mode=mode)
+    u, _ = tx.update(g, tx.init(p), p)
+    np.testing.assert_allclose(u["blocks"][3]["mlp"]["up"], -hidden, rtol=1e-6, err_msg=mode)
+    np.testing.assert_allclose(u["embed"], -embed, rtol=1e-6, err_msg=mode)

@@ -166,6 +166,21 @@ def test_independent_decay_at_the_alias_level():
                                rtol=1e-6)
 
 
+def test_width_scaled_decay_takes_a_schedule():
+  # theta -= lr * k * (direction + lambda_t * m^c * theta), and k * m^c = 1 here:
+  # u_t = -lr * (k * g + lambda_t * theta), lambda_t read at step t = 0, 1, 2.
+  p, g, t = init(WIDTH), gradients()[0], table()
+  schedule = lambda n: 0.05 * (n + 1)
+  tx = optim.with_learning_rate(optax.identity(), 0.1, schedule, parametrization=t,
+                                weight_decay_mode="width_scaled")
+  state = tx.init(p)
+  for step in range(3):
+    u, state = tx.update(g, state, p)
+    for name in p:
+      want = -0.1 * (LR_MULT[name] * g[name] + 0.05 * (step + 1) * p[name])
+      np.testing.assert_allclose(u[name], want, rtol=1e-5, atol=1e-7)
+
+
 BAD = [
     (dict(weight_decay_mode="decoupled"), "optimizer.weight_decay_mode",
      "'coupled', 'independent', 'width_scaled', 'timescale'"),
