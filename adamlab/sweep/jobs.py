@@ -106,8 +106,11 @@ def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
     cmd = [sys.executable, "-m", "adamlab.sweep.pack", spec_path]
   try:
     code = _train_process(cmd, log_path, locks)
+    # A process our SIGTERM reached before it could catch it (still importing) is
+    # preempted too: it resumes from its last checkpoint.
+    stopped = code == EXIT_PREEMPTED or (code == -signal.SIGTERM and STOP.is_set())
     for rid, (values, _) in claims.items():
-      status[rid] = PREEMPTED if code == EXIT_PREEMPTED else _record(workdir, rid, values)
+      status[rid] = PREEMPTED if stopped else _record(workdir, rid, values)
   finally:
     for _, lock in claims.values():
       lock.close()

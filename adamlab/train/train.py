@@ -87,18 +87,19 @@ def run_pack(configs, workdirs, log=print) -> list:
   mesh, task, source = validate(configs[0])
   for c in configs[1:]:
     check_config(c)
-  runs = open_runs(configs, workdirs)  # from here on, the run directories are ours
-  s, state = setup(configs, mesh, task, source)
-  try:
-    state = restore(s, runs, state, log)
-    with signals() as preemption:
+  # A signal is recorded from here on: one during the setup ends the run after one step.
+  with signals() as preemption:
+    runs = open_runs(configs, workdirs)  # from here on, the run directories are ours
+    s, state = setup(configs, mesh, task, source)
+    try:
+      state = restore(s, runs, state, log)
       loop(s, runs, state, preemption, log)
-  finally:
-    for r in runs:
-      r.ckpt.wait_until_finished()
-      r.ckpt.close()
-      if r.writer:
-        r.writer.close()
+    finally:
+      for r in runs:
+        r.ckpt.wait_until_finished()
+        r.ckpt.close()
+        if r.writer:
+          r.writer.close()
   for r in runs:
     plots.plot_run(r.workdir)
   if not any(r.active for r in runs):

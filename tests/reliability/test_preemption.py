@@ -76,6 +76,19 @@ def test_a_signalled_run_checkpoints_its_step_and_resumes_bitwise(tmp_path, refe
     np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
 
 
+def test_a_signal_during_setup_stops_the_run_after_one_step(tmp_path):
+  # The run directory exists but nothing is compiled yet: the signal is still caught.
+  run = tmp_path / "run"
+  proc = train(run, *ARGS, wait=False)
+  _when(proc, lambda: (run / "config.json").exists())
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 75, err
+  found = re.fullmatch(MESSAGE, err.strip().splitlines()[-1])
+  assert found, err
+  assert os.listdir(run / "checkpoints") == [found.group(2)]
+
+
 @pytest.mark.parametrize("backend", ["local", "ray"])
 def test_a_signalled_sweep_stops_its_runs_and_resumes_them(tmp_path, backend):
   path, workdir = sweep_file(tmp_path, GRID), tmp_path / "s"
