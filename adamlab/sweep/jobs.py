@@ -106,11 +106,10 @@ def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
     cmd = [sys.executable, "-m", "adamlab.sweep.pack", spec_path]
   try:
     code = _train_process(cmd, log_path, locks)
-    # A process our SIGTERM reached before it could catch it (still importing) is
-    # preempted too: it resumes from its last checkpoint.
-    stopped = code == EXIT_PREEMPTED or (code == -signal.SIGTERM and STOP.is_set())
     for rid, (values, _) in claims.items():
-      status[rid] = PREEMPTED if stopped else _record(workdir, rid, values)
+      status[rid] = PREEMPTED if code == EXIT_PREEMPTED else _record(workdir, rid, values)
+      if status[rid] == "failed" and STOP.is_set() and code in (-s for s in SIGNALS):
+        status[rid] = PREEMPTED  # our signal reached it before it could catch it (importing)
   finally:
     for _, lock in claims.values():
       lock.close()

@@ -87,12 +87,12 @@ def run_pack(configs, workdirs, log=print) -> list:
   mesh, task, source = validate(configs[0])
   for c in configs[1:]:
     check_config(c)
-  # A signal is recorded from here on: one during the setup ends the run after one step.
-  with signals() as preemption:
+  with signals() as preemption:  # (recorded from here on, setup and restore included)
     runs = open_runs(configs, workdirs)  # from here on, the run directories are ours
     s, state = setup(configs, mesh, task, source)
     try:
       state = restore(s, runs, state, log)
+      _stop_if_signalled(preemption, int(state["step"][0]))
       loop(s, runs, state, preemption, log)
     finally:
       for r in runs:
@@ -199,6 +199,15 @@ def restore(s: Setup, runs, state, log) -> dict:
   for r in runs:
     r.writer = metrics_lib.Writer(r.workdir, resume_step=start)
   return state
+
+
+def _stop_if_signalled(preemption, step: int) -> None:
+  """A signal during the setup or restore ends the run before it compiles its step:
+  it resumes from what is on disk, the checkpoint of `step` (none at step 0)."""
+  if preemption.signal is not None:
+    done = "checkpointed" if step else "nothing trained yet"
+    raise Preempted(f"{preemption.signal} at step {step}: {done}; run the same command "
+                    "again to resume")
 
 
 def loop(s: Setup, runs, state, preemption, log) -> None:

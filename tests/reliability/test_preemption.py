@@ -76,7 +76,7 @@ def test_a_signalled_run_checkpoints_its_step_and_resumes_bitwise(tmp_path, refe
     np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
 
 
-def test_a_signal_during_setup_stops_the_run_after_one_step(tmp_path):
+def test_a_signal_during_setup_stops_the_run_before_its_first_step(tmp_path):
   # The run directory exists but nothing is compiled yet: the signal is still caught.
   run = tmp_path / "run"
   proc = train(run, *ARGS, wait=False)
@@ -84,9 +84,14 @@ def test_a_signal_during_setup_stops_the_run_after_one_step(tmp_path):
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 75, err
-  found = re.fullmatch(MESSAGE, err.strip().splitlines()[-1])
-  assert found, err
-  assert os.listdir(run / "checkpoints") == [found.group(2)]
+  # It stops before compiling its step: nothing is trained, nothing is saved.
+  assert err.strip().splitlines()[-1] == (
+      "adamlab: preempted: SIGTERM at step 0: nothing trained yet; run the same command "
+      "again to resume"), err
+  assert not os.listdir(run / "checkpoints") and _lines(run / "metrics.jsonl") == 0
+  done = train(run, *ARGS)  # the same command starts it
+  assert done.returncode == 0, done.stderr
+  assert [r["step"] for r in rows(run)] == list(range(1, STEPS + 1))
 
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
@@ -107,7 +112,6 @@ def test_a_signalled_sweep_stops_its_runs_and_resumes_them(tmp_path, backend):
   assert len([r for r in table if r["status"] == "done"]) < 4  # it was stopped
   logs = "".join(open(workdir / "logs" / f).read() for f in os.listdir(workdir / "logs"))
   assert re.search(MESSAGE.replace("(SIGTERM|SIGINT)", "SIGTERM"), logs), logs
-  assert not list((workdir / "claims").glob("stop-*"))  # the Ray driver's stop file is gone
   again = sweep(path, workdir, "--workers", "2")
   assert again.returncode == 0, again.stderr
   # Every run trained once to its end, each step logged once: the preempted ones resumed.
