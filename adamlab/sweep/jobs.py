@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 from adamlab.files import write_json
 from adamlab.sweep import grid
@@ -27,6 +28,7 @@ from adamlab.train.train import STOPPED
 BUSY = "busy"  # claimed by another process
 PREEMPTED = "preempted"  # stopped by a signal with a checkpoint: not a result, not failed
 STOP = threading.Event()  # set on SIGTERM / SIGINT: no job starts after it
+CLAIM_POLL_S = 0.2
 _children = set()  # the training processes running now
 _lock = threading.Lock()
 
@@ -158,15 +160,19 @@ def _steps(run_dir) -> int:
 
 
 def _claim(path: str, block: bool):
-  """An open, locked file (the claim), or None if another process holds it."""
+  """An open, locked file (the claim), or None if another process holds it (with
+  `block`: None only once a stop comes while waiting for it)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   f = open(path, "a")
-  try:
-    fcntl.flock(f, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-  except BlockingIOError:
-    f.close()
-    return None
-  return f
+  while True:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      return f
+    except BlockingIOError:
+      if not block or STOP.is_set():
+        f.close()
+        return None
+      time.sleep(CLAIM_POLL_S)  # (polled, not a blocking flock, so that a stop is seen)
 
 
 def _die_with_parent():

@@ -3,6 +3,8 @@ that step, its metrics flushed, exit code 75 and one line; the same command resu
 the result equals an uninterrupted run's bit for bit. A sweep passes the signal on to its
 runs: they resume when the sweep is run again, and none is counted as failed."""
 
+import concurrent.futures
+import fcntl
 import os
 import re
 import signal
@@ -13,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from adamlab.sweep import results
+from adamlab.sweep import grid, jobs, results
 from adamlab.train import preemption
 from tests.reliability.test_kill_anywhere import _lines
 from tests.reliability.test_sweeps import GRID, check_complete, sweep
@@ -118,3 +120,28 @@ def test_a_signalled_sweep_stops_its_runs_and_resumes_them(tmp_path, backend):
   check_complete(workdir, killed=False)
   logs = "".join(open(workdir / "logs" / f).read() for f in os.listdir(workdir / "logs"))
   assert "resumed" in logs
+
+
+def test_a_job_waiting_for_another_sweeps_run_sees_a_stop(tmp_path):
+  # Another sweep holds the run's claim; this one waits for it (its blocking second
+  # round) until a stop comes, then gives the run up as busy instead of waiting on.
+  path, workdir = sweep_file(tmp_path, GRID), tmp_path / "s"
+  rid, values = grid.runs(grid.load_sweep(path))[0]
+  (workdir / "claims").mkdir(parents=True)
+  held = open(workdir / "claims" / f"{rid}.lock", "a")
+  fcntl.flock(held, fcntl.LOCK_EX)
+  pool = concurrent.futures.ThreadPoolExecutor(1)
+  try:
+    with jobs.forwarding_signals():
+      waiting = pool.submit(jobs.train, grid.load_sweep(path), str(workdir), [(rid, values)],
+                            True)
+      time.sleep(1.0)
+      assert not waiting.done()
+      jobs.stop()
+      assert waiting.result(timeout=5) == {rid: jobs.BUSY}
+  finally:  # (stopped, so a job still waiting starts nothing once the claim is free)
+    jobs.STOP.set()
+    held.close()
+    pool.shutdown()
+    jobs.STOP.clear()
+  assert not (workdir / rid).exists()  # nothing was trained
