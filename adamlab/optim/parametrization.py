@@ -441,7 +441,9 @@ def with_learning_rate(
     width_scaled  coupled, with weight_decay times the leaf's `decay_width_mult` m^c,
                   the inverse of the width part m^-c of k (m = LeafScale.width_mult):
                   k * weight_decay is the same at every width, as microsoft/mup's
-                  MuAdam and MuSGD make it (lr / r and weight_decay * r per group).
+                  MuAdam and MuSGD make it (lr / r and weight_decay * r per group;
+                  MuSGD's decay is torch's L2 term, which goes through momentum, while
+                  here it is decoupled, added after the direction).
                   Per role (input, hidden, output), Adam tables: mup m^1/2, m, m^1/2;
                   mup_tp5 and sp 1, m, m (hidden m is MuAdam's width_mult). SGD tables:
                   mup_tp5 1/m, 1, m; mup 1, 1, 1 (full alignment; under "none", m^c of
