@@ -280,10 +280,7 @@ def parametrize(
   rule = _depth_rule(depth, base_depth, alpha, optimizer)
   in_block = in_block or in_blocks
   roles = infer_roles(base_params, params)
-  if base_std is None or not isinstance(base_std, (int, float)):
-    stds = base_std
-  else:
-    stds = jax.tree.map(lambda _: float(base_std), params)
+  stds = _base_stds(base_std, params)
   adam_eps = scale_eps and optimizer == "adam"
 
   def leaf(path, r: LeafRole, std=None) -> LeafScale:
@@ -298,6 +295,13 @@ def parametrize(
     _check_some_block(roles, in_block, is_role, depth)
   trees = (roles,) if stds is None else (roles, stds)
   return jax.tree_util.tree_map_with_path(leaf, *trees, is_leaf=is_role)
+
+
+def _base_stds(base_std, params):
+  """None (each leaf's default), or a tree like params: a float is every leaf's."""
+  if base_std is None or not isinstance(base_std, (int, float)):
+    return base_std
+  return jax.tree.map(lambda _: float(base_std), params)
 
 
 def _width_scale(r: LeafRole, e: Exponents, k, std, per_layer_lr, adam_eps) -> LeafScale:

@@ -51,6 +51,16 @@ def _is_spike(windows: dict, values: dict, k: float) -> jax.Array:
   return spike
 
 
+def _decide(state, values: dict, k: float, window: int, max_in_row: int):
+  """(skip, push): is this step skipped, and do its values enter the window (accepted
+  and finite)?"""
+  spike = (state.accepted >= window) & _is_spike(state.windows, values, k)
+  forced = (state.in_row >= max_in_row) if max_in_row > 0 else jnp.zeros([], jnp.bool_)
+  skip = spike & ~forced
+  finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in values.values()]))
+  return skip, ~skip & finite
+
+
 def _check(metric: str, window: int, max_in_row: int) -> None:
   if metric not in METRICS:
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -112,12 +122,7 @@ def skip_spikes(
     if loss is not None:
       extra_args["loss"] = loss  # inner transforms may use it too (optax.chain does so)
 
-    spike = (state.accepted >= window) & _is_spike(state.windows, values, k)
-    forced = (state.in_row >= max_in_row) if max_in_row > 0 else jnp.zeros([], jnp.bool_)
-    skip = spike & ~forced
-    finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in values.values()]))
-    push = ~skip & finite
-
+    skip, push = _decide(state, values, k, window, max_in_row)
     slot = state.accepted % window
     windows = {n: jnp.where(push, state.windows[n].at[slot].set(values[n]), state.windows[n])
                for n in names}
