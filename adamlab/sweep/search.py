@@ -77,41 +77,50 @@ def run(path_arg: str, workdir: str, workers: int = 1, backend: str = "local", p
   spec, sweep, baselines = prepare(path_arg, workdir)
   os.makedirs(workdir, exist_ok=True)
   write_json(os.path.join(workdir, "search.json"), dict(search=spec))
+  execute = lambda planned: local.execute(sweep, workdir, planned, workers, backend, pack,
+                                         address, log)
+  with jobs.forwarding_signals():  # (between rounds too: a signal then ends the next)
+    current, curves, choices, failed = _descend(spec, baselines, workdir, execute, log)
+  rows = sensitivity.classify(spec["scales"], current, curves, spec["sensitivity"])
+  _write(workdir, spec, choices, rows, curves)
+  return dict(choices=choices, classification=rows, failed=len(failed), current=current)
+
+
+def _descend(spec, baselines, workdir, execute, log):
+  """Coordinate descent from the baselines, one hyperparameter at a time, every scale
+  at once; (current values, curves, choices, failed run ids)."""
   key = results.metric_key(spec["metric"])
   current = [dict(b) for b in baselines]
   curves = [{} for _ in spec["scales"]]
   choices, failed = [], set()
   active = list(range(len(spec["scales"])))
-  with jobs.forwarding_signals():  # (between rounds too: a signal then ends the next)
-    for pass_ in range(1, spec["max_passes"] + 1):
-      changed = set()
-      for field, grid_values in spec["space"].items():
-        candidates = {i: _with(grid_values, current[i][field]) for i in active}
-        points = {}  # (scale, value) -> (run id, values)
-        for i in active:
-          for v in candidates[i]:
-            values = {**spec["scales"][i], **current[i], field: v}
-            points[i, v] = (grid.run_id(values), values)
-        planned = list({rid: (rid, values) for rid, values in points.values()}.values())
-        log(f"search: pass {pass_}, {field}: {len(planned)} points at {len(active)} scale(s)")
-        status = local.execute(sweep, workdir, planned, workers, backend, pack, address, log)
-        local.check_preempted(status)  # (before a preempted run is taken for a failed one)
-        failed |= {rid for rid, s in status.items() if s == "failed"}
-        for i in active:
-          curve = [(v, _metric(workdir, points[i, v][0], key)) for v in candidates[i]]
-          best = min(curve, key=lambda vm: (_order(vm[1]), vm[0] != current[i][field]))[0]
-          if best != current[i][field]:
-            current[i][field] = best
-            changed.add(i)
-          curves[i][field] = curve
-          choices.append(dict(scale=_label(spec["scales"][i]), **{"pass": pass_}, field=field,
-                              value=best, metric=dict(curve)[best], changed=i in changed))
-      active = [i for i in active if i in changed]
-      if not active:
-        break
-  rows = sensitivity.classify(spec["scales"], current, curves, spec["sensitivity"])
-  _write(workdir, spec, choices, rows, curves)
-  return dict(choices=choices, classification=rows, failed=len(failed), current=current)
+  for pass_ in range(1, spec["max_passes"] + 1):
+    changed = set()
+    for field, grid_values in spec["space"].items():
+      candidates = {i: _with(grid_values, current[i][field]) for i in active}
+      points = {}  # (scale, value) -> (run id, values)
+      for i in active:
+        for v in candidates[i]:
+          values = {**spec["scales"][i], **current[i], field: v}
+          points[i, v] = (grid.run_id(values), values)
+      planned = list({rid: (rid, values) for rid, values in points.values()}.values())
+      log(f"search: pass {pass_}, {field}: {len(planned)} points at {len(active)} scale(s)")
+      status = execute(planned)
+      local.check_preempted(status)  # (before a preempted run is taken for a failed one)
+      failed |= {rid for rid, s in status.items() if s == "failed"}
+      for i in active:
+        curve = [(v, _metric(workdir, points[i, v][0], key)) for v in candidates[i]]
+        best = min(curve, key=lambda vm: (_order(vm[1]), vm[0] != current[i][field]))[0]
+        if best != current[i][field]:
+          current[i][field] = best
+          changed.add(i)
+        curves[i][field] = curve
+        choices.append(dict(scale=_label(spec["scales"][i]), **{"pass": pass_}, field=field,
+                            value=best, metric=dict(curve)[best], changed=i in changed))
+    active = [i for i in active if i in changed]
+    if not active:
+      break
+  return current, curves, choices, failed
 
 
 def _with(values, v):
