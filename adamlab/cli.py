@@ -32,9 +32,10 @@ def _sizes(flag: str, text: str):
 
 def coordcheck(args, extra):
   import ml_collections
-  from adamlab import analysis, models
+  from adamlab import analysis
   from adamlab.train.config import load
-  from adamlab.models import coordcheck as cc
+  from adamlab.train import coordcheck as cc
+  from adamlab.train.checks import check_config
 
   config, rest = load(extra)
   _no_extra("coordcheck", rest)
@@ -49,7 +50,7 @@ def coordcheck(args, extra):
   for size in sizes:  # every size is checked before anything runs or is written
     c = ml_collections.ConfigDict(config.to_dict())
     c.model[axis] = size
-    models.validate(c)
+    check_config(c)
   rows = cc.run(config, **{axis + "s": sizes}, steps=args.steps, seed=config.seed)
   os.makedirs(args.out, exist_ok=True)
   analysis.write_csv(rows, os.path.join(args.out, "coords.csv"))

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from adamlab import optim
+from adamlab.train import optimizer
 
 
 def _task(key, n=2048, d_in=32, classes=10):
@@ -29,17 +30,18 @@ def _shapes(width, d_in=32, classes=10):
 
 def train(name, parametrization, width=256, base_width=64, steps=300, lr=3e-2, seed=0):
   """Train the MLP; return (final loss, max over steps of the largest per-tensor RMS_t)."""
-  opt = optim.default_config()
+  opt = optimizer.default_config()
   opt.update(dict(name=name, learning_rate=lr, warmup_steps=10, total_steps=steps, b2=0.99,
                   grad_clip_norm=0.0))
   shapes, base = _shapes(width), _shapes(base_width)
-  table = optim.parametrize(base, shapes, parametrization, optim.family(name))
+  table = optim.parametrize(base=base, target=shapes, parametrization=parametrization,
+                           optimizer=optimizer.family(name))
   mult = optim.forward_multipliers(table)
   keys = jax.random.split(jax.random.PRNGKey(seed), 4)
   params = {k: table[k].init_std * jax.random.normal(kk, s.shape)
             for (k, s), kk in zip(shapes.items(), keys)}
   x, y = _task(keys[3])
-  tx = optim.build(opt, table, params)
+  tx = optimizer.build(opt, table, params)
 
   def loss_fn(p):
     h = jax.nn.relu(mult["w1"] * x @ p["w1"])

@@ -30,13 +30,14 @@ def train_step_time(config, repeats=20, warmup=2):
   The step is the trainer's own (make_train_step, state donated) on one batch already on
   the device: what training consumes per step, with the data pipeline left out.
   """
-  from adamlab import data, models, optim
+  from adamlab import data, models
+  from adamlab.train import optimizer
   from adamlab.train.step import initial_state, make_train_step
 
   key = jax.random.PRNGKey(config.seed)
-  model, table = models.build(config, key)
+  model, table = optimizer.build_model(config, key)
   apply, params = models.functional(model)
-  tx = optim.build(config.optimizer, table, params)
+  tx = optimizer.build(config.optimizer, table, params)
   step = jax.jit(make_train_step(models.task(config.model).objective(apply), tx, config.ema_decay,
                                  dropout=config.model.dropout > 0), donate_argnums=0)
   state = [initial_state(jax.tree.map(jax.numpy.copy, params), tx.init(params),

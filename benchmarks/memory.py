@@ -35,7 +35,8 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import print_saved_residuals
 import numpy as np
 
-from adamlab import models, optim
+from adamlab import models
+from adamlab.train import optimizer
 from adamlab.train.config import base
 from adamlab.train.step import initial_state, make_train_step
 from common import machine
@@ -57,9 +58,9 @@ def config(depth, width, seq_len, remat="none", scan=False):
 def train_step(c):
   """(jitted step with the state donated, state, objective, params) of config c."""
   key = jax.random.PRNGKey(0)
-  model, table = models.build(c, key)
+  model, table = optimizer.build_model(c, key)
   apply, params = models.functional(model)
-  tx = optim.build(c.optimizer, table, params)
+  tx = optimizer.build(c.optimizer, table, params)
   objective = models.task(c.model).objective(apply)
   step = jax.jit(make_train_step(objective, tx), donate_argnums=0)
   return step, initial_state(params, tx.init(params), jax.random.key_data(key)), objective, params

@@ -37,7 +37,7 @@ def candidates(params):
   # The same tree at a quarter of the width: every 512-multiple dimension shrinks.
   base = jax.tree.map(lambda p: jnp.zeros(tuple(s // 4 if s % 512 == 0 and s != 8192 else s
                                                 for s in p.shape)), params)
-  table = optim.parametrize(base, params, "mup")
+  table = optim.parametrize(base=base, target=params, parametrization="mup")
   return {
       "optax.adamw": optax.adamw(1e-3, weight_decay=0.1),
       "stable_adamw": optim.stable_adamw(1e-3, weight_decay=0.1),

@@ -18,9 +18,9 @@ import time
 import jax
 import optax
 
-from adamlab import data, models, optim
+from adamlab import data, models
 from adamlab.train.config import base
-from adamlab.train import run as train_run
+from adamlab.train import optimizer, run as train_run
 from common import machine
 
 
@@ -36,9 +36,9 @@ def config(steps: int):
 
 def baseline(c):
   """The loop anyone would write: build, jit with donation, fetch batch, step."""
-  model, table = models.build(c, jax.random.PRNGKey(c.seed))
+  model, table = optimizer.build_model(c, jax.random.PRNGKey(c.seed))
   apply, params = models.functional(model)
-  tx = optim.build(c.optimizer, table, params)
+  tx = optimizer.build(c.optimizer, table, params)
   loss_fn = models.task(c.model).objective(apply)
   source = data.source(c)
 

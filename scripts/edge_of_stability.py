@@ -40,7 +40,8 @@ from adamlab.analysis import hessian, spikes
 from adamlab.data.download import data_dir
 from adamlab.data.images import load_fashion_mnist
 from adamlab.train.config import load
-from adamlab.models.build import build, functional
+from adamlab.models import functional
+from adamlab.train.optimizer import build_model
 from adamlab.models.task import task
 
 REPO = common.REPO
@@ -58,7 +59,7 @@ def loss_function(config, apply, inputs, labels, kind):
 
 def run(config, inputs, labels, lr, steps, every, warmup=0, kind="mse"):
   """Full-batch GD; returns rows (step, lr, loss, sharpness) every `every` steps."""
-  model, _ = build(config, jax.random.PRNGKey(config.seed))
+  model, _ = build_model(config, jax.random.PRNGKey(config.seed))
   apply, params = functional(model)
   loss_fn = loss_function(config, apply, inputs, labels, kind)  # one object: compiled once
 
@@ -93,7 +94,7 @@ def adam_run(config, inputs, labels, seed, lr, b1, b2, eps, steps, every, before
   taken from the params of step t (the state after the update computed there: its nu
   includes the gradient at those params).
   """
-  model, _ = build(config, jax.random.PRNGKey(seed))
+  model, _ = build_model(config, jax.random.PRNGKey(seed))
   apply, params = functional(model)
   loss_fn = loss_function(config, apply, inputs, labels, "ce")
   opt = optax.adam(lr, b1, b2, eps)  # constant lr, no clipping, no weight decay

@@ -3,8 +3,10 @@
 The model is traced at config.model.base_width and at config.model.width
 (`nnx.eval_shape`, no memory); comparing the two gives every parameter its role
 (`adamlab.optim.parametrize`). The same table sets the init stds and forward
-multipliers here and the learning-rate and eps multipliers in `optim.build`
-(`optim.build(config.optimizer, table, params)`).
+multipliers here and the learning-rate and eps multipliers of the optimizer
+(`adamlab.train.optimizer.build(config.optimizer, table, params)`). The optimizer's
+parametrization family ("adam", "sgd", "adafactor") is the caller's to give: the
+trainer's optimizer registry knows it (`adamlab.train.optimizer.build_model`).
 """
 
 import jax
@@ -107,9 +109,6 @@ def validate(config) -> None:
   # The model and the optimizer share these two (through the table).
   check_one_of("parametrization", config.get("parametrization", "sp"), optim.PARAMETRIZATIONS)
   check_one_of("alignment", config.get("alignment", "full"), optim.ALIGNMENTS)
-  if "optimizer" not in config:
-    raise ConfigError("optimizer", None, "a config section (see optim.default_config())")
-  optim.validate(config.optimizer)
 
 
 def _check_depth(cfg) -> None:
@@ -136,36 +135,38 @@ def param_shapes(config, width: int):
   return nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
 
 
-def table(config):
-  """The per-leaf parametrization table of this config's model and optimizer, in width
-  and, with model.base_depth and model.alpha set, in depth."""
-  opt = optim.default_config()
-  opt.update(config.optimizer)
+def table(config, family: str):
+  """The per-leaf parametrization table of this config's model for an optimizer of
+  `family` ("adam", "sgd" or "adafactor"), in width and, with model.base_depth and
+  model.alpha set, in depth. config.optimizer's per_layer_lr and scale_eps (default
+  True) are `optim.parametrize`'s arguments."""
+  opt = config.get("optimizer", {})
   return optim.parametrize(
-      param_shapes(config, config.model.base_width), param_shapes(config, config.model.width),
-      config.get("parametrization", "sp"), optim.family(opt.name),
-      config.get("alignment", "full"), per_layer_lr=opt.per_layer_lr, scale_eps=opt.scale_eps,
+      base=param_shapes(config, config.model.base_width),
+      target=param_shapes(config, config.model.width),
+      parametrization=config.get("parametrization", "sp"), optimizer=family,
+      alignment=config.get("alignment", "full"),
+      per_layer_lr=opt.get("per_layer_lr", True), scale_eps=opt.get("scale_eps", True),
       **depth_rule(config.model))  # (both shape trees hold the target's blocks)
 
 
-def build(config, key: jax.Array):
-  """(model, table): the model of config.model, initialized from the table."""
+def build(config, key: jax.Array, family: str):
+  """(model, table): the model of config.model, initialized from the table of an
+  optimizer of `family` (see `table`)."""
   validate(config)
-  t = table(config)
+  t = table(config, family)
   model = _construct(config, config.model.width)
-  apply_table(model, t, key, zero_init_query=config.model.get("zero_init_query", False),
-              parametrization=config.get("parametrization", "sp"))
+  apply_table(model, t, key, zero_init_query=config.model.get("zero_init_query", False))
   return model, t
 
 
-def apply_table(model, t, key, zero_init_query: bool = False, parametrization: str = "sp"):
+def apply_table(model, t, key, zero_init_query: bool = False):
   """Set every parameter's value and forward multiplier from the table, in place.
 
   normal: init_std * N(0, 1); zeros: 0; ones: 1 / multiplier, so the effective
   value (multiplier * stored) starts at 1 in every parametrization. A tied embedding
-  also gets the output role's multiplier for its use as the readout.
+  also gets its readout multiplier (the output role's) for its use as the readout.
   """
-  a_out = optim.exponents(parametrization)["output"].a
   params = [(path, var) for path, var in nnx.iter_graph(model) if isinstance(var, nnx.Param)]
   for i, (path, var) in enumerate(params):
     entry = t
@@ -184,7 +185,7 @@ def apply_table(model, t, key, zero_init_query: bool = False, parametrization: s
     var[...] = new
     var.set_metadata(multiplier=entry.multiplier)
     if "tied_output" in var.get_metadata():
-      var.set_metadata(tied_output=entry.width_mult ** -a_out)
+      var.set_metadata(tied_output=entry.readout_multiplier)
 
 
 def functional(model):

@@ -1,23 +1,39 @@
 """Optax transforms for stable Adam training and width and depth parametrizations.
 
-Imports nothing from Flax or the rest of adamlab, so `from adamlab import optim`
-works in any JAX program.
+Imports only JAX, Optax and NumPy, so `from adamlab import optim` works in any JAX
+program, on any params layout (dicts, Flax linen or nnx, Equinox, Haiku).
 """
 
-from adamlab.optim.adam_atan2 import (
-    ScaleByAdamAtan2State, adam_atan2, atan2, atan2_of_square, scale_by_adam_atan2)
-from adamlab.errors import ConfigError
-from adamlab.optim.factory import (
-    FAMILY, HYPERPARAMS, OPTIMIZERS, WEIGHT_DECAY_MODES, build, default_config, family,
-    hyperparams, schedule, validate)
+from adamlab.optim.adam_atan2 import ScaleByAdamAtan2State, adam_atan2, scale_by_adam_atan2
+from adamlab.optim.chain import DECAY_MODES, scale_by_parametrization, with_learning_rate
+from adamlab.optim.init import apply_multipliers, init_params
 from adamlab.optim.parametrization import (
-    ALIGNMENTS, DECAY_MODES, PARAMETRIZATIONS, ROLES, DepthExponents, Exponents, LeafRole,
-    LeafScale, add_decayed_weights, branch_multiplier, decay_width_multipliers,
-    depth_exponents, eps_multipliers, exponents, forward_multipliers, in_blocks,
-    infer_roles, init_stds, lr_multipliers, parametrize, scale_by_parametrization,
-    with_learning_rate)
-from adamlab.optim.schedules import constant, warmup_cosine, wsd
+    ALIGNMENTS, FAMILIES, PARAMETRIZATIONS, ROLES, DepthExponents, Exponents, LeafScale,
+    branch_multiplier, decay_width_multipliers, depth_exponents, eps_multipliers, exponents,
+    forward_multipliers, in_blocks, init_stds, lr_multipliers, parametrize)
+from adamlab.optim.schedules import SCHEDULES, constant, warmup_cosine, wsd
 from adamlab.optim.skip_spikes import SkipSpikesState, skip_spikes, skip_stats
 from adamlab.optim.stable_adam import (
-    ScaleByStableAdamState, last_rms, scale_by_stable_adam, stable_adamw)
+    ScaleByStableAdamState, adamw, last_rms, scale_by_stable_adam, stable_adamw)
 from adamlab.optim.state import learning_rate, states_of
+
+__all__ = (
+    # Transforms and their states.
+    "scale_by_stable_adam", "ScaleByStableAdamState",
+    "scale_by_adam_atan2", "ScaleByAdamAtan2State",
+    "scale_by_parametrization", "with_learning_rate",
+    "skip_spikes", "SkipSpikesState",
+    # Aliases.
+    "adamw", "stable_adamw", "adam_atan2",
+    # Parametrizations.
+    "parametrize", "LeafScale", "init_params", "apply_multipliers",
+    "exponents", "Exponents", "depth_exponents", "DepthExponents",
+    "branch_multiplier", "in_blocks",
+    "lr_multipliers", "eps_multipliers", "forward_multipliers", "init_stds",
+    "decay_width_multipliers",
+    "PARAMETRIZATIONS", "FAMILIES", "ALIGNMENTS", "ROLES", "DECAY_MODES",
+    # Schedules.
+    "constant", "warmup_cosine", "wsd", "SCHEDULES",
+    # Telemetry.
+    "last_rms", "skip_stats", "learning_rate", "states_of",
+)

@@ -45,22 +45,20 @@ The depth rule assumes aligned blocks whatever `alignment` says of width: that i
 case both papers' tables are. At depth == base_depth nothing changes.
 """
 
+
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from adamlab.errors import ConfigError, check_one_of
+from adamlab.optim import _checks, _roles
 
 ROLES = ("input", "hidden", "output", "fixed")
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "mfp", "mup_tp5")
-OPTIMIZERS = ("adam", "sgd", "adafactor")
+FAMILIES = ("adam", "sgd", "adafactor")
 ALIGNMENTS = ("full", "none")
-# How an alias adds decoupled weight decay (`with_learning_rate`); `build` adds "timescale".
-DECAY_MODES = ("coupled", "independent", "width_scaled")
 
 # Multiplier (a) and init (b) exponents per role (input, hidden, output).
 # sp, ntk, mup, mfp: Everett et al. 2024. mup_tp5: the muP table of Tensor
@@ -79,18 +77,53 @@ _TARGET = {"full": (0.0, 1.0, 1.0), "none": (0.0, 0.5, 0.5)}
 
 
 class Exponents(NamedTuple):
-  a: float  # forward multiplier n^-a
-  b: float  # init std n^-b
-  c: float  # learning rate n^-c
-  g: float  # gradient scale n^-g at init (Adam's eps must follow it)
+  """Width exponents of one role: each number scales as m^-exponent, m = n / n_base.
+
+  Attributes:
+    a: forward multiplier exponent.
+    b: init std exponent.
+    c: learning-rate exponent.
+    g: gradient-scale exponent at init (Adam's eps must follow it).
+  """
+  a: float
+  b: float
+  c: float
+  g: float
 
 
 def exponents(parametrization: str, optimizer: str = "adam",
               alignment: str = "full") -> dict:
-  """{role: Exponents} for a parametrization, optimizer family and alignment."""
-  check_one_of("parametrization", parametrization, PARAMETRIZATIONS)
-  check_one_of("optimizer", optimizer, OPTIMIZERS)
-  check_one_of("alignment", alignment, ALIGNMENTS)
+  """Width exponents per role for a parametrization, optimizer family and alignment.
+
+  Adam moves a layer's effective weight by m^-(a + c) per coordinate; SGD's step also
+  carries the gradient scale m^-g, Adafactor's the parameter scale m^-b. Summed over
+  a fan-in that grows as m (full alignment) or sqrt(m) (none), Theta(1) changes of
+  every layer's output give the learning-rate exponent c of each role.
+
+  Args:
+    parametrization: one of "sp", "ntk", "mup", "mfp", "mup_tp5".
+    optimizer: the family, "adam" (Adam, AdamW, StableAdamW, Adam-atan2, Lion),
+      "sgd" or "adafactor".
+    alignment: "full" or "none", the assumption behind the learning-rate exponents.
+
+  Returns:
+    A dict {role: Exponents} for the roles "input", "hidden", "output", "fixed".
+
+  Example:
+    >>> from adamlab import optim
+    >>> e = optim.exponents("mup")
+    >>> e["hidden"].c, e["output"].a, e["output"].c
+    (1.0, 0.5, 0.5)
+
+  References:
+    Everett et al. 2024, Scaling Exponents Across Parameterizations and
+    Optimizers, arXiv:2407.05872 (Tables 1 and 2).
+    Yang et al. 2022, Tensor Programs V: Tuning Large Neural Networks via Zero-Shot
+    Hyperparameter Transfer, arXiv:2203.03466 (Table 3).
+  """
+  _checks.one_of("parametrization", parametrization, PARAMETRIZATIONS)
+  _checks.one_of("optimizer", optimizer, FAMILIES)
+  _checks.one_of("alignment", alignment, ALIGNMENTS)
   a, b = _AB[parametrization]
   # Backward pass: the readout's effective weights have scale n^-(a_out + b_out), and
   # every hidden layer has a + b = 1/2, which keeps the backward signal's scale.
@@ -111,50 +144,84 @@ def exponents(parametrization: str, optimizer: str = "adam",
 
 
 class DepthExponents(NamedTuple):
-  alpha: float  # residual branch multiplier m_L^-alpha
-  c: float  # learning rate m_L^-c of the leaves inside residual branches
-  g: float  # their gradient scale m_L^-g (Adam's eps must follow it)
+  """Depth exponents of the leaves inside residual branches, powers of m_L^-1.
+
+  Attributes:
+    alpha: residual branch multiplier m_L^-alpha.
+    c: learning rate m_L^-c.
+    g: gradient scale m_L^-g (Adam's eps must follow it).
+  """
+  alpha: float
+  c: float
+  g: float
 
 
 def depth_exponents(alpha: float, optimizer: str = "adam") -> DepthExponents:
   """Depth exponents of the leaves inside residual branches (block leaves).
 
-  alpha: 0 is off (standard practice: nothing depends on depth, so the L blocks'
-  updates add up to Theta(m_L); the table is the width-only one), 1/2 is Depth-muP,
-  1 is CompleteP. For alpha > 0 the
-  branch multiplier scales the gradients of its leaves by m_L^-alpha. A block's update
-  reaches the residual stream through the multiplier: m_L^-(alpha + c + extra), where
-  extra is what the step carries besides the learning rate, 0 for Adam, the gradient
-  scale alpha for SGD, the parameter scale 0 for Adafactor (init does not depend on
-  depth). The L blocks' updates add up aligned, so a Theta(1) total asks
+  A residual network adds L branches x + m_L^-alpha F_l(x), m_L = L / L_base. A block
+  update reaches the residual stream as m_L^-(alpha + c + extra), extra being what
+  the step carries besides the learning rate (0 for Adam and Adafactor, the gradient
+  scale alpha for SGD). The L updates add up aligned, so Theta(1) in total asks
   1 - alpha - c - extra = 0: Adam lr m_L^(alpha - 1), SGD lr m_L^(2 alpha - 1).
+
+  Args:
+    alpha: 0 is off (standard practice), 1/2 Depth-muP, 1 CompleteP; in [0, 1].
+    optimizer: the family, "adam", "sgd" or "adafactor".
+
+  Returns:
+    A `DepthExponents`.
+
+  Example:
+    >>> from adamlab import optim
+    >>> optim.depth_exponents(1.0)
+    DepthExponents(alpha=1.0, c=0.0, g=1.0)
+
+  References:
+    Dey et al. 2025, Don't be lazy: CompleteP enables compute-efficient deep
+    transformers, arXiv:2505.01618.
+    Yang et al. 2023, Tensor Programs VI: Feature Learning in Infinite-Depth Neural
+    Networks, arXiv:2310.02244.
   """
   _check_alpha(alpha)
-  check_one_of("optimizer", optimizer, OPTIMIZERS)
+  _checks.one_of("optimizer", optimizer, FAMILIES)
   if alpha == 0:
     return DepthExponents(0.0, 0.0, 0.0)
   extra = {"adam": 0.0, "sgd": alpha, "adafactor": 0.0}[optimizer]
-  return DepthExponents(alpha, 1.0 - alpha - extra, alpha)
+  return DepthExponents(float(alpha), 1.0 - alpha - extra, float(alpha))
 
 
 def branch_multiplier(depth: float, base_depth: float, alpha: float) -> float:
-  """m_L^-alpha, m_L = depth / base_depth: what a model multiplies each residual
-  branch's output by (x + branch_multiplier * F(x)). Exactly 1.0 at the base depth."""
+  """m_L^-alpha with m_L = depth / base_depth: what a residual branch is multiplied by.
+
+  Args:
+    depth: residual blocks of the model.
+    base_depth: residual blocks at the base depth; > 0.
+    alpha: the branch exponent, in [0, 1].
+
+  Returns:
+    A float, exactly 1.0 at the base depth.
+
+  Example:
+    >>> from adamlab import optim
+    >>> optim.branch_multiplier(16, 4, 0.5)
+    0.5
+
+  References:
+    Dey et al. 2025, arXiv:2505.01618; Yang et al. 2023, arXiv:2310.02244.
+  """
   _check_alpha(alpha)
   return _depth_ratio(depth, base_depth) ** -alpha
 
 
 def _check_alpha(alpha) -> None:
-  ok = isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
-  if not (ok and 0 <= alpha <= 1):
-    raise ConfigError("alpha", alpha, "a number in [0, 1] (1/2 Depth-muP, 1 CompleteP)")
+  _checks.number("alpha", alpha, 0.0, 1.0,
+                 allowed="a number in [0, 1] (1/2 Depth-muP, 1 CompleteP)")
 
 
 def _depth_ratio(depth, base_depth) -> float:
-  for name, value in (("depth", depth), ("base_depth", base_depth)):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (ok and math.isfinite(value) and value > 0):
-      raise ConfigError(name, value, "a number > 0")
+  _checks.positive("depth", depth)
+  _checks.positive("base_depth", base_depth)
   return depth / base_depth
 
 
@@ -163,86 +230,67 @@ def _depth_rule(depth, base_depth, alpha, optimizer):
   if depth is None and base_depth is None and alpha is None:
     return None
   if alpha is None:
-    raise ConfigError("alpha", alpha, "a number in [0, 1] when depth is given")
+    _checks.fail("alpha", alpha, "a number in [0, 1] when depth is given")
   return _depth_ratio(depth, base_depth), depth_exponents(alpha, optimizer)
 
 
 def in_blocks(path: tuple) -> bool:
-  """The default `in_block`: a leaf is inside a residual branch when a key of its path
-  is "blocks" (params["blocks"][i]...)."""
+  """The default `in_block` of `parametrize`: is a key of the path "blocks"?
+
+  Args:
+    path: a leaf's path as plain keys (dict keys, attribute names, indices).
+
+  Returns:
+    True for a leaf under params["blocks"][i]...
+
+  Example:
+    >>> from adamlab import optim
+    >>> optim.in_blocks(("blocks", 0, "mlp", "kernel")), optim.in_blocks(("embed",))
+    (True, False)
+  """
   return "blocks" in path
-
-
-def _names(path) -> tuple:
-  """A jax key path as plain keys: dict keys, attribute names, sequence indices."""
-  return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
-
-
-@dataclasses.dataclass(frozen=True)
-class LeafRole:
-  """A leaf's role and width multiplier m = n / n_base (1.0 for fixed leaves)."""
-  role: str
-  width_mult: float
-  base_fan_in: int
 
 
 @dataclasses.dataclass(frozen=True)
 class LeafScale:
-  """Everything width- and depth-dependent about one leaf. Not a pytree node: a leaf of
-  the table."""
+  """Everything width- and depth-dependent about one leaf: an entry of the table.
+
+  Not a pytree node, so a table is a tree shaped like the params with one LeafScale
+  per leaf.
+
+  Attributes:
+    role: "input", "hidden", "output" or "fixed".
+    width_mult: m = n / n_base of the leaf's growing fan (1.0 for fixed leaves).
+    multiplier: forward multiplier: the model uses multiplier * stored value.
+    init_std: init std of the stored value (matrices).
+    lr: learning-rate multiplier, width times depth.
+    eps: Adam epsilon multiplier, width times depth.
+    decay_width_mult: m^c, cancelling the width part of lr ("width_scaled" decay).
+    branch_multiplier: m_L^-alpha inside a residual branch, else 1 (the model
+      multiplies the branch's output by it once, not each leaf).
+    readout_multiplier: the multiplier this leaf would have as the readout: a tied
+      embedding's use as the output layer.
+    shape: the target shape the table was built for (`init` checks it).
+  """
   role: str
   width_mult: float
-  multiplier: float  # forward multiplier (models)
-  init_std: float  # init std (models)
-  lr: float  # learning-rate multiplier, width times depth (optimizers)
-  eps: float  # Adam epsilon multiplier, width times depth (optimizers)
-  # m^c: cancels the width part m^-c of lr (weight_decay_mode "width_scaled").
+  multiplier: float
+  init_std: float
+  lr: float
+  eps: float
   decay_width_mult: float = 1.0
-  # m_L^-alpha for a leaf inside a residual branch, 1 elsewhere (models: the branch's
-  # output is multiplied by it once, not each leaf).
   branch_multiplier: float = 1.0
-
-
-def _shape(x):
-  return tuple(getattr(x, "shape", ()))
-
-
-def _role(base_shape, shape) -> LeafRole:
-  if len(base_shape) != len(shape):
-    raise ValueError(f"leaf rank differs between base {base_shape} and target {shape}")
-  prod = lambda s: math.prod(s) if s else 1
-  if len(shape) < 2:  # biases, norm scales: like inputs (finite fan-in of one).
-    fan_in, base_fan_in, fan_out, base_fan_out = 1, 1, prod(shape), prod(base_shape)
-  else:  # the last axis is fan-out, the others fan-in (Dense, Embed, Conv kernels).
-    fan_in, base_fan_in = prod(shape[:-1]), prod(base_shape[:-1])
-    fan_out, base_fan_out = shape[-1], base_shape[-1]
-  grows_in, grows_out = fan_in != base_fan_in, fan_out != base_fan_out
-  if grows_in and grows_out:
-    return LeafRole("hidden", fan_in / base_fan_in, base_fan_in)
-  if grows_in:
-    return LeafRole("output", fan_in / base_fan_in, base_fan_in)
-  if grows_out:
-    return LeafRole("input", fan_out / base_fan_out, base_fan_in)
-  return LeafRole("fixed", 1.0, base_fan_in)
-
-
-def infer_roles(base_params: Any, params: Any) -> Any:
-  """Per-leaf `LeafRole` from shapes at the base width and at the target width.
-
-  Both trees must have the same structure; leaves may be arrays or
-  `jax.ShapeDtypeStruct`s. A dimension that differs between the two is a width
-  dimension. For rank >= 2 the last axis is fan-out and the rest fan-in.
-  """
-  return jax.tree.map(lambda b, p: _role(_shape(b), _shape(p)), base_params, params)
+  readout_multiplier: float = 1.0
+  shape: tuple = ()
 
 
 def parametrize(
-    base_params: Any,
-    params: Any,
+    *,
+    base: Any,
+    target: Any,
     parametrization: str = "mup",
     optimizer: str = "adam",
     alignment: str = "full",
-    *,
     per_layer_lr: bool = True,
     scale_eps: bool = True,
     constants: Optional[Mapping[str, Mapping[str, float]]] = None,
@@ -251,60 +299,120 @@ def parametrize(
     base_depth: Optional[float] = None,
     alpha: Optional[float] = None,
     in_block: Optional[Callable[[tuple], bool]] = None,
+    fan_in_axes: Optional[Callable[[tuple, tuple], Optional[Sequence[int]]]] = None,
+    allow_narrower: bool = False,
 ) -> Any:
-  """The per-leaf table (`LeafScale`) that models and optimizers share.
+  r"""The per-leaf table that a model (init, multipliers) and an optimizer share.
+
+  Each leaf's role comes from comparing its shape at the base width with its shape
+  at the target width (dimensions that differ are width dimensions, all grown by one
+  ratio m); its numbers are then, for the role's `exponents` (a, b, c, g),
+
+  .. math::
+
+    \text{multiplier} = m^{-a}, \quad \text{init\_std} = \sigma_0 m^{-b}, \quad
+    \text{lr} = m^{-c} m_L^{-c_L}, \quad \text{eps} = m^{-g} m_L^{-g_L},
+
+  with sigma_0 the std at the base width and the depth factors m_L only for leaves
+  inside residual branches when `depth` is given. At the base width every number is
+  1 (init: sigma_0), so every parametrization is the standard model there.
 
   Args:
-    base_params: params (or shapes) at the base width; None means "at base width".
-    params: params (or shapes) at the target width.
-    parametrization: one of PARAMETRIZATIONS.
-    optimizer: "adam" (Adam, StableAdamW, Adam-atan2, Lion), "sgd" or "adafactor".
+    base: params, or shapes (`jax.eval_shape`), at the base width; None: at the
+      target (every multiplier 1). Keyword-only, as is everything here.
+    target: params or shapes at the target width, the same tree as `base`.
+    parametrization: one of "sp", "ntk", "mup", "mfp", "mup_tp5".
+    optimizer: the optimizer family: "adam" (AdamW, StableAdamW, Adam-atan2, Lion),
+      "sgd" or "adafactor".
     alignment: "full" or "none", the assumption behind the learning-rate exponents.
-    per_layer_lr: False keeps one global learning rate (c = 0), as in plain SP: no
-      width or depth lr factor (the eps factors and the branch multiplier stay).
-    scale_eps: shrink Adam's eps with the gradient scale of each role.
-    constants: optional per-role constant factors, e.g.
-      {"output": {"multiplier": 0.5, "lr": 2.0}}; keys: multiplier, init_std, lr, eps.
-    base_std: init std at the base width, a float or a tree like params; defaults to
-      1/sqrt(fan_in at base width) for matrices and 1.0 for vectors.
-    depth, base_depth, alpha: residual blocks at the target and at the base depth, and
-      the branch exponent (`depth_exponents`). Both trees hold the target's blocks (the
-      base differs in width only). None (default): no depth rule, today's table.
-    in_block: predicate on a leaf's path (a tuple of dict keys, attribute names and
-      indices): is the leaf inside a residual branch? Default `in_blocks`.
+    per_layer_lr: False keeps one global learning rate (c = 0), as in plain SP.
+    scale_eps: shrink Adam's eps with each role's gradient scale (Adam family).
+    constants: per-role constant factors, e.g. {"output": {"multiplier": 0.5}};
+      keys: multiplier, init_std, lr, eps.
+    base_std: std at the base width, > 0: a float or a tree like the params.
+      Default 1 / sqrt(fan-in at the base) for matrices, 1 for vectors.
+    depth: residual blocks of the target; with `base_depth` and `alpha`, the depth
+      rule of `depth_exponents` (both trees hold the target's blocks).
+    base_depth: residual blocks at the base depth.
+    alpha: branch exponent in [0, 1]: 1/2 Depth-muP, 1 CompleteP.
+    in_block: predicate on a leaf's path (plain keys): inside a residual branch?
+      Default `in_blocks` (a "blocks" key).
+    fan_in_axes: per-leaf override, (path, shape) -> the fan-in axes of that leaf, or
+      None for the rule. Equinox's Linear stores (out, in): return (1,) for it.
+    allow_narrower: a target narrower than the base is an error (base and target
+      swapped?) unless this is True.
+
+  Returns:
+    A tree like `target` with one `LeafScale` per leaf.
+
+  Raises:
+    ValueError: naming the argument or the leaf, for a bad argument, trees of
+      different structure, a rank that differs, a dimension grown by another ratio
+      than the width's, a narrower target, or fan-in axes no rule can tell.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
+    ...                  "w_out": jnp.zeros((n, 10))}
+    >>> table = optim.parametrize(base=mlp(64), target=mlp(256), parametrization="mup")
+    >>> [(k, s.role, s.lr) for k, s in table.items()]
+    [('w_hid', 'hidden', 0.25), ('w_in', 'input', 0.5), ('w_out', 'output', 0.5)]
+
+  References:
+    Everett et al. 2024, Scaling Exponents Across Parameterizations and
+    Optimizers, arXiv:2407.05872.
+    Yang et al. 2022, Tensor Programs V, arXiv:2203.03466 (base shapes).
+    Dey et al. 2025, CompleteP, arXiv:2505.01618.
   """
-  if base_params is None:
-    base_params = params
+  if base is None:
+    base = target
   exps = exponents(parametrization, optimizer, alignment)
   constants = _checked_constants(constants)
   rule = _depth_rule(depth, base_depth, alpha, optimizer)
   in_block = in_block or in_blocks
-  roles = infer_roles(base_params, params)
-  stds = _base_stds(base_std, params)
+  check_same_tree(target, base, "target", "base")
+  roles = jax.tree_util.tree_map_with_path(
+      lambda p, b, t: _roles.role(p, _shape(b), _shape(t), fan_in_axes), base, target)
+  _roles.check_one_width(roles, allow_narrower)
+  stds = _base_stds(base_std, target)
   adam_eps = scale_eps and optimizer == "adam"
+  a_out = exps["output"].a
 
-  def leaf(path, r: LeafRole, std=None) -> LeafScale:
-    k = constants.get(r.role, {})
-    scale = _width_scale(r, exps[r.role], k, std, per_layer_lr, adam_eps)
-    if rule is None or not in_block(_names(path)):
+  def leaf(path, r, t, std=None) -> LeafScale:
+    scale = _width_scale(r, exps[r.role], constants.get(r.role, {}), std, per_layer_lr,
+                         adam_eps)
+    scale = dataclasses.replace(scale, shape=_shape(t),
+                                readout_multiplier=r.width_mult ** -a_out)
+    if rule is None or not in_block(_roles.path_names(path)):
       return scale
     return _depth_scale(scale, rule, per_layer_lr, adam_eps)
 
-  is_role = lambda x: isinstance(x, LeafRole)
+  is_role = lambda x: isinstance(x, _roles.LeafRole)
   if rule is not None and rule[0] != 1.0:
     _check_some_block(roles, in_block, is_role, depth)
-  trees = (roles,) if stds is None else (roles, stds)
+  trees = (roles, target) if stds is None else (roles, target, stds)
   return jax.tree_util.tree_map_with_path(leaf, *trees, is_leaf=is_role)
+
+
+def _shape(x) -> tuple:
+  return tuple(getattr(x, "shape", ()))
 
 
 def _base_stds(base_std, params):
   """None (each leaf's default), or a tree like params: a float is every leaf's."""
-  if base_std is None or not isinstance(base_std, (int, float)):
+  if base_std is None:
+    return None
+  if not isinstance(base_std, (int, float)):
+    check_same_tree(params, base_std, "target", "base_std")
+    jax.tree_util.tree_map_with_path(
+        lambda p, s: _checks.positive(f"base_std{jax.tree_util.keystr(p)}", s), base_std)
     return base_std
+  _checks.positive("base_std", base_std)
   return jax.tree.map(lambda _: float(base_std), params)
 
 
-def _width_scale(r: LeafRole, e: Exponents, k, std, per_layer_lr, adam_eps) -> LeafScale:
+def _width_scale(r, e: Exponents, k, std, per_layer_lr, adam_eps) -> LeafScale:
   m = r.width_mult
   if std is None:
     std = 1.0 if r.base_fan_in == 1 else r.base_fan_in ** -0.5
@@ -329,19 +437,61 @@ def _depth_scale(scale: LeafScale, rule, per_layer_lr, adam_eps) -> LeafScale:
 def _checked_constants(constants) -> dict:
   constants = dict(constants or {})
   for role, consts in constants.items():
-    check_one_of("constants role", role, ROLES)
-    for key in consts:
-      check_one_of(f"constants[{role!r}] key", key, ("multiplier", "init_std", "lr", "eps"))
+    _checks.one_of("constants role", role, ROLES)
+    for key, value in consts.items():
+      _checks.one_of(f"constants[{role!r}] key", key, ("multiplier", "init_std", "lr", "eps"))
+      _checks.positive(f"constants[{role!r}][{key!r}]", value)
   return constants
 
 
 def _check_some_block(roles, in_block, is_role, depth) -> None:
   # A predicate that matches nothing would silently leave depth out of the table.
   paths = jax.tree_util.tree_flatten_with_path(roles, is_leaf=is_role)[0]
-  if not any(in_block(_names(path)) for path, _ in paths):
-    raise ConfigError(f"depth = {depth!r}, but in_block matched no leaf: pass a predicate "
-                      "that finds the leaves inside residual branches (default: a 'blocks' "
-                      "key in the path)")
+  if not any(in_block(_roles.path_names(path)) for path, _ in paths):
+    _checks.fail("in_block", in_block, f"a predicate matching the leaves inside residual "
+                 f"branches (depth = {depth!r}, but it matched no leaf; default: a "
+                 "'blocks' key in the path)")
+
+
+def _is_leaf(x) -> bool:
+  return isinstance(x, (LeafScale, optax.MaskedNode)) or x is None
+
+
+def check_same_tree(tree: Any, other: Any, name: str, other_name: str) -> None:
+  """ValueError naming the leaves one tree has and the other lacks."""
+  paths = lambda t: {jax.tree_util.keystr(p) for p, _ in
+                     jax.tree_util.tree_flatten_with_path(t, is_leaf=_is_leaf)[0]}
+  mine, theirs = paths(tree), paths(other)
+  if mine == theirs:
+    if jax.tree.structure(tree, is_leaf=_is_leaf) != jax.tree.structure(
+        other, is_leaf=_is_leaf):
+      _checks.fail(other_name, "a tree of other node types",
+                   f"the structure of {name} (the same containers, not only the same keys)")
+    return
+  missing, extra = sorted(mine - theirs), sorted(theirs - mine)
+  _checks.fail(other_name, f"a tree lacking {missing[:3]}" if missing else
+               f"a tree with extra leaves {extra[:3]}",
+               f"the structure of {name}" + (f" (it also has extra {extra[:3]})"
+                                             if missing and extra else ""))
+
+
+def check_params(table: Any, params: Any) -> None:
+  """ValueError unless params have the structure and shapes the table was built for."""
+  if table is None:
+    return
+  check_same_tree(table, params, "the table", "params")
+
+  def one(path, s, p):
+    if isinstance(p, optax.MaskedNode) or p is None:
+      return
+    if not isinstance(s, LeafScale):
+      _checks.fail("parametrization", type(s).__name__,
+                   "a table from optim.parametrize (one LeafScale per leaf)")
+    if _shape(p) != s.shape:
+      _checks.fail(f"{_roles.leaf_name(path)} shape", _shape(p),
+                   f"{s.shape}, the target shape the table was built for (a table of "
+                   "another width? build it with target=these params)")
+  jax.tree_util.tree_map_with_path(one, table, params, is_leaf=_is_leaf)
 
 
 def _field(table, name):
@@ -350,126 +500,128 @@ def _field(table, name):
   return jax.tree.map(lambda s: getattr(s, name), table)
 
 
-def lr_multipliers(table):
-  """Tree of per-leaf learning-rate multipliers (None for no table)."""
+def lr_multipliers(table: Any) -> Any:
+  """Per-leaf learning-rate multipliers k, which `scale_by_parametrization` applies.
+
+  Args:
+    table: a table from `parametrize`, or None.
+
+  Returns:
+    A tree like the table of Python floats (each leaf's `LeafScale.lr`), or
+    None for None.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
+    ...                  "w_out": jnp.zeros((n, 10))}
+    >>> optim.lr_multipliers(optim.parametrize(base=mlp(64), target=mlp(256)))
+    {'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}
+
+  References:
+    Everett et al. 2024, Scaling Exponents Across Parameterizations and
+    Optimizers, arXiv:2407.05872.
+  """
   return _field(table, "lr")
 
 
-def eps_multipliers(table):
-  """Tree of per-leaf Adam epsilon multipliers (None for no table)."""
+def eps_multipliers(table: Any) -> Any:
+  """Per-leaf Adam epsilon multipliers, which the Adam aliases apply to eps.
+
+  Args:
+    table: a table from `parametrize`, or None.
+
+  Returns:
+    A tree like the table of Python floats (each leaf's `LeafScale.eps`), or
+    None for None.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
+    ...                  "w_out": jnp.zeros((n, 10))}
+    >>> optim.eps_multipliers(optim.parametrize(base=mlp(64), target=mlp(256)))
+    {'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}
+
+  References:
+    Everett et al. 2024, Scaling Exponents Across Parameterizations and
+    Optimizers, arXiv:2407.05872.
+  """
   return _field(table, "eps")
 
 
-def forward_multipliers(table):
-  """Tree of per-leaf forward multipliers (None for no table)."""
+def forward_multipliers(table: Any) -> Any:
+  """Per-leaf forward multipliers m^-a, which the model applies to each leaf's
+  output (`apply_multipliers` folds them into the params instead).
+
+  Args:
+    table: a table from `parametrize`, or None.
+
+  Returns:
+    A tree like the table of Python floats (each leaf's `LeafScale.multiplier`), or
+    None for None.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
+    ...                  "w_out": jnp.zeros((n, 10))}
+    >>> optim.forward_multipliers(optim.parametrize(base=mlp(64), target=mlp(256)))
+    {'w_hid': 1.0, 'w_in': 2.0, 'w_out': 0.5}
+
+  References:
+    Everett et al. 2024, Scaling Exponents Across Parameterizations and
+    Optimizers, arXiv:2407.05872.
+  """
   return _field(table, "multiplier")
 
 
-def init_stds(table):
-  """Tree of per-leaf init stds (None for no table)."""
+def init_stds(table: Any) -> Any:
+  """Per-leaf init stds sigma_0 m^-b, which `init_params` draws with.
+
+  Args:
+    table: a table from `parametrize`, or None.
+
+  Returns:
+    A tree like the table of Python floats (each leaf's `LeafScale.init_std`), or
+    None for None.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
+    ...                  "w_out": jnp.zeros((n, 10))}
+    >>> optim.init_stds(optim.parametrize(base=mlp(64), target=mlp(256)))
+    {'w_hid': 0.0625, 'w_in': 0.125, 'w_out': 0.0625}
+
+  References:
+    Everett et al. 2024, Scaling Exponents Across Parameterizations and
+    Optimizers, arXiv:2407.05872.
+  """
   return _field(table, "init_std")
 
 
-def decay_width_multipliers(table):
-  """Tree of per-leaf weight-decay width multipliers (None for no table)."""
+def decay_width_multipliers(table: Any) -> Any:
+  """Per-leaf weight-decay width multipliers m^c (the inverse of the width part
+  of k), which weight_decay_mode="width_scaled" applies.
+
+  Args:
+    table: a table from `parametrize`, or None.
+
+  Returns:
+    A tree like the table of Python floats (each leaf's `LeafScale.decay_width_mult`), or
+    None for None.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
+    ...                  "w_out": jnp.zeros((n, 10))}
+    >>> optim.decay_width_multipliers(optim.parametrize(base=mlp(64), target=mlp(256)))
+    {'w_hid': 4.0, 'w_in': 2.0, 'w_out': 2.0}
+
+  References:
+    Everett et al. 2024, Scaling Exponents Across Parameterizations and
+    Optimizers, arXiv:2407.05872.
+  """
   return _field(table, "decay_width_mult")
-
-
-def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
-  """Multiply each leaf's update by its learning-rate multiplier from `table`.
-
-  Chain it after any direction (scale_by_adam, scale_by_stable_adam,
-  scale_by_adam_atan2, SGD's identity, scale_by_adafactor) and before
-  scale_by_learning_rate. A None table is the identity. Leaves whose multiplier is
-  1 are passed through untouched (no extra memory pass).
-  """
-  if table is None:
-    return optax.identity()
-  mults = lr_multipliers(table)
-
-  def update_fn(updates, state, params=None):
-    del params
-    scaled = jax.tree.map(lambda u, k: u if k == 1.0 else u * k, updates, mults)
-    return scaled, state
-
-  return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
-
-
-def add_decayed_weights(weight_decay: Any, mask: Any = None, *,
-                        scales: Any = None) -> optax.GradientTransformation:
-  """`optax.add_decayed_weights` with a static per-leaf factor: u + weight_decay * s * p.
-
-  scales: a tree like params of Python floats (None: `optax.add_decayed_weights`
-  itself). weight_decay: a scalar, also traced, or a schedule of the step count (as
-  `optax.add_decayed_weights` takes it).
-  """
-  if scales is None:
-    return optax.add_decayed_weights(weight_decay, mask)
-  skip = lambda x: isinstance(x, optax.MaskedNode)
-  scheduled = callable(weight_decay)
-
-  def init_fn(params):
-    del params
-    return optax.ScaleByScheduleState(jnp.zeros([], jnp.int32)) if scheduled else optax.EmptyState()
-
-  def update_fn(updates, state, params):
-    if params is None:
-      raise ValueError("add_decayed_weights needs the params: pass them to update")
-    wd = weight_decay
-    if scheduled:
-      wd = weight_decay(state.count)
-      state = optax.ScaleByScheduleState(optax.safe_increment(state.count))
-    one = lambda u, p, s: u if skip(u) else u + (wd * s) * p
-    return jax.tree.map(one, updates, params, scales, is_leaf=skip), state
-
-  tx = optax.GradientTransformation(init_fn, update_fn)
-  return tx if mask is None else optax.masked(tx, mask)
-
-
-def with_learning_rate(
-    direction: optax.GradientTransformation,
-    learning_rate: optax.ScalarOrSchedule,
-    weight_decay: Any = 0.0,
-    mask: Any = None,
-    *,
-    parametrization: Any = None,
-    weight_decay_mode: str = "coupled",
-) -> optax.GradientTransformation:
-  """An optimizer from an update direction: the chain every alias here shares.
-
-  Weight decay is decoupled (AdamW's), on the leaves `mask` selects. Per step, with
-  k the leaf's learning-rate multiplier from the `parametrization` table (None: 1):
-
-    coupled       theta -= lr_t * k * weight_decay * theta  (AdamW's; added to the
-                  direction, so k and the learning rate scale it)
-    width_scaled  coupled, with weight_decay times the leaf's `decay_width_mult` m^c,
-                  the inverse of the width part m^-c of k (m = LeafScale.width_mult):
-                  k * weight_decay is the same at every width, as microsoft/mup's
-                  MuAdam and MuSGD make it (lr / r and weight_decay * r per group;
-                  MuSGD's decay is torch's L2 term, which goes through momentum, while
-                  here it is decoupled, added after the direction).
-                  Per role (input, hidden, output), Adam tables: mup m^1/2, m, m^1/2;
-                  mup_tp5 and sp 1, m, m (hidden m is MuAdam's width_mult). SGD tables:
-                  mup_tp5 1/m, 1, m; mup 1, 1, 1 (full alignment; under "none", m^c of
-                  that table's c). Fixed leaves and per_layer_lr=False: 1.
-                  The depth and constant factors of k stay coupled.
-    independent   theta -= weight_decay * theta, after the learning rate: neither the
-                  learning rate nor k touch it. For Wortsman et al.'s lr_t / lr_peak
-                  factor pass weight_decay as a schedule (`build` does).
-  """
-  check_one_of("weight_decay_mode", weight_decay_mode, DECAY_MODES)
-  lr = optax.scale_by_learning_rate(learning_rate)
-  if weight_decay_mode == "independent":
-    # The chain's update is already -lr * direction here: the decay enters negated.
-    negated = (lambda n: -weight_decay(n)) if callable(weight_decay) else -weight_decay
-    return optax.chain(direction, scale_by_parametrization(parametrization), lr,
-                       optax.add_decayed_weights(negated, mask))
-  scales = None
-  if weight_decay_mode == "width_scaled":
-    scales = decay_width_multipliers(parametrization)
-  return optax.chain(
-      direction,
-      add_decayed_weights(weight_decay, mask, scales=scales),
-      scale_by_parametrization(parametrization),
-      lr,
-  )

@@ -1,14 +1,10 @@
-"""StableAdamW: AdamW with per-tensor update clipping (Wortsman et al., Algorithm 2).
+"""StableAdamW: AdamW with per-tensor update clipping, and AdamW with width tables.
 
 Adam's second moment u_t can fall behind the gradients it is meant to track; then
-g_t^2 / u_t is large and the update is too big. Algorithm 2 measures this per tensor,
-
-    RMS_t = sqrt(mean(g_t^2 / u_t)),
-
-and divides that tensor's step size by max(1, RMS_t / clip_threshold). The debiased
-betas of Algorithm 2 give exactly Adam's bias-corrected moments, so they are computed
-that way. RMS_t of the last step stays in the state (also with clipping off), which is
-how RMS spikes are observed; read it with `last_rms`.
+g_t^2 / u_t is large and the update is too big. StableAdamW measures this per tensor,
+RMS_t = sqrt(mean(g_t^2 / u_t)), and divides that tensor's step size by
+max(1, RMS_t / clip_threshold). RMS_t of the last step stays in the state (also with
+clipping off), which is how RMS spikes are observed; read it with `last_rms`.
 """
 
 from typing import Any, NamedTuple, Optional
@@ -17,87 +13,120 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamlab.optim.parametrization import eps_multipliers, with_learning_rate
+from adamlab.optim import _adam, _checks
+from adamlab.optim.chain import with_learning_rate
+from adamlab.optim.parametrization import eps_multipliers
 from adamlab.optim.state import states_of
 
 
 class ScaleByStableAdamState(NamedTuple):
-  count: jax.Array  # int32 step counter, t - 1 before the update.
-  mu: optax.Updates  # First moment v_t (Algorithm 2 calls it v).
-  nu: optax.Updates  # Second moment u_t.
-  rms: Any  # Per-tensor RMS_t of the last step, float32 scalars (or None leaves).
+  """State of `scale_by_stable_adam`.
+
+  Attributes:
+    count: int32 step counter, t - 1 before the update.
+    mu: first moment (the paper's v_t), like the params.
+    nu: second moment u_t, like the params.
+    rms: per-tensor RMS_t of the last step, float32 scalars like the params.
+  """
+  count: jax.Array
+  mu: optax.Updates
+  nu: optax.Updates
+  rms: Any
 
 
-def compute_dtype(dtype) -> jnp.dtype:
-  """Low-precision states are computed in float32 and stored back in their dtype."""
-  return jnp.promote_types(dtype, jnp.float32)
+def _check_adam_args(b1, b2, eps) -> None:
+  _checks.decay_rate("b1", b1)
+  _checks.decay_rate("b2", b2)
+  _checks.non_negative("eps", eps)
 
 
-def unzip(out, like, n: int):
-  """A tree of n-tuples (one per leaf of `like`) -> n trees."""
-  return jax.tree.transpose(jax.tree.structure(like), jax.tree.structure((0,) * n), out)
-
-
-def leaf_eps(eps, eps_scale, tree):
-  """eps per leaf: a scalar eps times an optional static per-leaf multiplier tree."""
-  if eps_scale is None:
-    return jax.tree.map(lambda _: eps, tree)
-  return jax.tree.map(lambda _, s: eps * s, tree, eps_scale)
+def _check_clip(clip_threshold) -> None:
+  if clip_threshold is not None:
+    _checks.positive("clip_threshold", clip_threshold)
 
 
 def scale_by_stable_adam(
     b1: float = 0.9,
-    b2: float = 0.99,
-    eps: float = 1e-6,
+    b2: float = 0.999,
+    eps: float = 1e-8,
     clip_threshold: Optional[float] = 1.0,
     *,
     eps_scale: Any = None,
     mu_dtype: Any = None,
     track_rms: bool = True,
 ) -> optax.GradientTransformation:
-  """Adam's direction with per-tensor update clipping (StableAdamW, Algorithm 2).
+  r"""Adam's direction with per-tensor update clipping (StableAdamW).
+
+  Per tensor, with bias-corrected moments (what the paper's debiased betas give):
+
+  .. math::
+
+    \hat m_t = \frac{\beta_1 m_{t-1} + (1 - \beta_1) g_t}{1 - \beta_1^t}, \quad
+    \hat u_t = \frac{\beta_2 u_{t-1} + (1 - \beta_2) g_t^2}{1 - \beta_2^t}
+
+    \text{RMS}_t = \sqrt{\operatorname{mean}(g_t^2 / \max(\hat u_t, \epsilon^2))},
+    \quad d_t = \frac{\hat m_t}{\sqrt{\hat u_t} + \epsilon}
+    \Big/ \max\Big(1, \frac{\text{RMS}_t}{\text{clip\_threshold}}\Big)
+
+  The defaults are `optax.scale_by_adam`'s (b2 0.999, eps 1e-8). The paper trained
+  with b2 0.99 and eps 1e-6, as torch-optimi's StableAdamW defaults do; pass them to
+  match. eps matters for loss spikes: compare optimizers at the same eps.
 
   Args:
-    b1: decay of the first moment.
-    b2: decay of the second moment.
-    eps: added to sqrt(u_t) in the denominator.
-    clip_threshold: a tensor's step is divided by max(1, RMS_t / clip_threshold);
-      None turns clipping off, which is then exactly `optax.scale_by_adam`.
-    eps_scale: optional pytree (like params) of Python floats multiplying eps per
-      leaf; width parametrizations use it (epsilon must shrink with width).
+    b1: decay of the first moment, in [0, 1).
+    b2: decay of the second moment, in [0, 1).
+    eps: added to sqrt(u_t), >= 0.
+    clip_threshold: > 0, or None for no clipping (then exactly `optax.scale_by_adam`).
+    eps_scale: a tree like the params of floats multiplying eps per leaf (a width
+      table's `eps_multipliers`), or None.
     mu_dtype: dtype of the first moment; None keeps the params' dtype.
-    track_rms: keep RMS_t in the state when clipping is off (costs one reduction).
+    track_rms: keep RMS_t in the state when clipping is off (one reduction per leaf).
 
   Returns:
     An `optax.GradientTransformation` whose state is `ScaleByStableAdamState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> tx = optim.scale_by_stable_adam()
+    >>> updates, state = tx.update(params, tx.init(params))
+    >>> round(float(updates["w"][0, 0]), 4), round(float(state.rms["w"]), 4)
+    (1.0, 1.0)
+
+  References:
+    Wortsman et al. 2023, Stable and low-precision training for large-scale
+    vision-language models, arXiv:2304.13013 (Algorithm 2).
   """
+  _check_adam_args(b1, b2, eps)
+  _check_clip(clip_threshold)
 
   def init_fn(params):
-    mu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype or p.dtype), params)
-    nu = jax.tree.map(jnp.zeros_like, params)
+    mu, nu = _adam.zeros_moments(params, mu_dtype)
     rms = jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params)
     return ScaleByStableAdamState(jnp.zeros([], jnp.int32), mu, nu, rms)
 
   def update_fn(updates, state, params=None):
     del params
     count = optax.safe_increment(state.count)
-    eps_tree = leaf_eps(eps, eps_scale, updates)
+    eps_tree = _adam.leaf_eps(eps, eps_scale, updates)
 
-    def one(g, m, v, e):
-      g32, m_new, v_new, m_hat, v_hat = moments(g, m, v, count, b1, b2)
-      dt = g32.dtype
+    g32, mu, nu, mu_hat, nu_hat = _adam.moments(updates, state.mu, state.nu, count, b1, b2)
+
+    def one(g, g32, m_hat, v_hat, v_new, e):
       u = m_hat / (jnp.sqrt(v_hat) + e)
       if clip_threshold is not None or track_rms:
         rms = _rms(g32, v_new, e, count, b2)
       else:
         rms = jnp.zeros([], jnp.float32)
       if clip_threshold is not None:
-        u = u / jnp.maximum(1.0, rms / clip_threshold).astype(dt)
-      return u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), rms
+        u = u / jnp.maximum(1.0, rms / clip_threshold).astype(u.dtype)
+      return u.astype(g.dtype), rms
 
-    out = jax.tree.map(one, updates, state.mu, state.nu, eps_tree)
-    u, mu, nu, rms = unzip(out, updates, 4)
-    return u, ScaleByStableAdamState(count, mu, nu, rms)
+    out = jax.tree.map(one, updates, g32, mu_hat, nu_hat, nu, eps_tree)
+    u, rms = _adam.unzip(out, updates, 2)
+    return u, ScaleByStableAdamState(count, _adam.cast_like(mu, state.mu),
+                                     _adam.cast_like(nu, state.nu), rms)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -105,22 +134,68 @@ def scale_by_stable_adam(
 def stable_adamw(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
-    b2: float = 0.99,
-    eps: float = 1e-6,
-    weight_decay: float = 0.0,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    weight_decay: optax.ScalarOrSchedule = 1e-4,
     clip_threshold: Optional[float] = 1.0,
     mask: Any = None,
-    *,
-    parametrization: Any = None,
     mu_dtype: Any = None,
-    track_rms: bool = True,
+    parametrization: Any = None,
     weight_decay_mode: str = "coupled",
+    track_rms: bool = True,
 ) -> optax.GradientTransformation:
-  """StableAdamW. Weight decay uses the unclipped learning rate, as in Algorithm 2.
+  r"""StableAdamW: AdamW whose step is clipped per tensor by its RMS_t.
 
-  With clip_threshold=None this is `optax.adamw` (plus RMS_t in the state).
-  `parametrization` is a table from `adamlab.optim.parametrize`: it scales eps and the
-  learning rate per leaf. weight_decay_mode: see `with_learning_rate`.
+  .. math::
+
+    \theta \leftarrow \theta - \eta_t k \, (d_t + \lambda \theta)
+
+  with d_t from `scale_by_stable_adam`, k the leaf's learning-rate multiplier of the
+  `parametrization` table (1 without one) and decay as `with_learning_rate` says.
+  Weight decay uses the unclipped learning rate, as in the paper.
+
+  Every argument shared with `optax.adamw` has its default, so swapping
+  `optax.adamw(lr)` for `stable_adamw(lr)` changes only the clipping, and with
+  `clip_threshold=None` the updates are `optax.adamw`'s bit for bit. The paper
+  trained with b2 0.99 and eps 1e-6 (torch-optimi's defaults are b2 0.99, eps 1e-6,
+  weight decay 0): pass them to match. eps decides much of what is called a loss
+  spike; compare optimizers at the same eps.
+
+  Args:
+    learning_rate: a finite number >= 0 or a schedule.
+    b1: decay of the first moment, in [0, 1).
+    b2: decay of the second moment, in [0, 1).
+    eps: added to sqrt(u_t), >= 0; times the table's eps multiplier per leaf.
+    weight_decay: lambda >= 0, or a schedule (default optax.adamw's 1e-4).
+    clip_threshold: > 0, or None for no clipping (AdamW).
+    mask: which leaves decay (None: all, as optax.adamw).
+    mu_dtype: dtype of the first moment; None keeps the params' dtype.
+    parametrization: a table from `parametrize`, or None.
+    weight_decay_mode: "coupled", "width_scaled" or "independent".
+    track_rms: keep RMS_t in the state when clipping is off.
+
+  Returns:
+    An `optax.GradientTransformation`.
+
+  Raises:
+    ValueError: naming the argument, for any value out of its range.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> tx = optim.stable_adamw(1e-3)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(params, state, params)
+    >>> round(float(optim.last_rms(state)["w"]), 4)  # g^2 / u_t at the first step
+    1.0
+
+  References:
+    Wortsman et al. 2023, Stable and low-precision training for large-scale
+    vision-language models, arXiv:2304.13013.
+    Loshchilov and Hutter 2019, Decoupled Weight Decay Regularization,
+    arXiv:1711.05101.
   """
   direction = scale_by_stable_adam(
       b1, b2, eps, clip_threshold, eps_scale=eps_multipliers(parametrization),
@@ -128,6 +203,67 @@ def stable_adamw(
   return with_learning_rate(direction, learning_rate, weight_decay, mask,
                             parametrization=parametrization,
                             weight_decay_mode=weight_decay_mode)
+
+
+def adamw(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    weight_decay: optax.ScalarOrSchedule = 1e-4,
+    mask: Any = None,
+    mu_dtype: Any = None,
+    parametrization: Any = None,
+    weight_decay_mode: str = "coupled",
+    track_rms: bool = True,
+) -> optax.GradientTransformation:
+  r"""AdamW with a width (and depth) table: per-leaf learning rate and eps.
+
+  .. math::
+
+    \theta \leftarrow \theta - \eta_t k \Big(\frac{\hat m_t}{\sqrt{\hat v_t}
+    + \epsilon e} + \lambda \theta\Big)
+
+  with k and e the leaf's learning-rate and eps multipliers from `parametrization`.
+  Without a table and at default arguments it is `optax.adamw` bit for bit, with
+  RMS_t in the state (`last_rms`; `track_rms=False` drops that reduction).
+
+  Args:
+    learning_rate: a finite number >= 0 or a schedule.
+    b1: decay of the first moment, in [0, 1).
+    b2: decay of the second moment, in [0, 1).
+    eps: added to sqrt(v_t), >= 0.
+    weight_decay: lambda >= 0, or a schedule (default optax.adamw's 1e-4).
+    mask: which leaves decay (None: all, as optax.adamw).
+    mu_dtype: dtype of the first moment; None keeps the params' dtype.
+    parametrization: a table from `parametrize`, or None.
+    weight_decay_mode: "coupled", "width_scaled" or "independent".
+    track_rms: keep RMS_t (the StableAdamW statistic) in the state.
+
+  Returns:
+    An `optax.GradientTransformation`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> mlp = lambda n: {"w_in": jnp.ones((4, n)), "w_out": jnp.ones((n, 2))}
+    >>> table = optim.parametrize(base=mlp(8), target=mlp(32))
+    >>> tx = optim.adamw(1e-3, weight_decay=0.0, parametrization=table)
+    >>> updates, _ = tx.update(mlp(32), tx.init(mlp(32)), mlp(32))
+    >>> round(float(updates["w_out"][0, 0]), 6)  # 1e-3 * lr multiplier 1/2
+    -0.0005
+
+  References:
+    Loshchilov and Hutter 2019, Decoupled Weight Decay Regularization,
+    arXiv:1711.05101.
+    Everett et al. 2024, Scaling Exponents Across Parameterizations and
+    Optimizers, arXiv:2407.05872.
+  """
+  return stable_adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay,
+                      clip_threshold=None, mask=mask, mu_dtype=mu_dtype,
+                      parametrization=parametrization, weight_decay_mode=weight_decay_mode,
+                      track_rms=track_rms)
 
 
 def _rms(g32, v_new, e, count, b2):
@@ -146,29 +282,34 @@ def _rms(g32, v_new, e, count, b2):
   return jnp.sqrt(c * jnp.mean(ratio)).astype(jnp.float32)
 
 
-def moments(g, m, v, count, b1, b2):
-  """Adam's moment updates for one leaf, in float32 or wider.
+def last_rms(opt_state: Any) -> Any:
+  """Per-tensor RMS_t of the last step, from any optimizer state holding StableAdamW.
 
-  Returns (g, m_t, v_t, m_hat, v_hat); m_hat and v_hat are bias-corrected (what
-  Algorithm 2's debiased betas give). Same operation order as optax.scale_by_adam.
-  """
-  dt = compute_dtype(g.dtype)
-  g32, m32, v32 = g.astype(dt), m.astype(dt), v.astype(dt)
-  m_new = (1 - b1) * g32 + b1 * m32
-  v_new = (1 - b2) * (g32 * g32) + b2 * v32
-  t = count.astype(dt)
-  return g32, m_new, v_new, m_new / (1 - b1**t).astype(dt), v_new / (1 - b2**t).astype(dt)
+  Args:
+    opt_state: a state holding one `ScaleByStableAdamState`, through `optax.chain`,
+      `masked`, `MultiSteps`, `inject_hyperparams` or `skip_spikes`.
 
+  Returns:
+    A tree like the params of float32 scalars (masked-out leaves stay
+    `optax.MaskedNode`).
 
-def last_rms(opt_state) -> Any:
-  """Per-tensor RMS_t of the last step, from any optimizer state holding StableAdam.
+  Raises:
+    ValueError: if the state holds no StableAdamW part, or several.
 
-  Returns a pytree shaped like the params with float32 scalars (masked-out leaves
-  stay `optax.MaskedNode`). Works through `optax.chain`, `masked`, `MultiSteps` and
-  `inject_hyperparams`. Raises ValueError if the state has no StableAdam part.
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from adamlab import optim
+    >>> params = {"w": jnp.ones(3)}
+    >>> tx = optax.MultiSteps(optim.stable_adamw(1e-3), every_k_schedule=2)
+    >>> optim.last_rms(tx.init(params))["w"].dtype
+    dtype('float32')
+
+  References:
+    Wortsman et al. 2023, arXiv:2304.13013 (Figure 9: RMS spikes precede loss
+    spikes).
   """
   found = states_of(opt_state, ScaleByStableAdamState)
   if len(found) != 1:
-    raise ValueError(
-        f"expected one ScaleByStableAdamState in the optimizer state, found {len(found)}")
+    raise ValueError(f"opt_state holds {len(found)} ScaleByStableAdamState: must hold "
+                     "exactly one (from stable_adamw, adamw or scale_by_stable_adam)")
   return found[0].rms

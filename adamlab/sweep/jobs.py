@@ -98,10 +98,10 @@ def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
   if len(claims) == 1:
     (rid, (values, _)), = claims.items()
     cmd = [sys.executable, "-m", "adamlab.cli", "train", "--workdir", os.path.join(workdir, rid),
-           "--config=" + sweep["base"], *grid.flags({**sweep["fixed"], **values})]
+           "--config=" + sweep["base"], *grid.flags(_overrides(sweep, values, workdir))]
   else:
     spec = dict(base=sweep["base"], runs=[
-        dict(workdir=os.path.join(workdir, rid), overrides={**sweep["fixed"], **values})
+        dict(workdir=os.path.join(workdir, rid), overrides=_overrides(sweep, values, workdir))
         for rid, (values, _) in claims.items()])
     spec_path = log_path[:-len(".log")] + ".pack.json"
     write_json(spec_path, spec)
@@ -116,6 +116,16 @@ def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
     for _, lock in claims.values():
       lock.close()
   return status
+
+
+def _overrides(sweep: dict, values: dict, workdir: str) -> dict:
+  """A run's config overrides; with W&B on and no group set, the group is the sweep
+  directory's name (and the run's W&B name its id, the name of its directory)."""
+  overrides = {**sweep["fixed"], **values}
+  wandb = grid.run_config(sweep, values).wandb
+  if wandb.mode != "off" and not wandb.group:
+    overrides["wandb.group"] = os.path.basename(os.path.abspath(workdir))
+  return overrides
 
 
 def _train_process(cmd, log_path, locks) -> int:

@@ -4,14 +4,15 @@ A user's mistake found here is a ConfigError naming the field; no run directory 
 been touched yet.
 """
 
+import importlib.util
 import json
 import os
 
 import jax
 
-from adamlab import data, models, optim
-from adamlab.errors import ConfigError
-from adamlab.train import mesh as mesh_lib
+from adamlab import data, models
+from adamlab.errors import ConfigError, check_one_of
+from adamlab.train import mesh as mesh_lib, metrics, optimizer
 
 
 def validate(config):
@@ -31,6 +32,9 @@ def validate(config):
 def check_config(config):
   """The checks that need neither devices nor data."""
   models.validate(config)
+  if "optimizer" not in config:
+    raise ConfigError("optimizer", None, "a config section (see optimizer.default_config())")
+  optimizer.validate(config.optimizer)
   for field, lo in (("steps", 1), ("batch_size", 1), ("grad_accum_steps", 1),
                     ("log_every", 1), ("eval_every", 1),
                     ("eval_batches", 0), ("checkpoint_every", 1), ("keep_checkpoints", 1),
@@ -43,6 +47,16 @@ def check_config(config):
                       f"a divisor of batch_size ({config.batch_size})")
   if not 0 <= config.ema_decay < 1:
     raise ConfigError("ema_decay", config.ema_decay, "in [0, 1) (0 = off)")
+  if "wandb" in config:  # (a config built without base(): W&B is off)
+    check_wandb(config.wandb)
+
+
+def check_wandb(section) -> None:
+  """W&B's mode is one of WANDB_MODES, and wandb is installed when it is on."""
+  check_one_of("wandb.mode", section.mode, metrics.WANDB_MODES)
+  if section.mode != "off" and importlib.util.find_spec("wandb") is None:
+    raise ConfigError("wandb.mode", section.mode,
+                      "'off' unless wandb is installed (pip install 'adamlab[wandb]')")
 
 
 def open_data(config):
@@ -58,9 +72,9 @@ def open_data(config):
 
 
 def pack_key(config) -> str:
-  """Configs with the same key differ only in `optim.hyperparams` and can be packed."""
+  """Configs with the same key differ only in `optimizer.hyperparams` and can be packed."""
   c = json.loads(config.to_json())
-  for k in optim.hyperparams(config.optimizer):
+  for k in optimizer.hyperparams(config.optimizer):
     c["optimizer"].pop(k, None)
   return json.dumps(c, sort_keys=True)
 
@@ -71,7 +85,7 @@ def check_pack(configs, workdirs):
   if len({os.path.abspath(w) for w in workdirs}) != len(workdirs):
     raise ConfigError("--workdir", workdirs, "one distinct directory per packed run")
   if len(configs) > 1:
-    fields = ", ".join("optimizer." + k for k in optim.hyperparams(configs[0].optimizer))
+    fields = ", ".join("optimizer." + k for k in optimizer.hyperparams(configs[0].optimizer))
     if any(pack_key(c) != pack_key(configs[0]) for c in configs[1:]):
       raise ConfigError("pack", [w for w in workdirs], f"runs that differ only in {fields}")
     if configs[0].rewind_skip:
@@ -87,7 +101,8 @@ def check_workdir(workdir: str, config) -> bool:
   """
   added = {None: {"grad_accum_steps": 1}, "data": data.default_config().to_dict(),
            "model": models.default_config(config.model.name).to_dict(),
-           "optimizer": optim.default_config().to_dict()}
+           "optimizer": optimizer.default_config().to_dict(),
+           "wandb": metrics.wandb_config().to_dict()}
   return check_dir(workdir, "config.json", json.loads(config.to_json()), "run", added)
 
 
@@ -114,8 +129,8 @@ def check_dir(workdir: str, name: str, spec: dict, what: str, added=None) -> boo
   for section, defaults in (added or {}).items():
     if section is None:  # top-level fields
       saved = {**defaults, **saved}
-    elif isinstance(saved.get(section), dict):
-      saved[section] = {**json.loads(json.dumps(defaults)), **saved[section]}
+    elif isinstance(saved.get(section, {}), dict):  # (a section it lacks: all defaults)
+      saved[section] = {**json.loads(json.dumps(defaults)), **saved.get(section, {})}
   diff = _first_difference(saved, json.loads(json.dumps(spec)))
   if diff:
     raise ConfigError("--workdir", workdir,

@@ -13,7 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from adamlab import data, models, optim
-from adamlab.train import mesh
+from adamlab.train import mesh, metrics, optimizer
 from adamlab.errors import ConfigError
 
 
@@ -34,12 +34,13 @@ def base(model_name: str) -> ml_collections.ConfigDict:
   config.rewind_skip = 0  # > 0: on max_nonfinite, restart from the checkpoint, skip this many batches
   config.peak_flops = 0.0  # per-device peak FLOP/s for MFU (0: known GPUs/TPUs, else no MFU)
   config.distributed = False  # jax.distributed.initialize() for multi-host runs
+  config.wandb = metrics.wandb_config()  # Weights & Biases beside TensorBoard (mode off)
   config.mesh = mesh.default_config()
   config.data = data.default_config()
   config.parametrization = "sp"  # sp, ntk, mup, mfp or mup_tp5 (model and optimizer share it)
   config.alignment = "full"  # full or none: the learning-rate exponents' assumption
   config.model = models.default_config(model_name)
-  config.optimizer = optim.default_config()
+  config.optimizer = optimizer.default_config()
   config.optimizer.total_steps = config.get_ref("steps")
   return config
 
@@ -52,11 +53,11 @@ def with_presets(config, arg: str) -> ml_collections.ConfigDict:
   for preset in filter(None, (arg or "").split(",")):
     if preset in optim.PARAMETRIZATIONS:
       config.parametrization = preset
-    elif preset in optim.OPTIMIZERS:
+    elif preset in optimizer.OPTIMIZERS:
       config.optimizer.name = preset
     else:
       raise ConfigError("config preset", preset,
-                        tuple(optim.PARAMETRIZATIONS) + tuple(optim.OPTIMIZERS))
+                        tuple(optim.PARAMETRIZATIONS) + tuple(optimizer.OPTIMIZERS))
   return config
 
 

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from adamlab import models, optim
+from adamlab import models
+from adamlab.train import optimizer
 from adamlab.files import write_text
 from adamlab.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib, plots
 from adamlab.train.checks import check_config, check_pack, check_workdir, validate
@@ -128,11 +129,11 @@ def setup(configs, mesh, task, source):
   and their fresh state, stacked on a leading run axis."""
   config = configs[0]
   key = jax.random.PRNGKey(config.seed)
-  model, table = models.build(config, key)
+  model, table = optimizer.build_model(config, key)
   apply, params = models.functional(model)
   params = jax.device_put(params, mesh_lib.param_shardings(model, mesh))
-  values = [optim.hyperparams(c.optimizer) for c in configs]
-  build_tx = lambda hp: optim.build(config.optimizer, table, params, hp)
+  values = [optimizer.hyperparams(c.optimizer) for c in configs]
+  build_tx = lambda hp: optimizer.build(config.optimizer, table, params, hp)
   on_mesh = lambda x: (x.sharding if isinstance(x.sharding, NamedSharding)
                        and x.sharding.mesh == mesh else mesh_lib.replicated(mesh))
   members = [initial_state(params, jax.jit(build_tx(v).init)(params),

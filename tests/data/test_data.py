@@ -9,11 +9,13 @@ import pytest
 
 from adamlab import data, models, optim
 from adamlab.data import images, text
+from adamlab.errors import ConfigError
+from adamlab.train import optimizer
 
 
 def config(model="gpt", name="gcide", **data_fields):
   c = ml_collections.ConfigDict(dict(
-      seed=3, batch_size=8, model=models.default_config(model), optimizer=optim.default_config(),
+      seed=3, batch_size=8, model=models.default_config(model), optimizer=optimizer.default_config(),
       data=data.default_config()))
   c.data.name = name
   c.data.update(data_fields)
@@ -77,7 +79,7 @@ def test_user_text_npy_bin_and_npz(tmp_path):
   np.save(tmp_path / "t.npy", np.arange(5000, dtype=np.uint16) % 256)
   assert data.source(config(name="text", path=str(tmp_path / "t.npy"))).batch(0)[0].shape == (8, 64)
   (np.arange(5000, dtype=np.uint16) % 300).tofile(tmp_path / "t.bin")
-  with pytest.raises(optim.ConfigError, match="model.vocab_size"):
+  with pytest.raises(ConfigError, match="model.vocab_size"):
     data.source(config(name="text", path=str(tmp_path / "t.bin")))
   rng = np.random.default_rng(0)
   np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 255, (50, 28, 28), dtype=np.uint8),
@@ -90,14 +92,14 @@ def test_user_text_npy_bin_and_npz(tmp_path):
 def test_corrupt_or_missing_files_are_config_errors(tmp_path):
   bad = tmp_path / "bad-images-idx3-ubyte.gz"
   bad.write_bytes(gzip.compress(b"\x01\x02garbage"))
-  with pytest.raises(optim.ConfigError, match="data.path"):
+  with pytest.raises(ConfigError, match="data.path"):
     images.read_idx(str(bad))
-  with pytest.raises(optim.ConfigError, match="data.path"):
+  with pytest.raises(ConfigError, match="data.path"):
     data.source(config(dir=str(tmp_path)))
-  with pytest.raises(optim.ConfigError, match="data.name"):
+  with pytest.raises(ConfigError, match="data.name"):
     data.source(config(name="imagenet"))
   (tmp_path / "short.txt").write_bytes(b"abc")
-  with pytest.raises(optim.ConfigError, match="seq_len"):
+  with pytest.raises(ConfigError, match="seq_len"):
     data.source(config(name="text", path=str(tmp_path / "short.txt"))).batch(0)
 
 
@@ -107,7 +109,7 @@ def test_fetch_from_a_folder(tmp_path):
   for name, (_, files) in data.fetch.__globals__["PACKAGES"].items():
     for f in files:
       assert os.path.getsize(dest / name / f) == os.path.getsize(os.path.join(data.data_dir(), name, f))
-  with pytest.raises(optim.ConfigError, match="--from"):
+  with pytest.raises(ConfigError, match="--from"):
     data.fetch(str(tmp_path / "other"), source=str(tmp_path / "empty_dir_that_has_nothing"),
                log=lambda *_: None)
 
@@ -153,5 +155,5 @@ def test_text_train_size_counts_windows_of_seq_len():
 ])
 def test_bad_subsets_are_config_errors(fields, needle):
   for model, name in (("gpt", "gcide"), ("mlp", "fashion_mnist")):
-    with pytest.raises(optim.ConfigError, match=needle):
+    with pytest.raises(ConfigError, match=needle):
       data.source(config(model, name, **fields))

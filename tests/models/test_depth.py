@@ -11,8 +11,9 @@ import pytest
 
 from adamlab import analysis, models
 from adamlab.errors import ConfigError
-from adamlab.models import coordcheck
+from adamlab.train import coordcheck
 from adamlab.train.config import base
+from adamlab.train import optimizer
 from tests.train.test_trainer import ROOT
 
 
@@ -34,7 +35,7 @@ def config(name="gpt", **model):
 @pytest.mark.parametrize("name", ["gpt", "vit"])
 def test_base_depth_is_todays_model_bit_for_bit(name):
   for alpha in (0.5, 1.0):
-    assert models.table(config(name, base_depth=2, alpha=alpha)) == models.table(config(name))
+    assert optimizer.model_table(config(name, base_depth=2, alpha=alpha)) == optimizer.model_table(config(name))
   c = config(name, base_depth=2, alpha=1.0)
   today = coordcheck.run(config(name), widths=[32], steps=2)
   assert coordcheck.run(c, widths=[32], steps=2) == today  # every layer, every step
@@ -42,9 +43,9 @@ def test_base_depth_is_todays_model_bit_for_bit(name):
 
 def test_deeper_models_scale_branches_and_block_learning_rates():
   c = config(depth=8, base_depth=2, alpha=0.5)
-  model, table = models.build(c, __import__("jax").random.PRNGKey(0))
+  model, table = optimizer.build_model(c, __import__("jax").random.PRNGKey(0))
   assert all(block.branch == 0.5 for block in model.blocks)  # (8 / 2)^-1/2
-  plain = models.table(config(depth=8))
+  plain = optimizer.model_table(config(depth=8))
   up, plain_up = table["blocks"][3]["mlp"]["up"]["kernel"], plain["blocks"][3]["mlp"]["up"]["kernel"]
   assert up.lr == pytest.approx(plain_up.lr * 4 ** -0.5)  # Adam: m_L^(alpha - 1)
   assert table["embed"] == plain["embed"] and table["readout"]["kernel"] == plain["readout"]["kernel"]

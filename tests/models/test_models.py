@@ -6,11 +6,13 @@ import pytest
 from flax import nnx
 
 from adamlab import models, optim
+from adamlab.errors import ConfigError
+from adamlab.train import optimizer
 
 
 def config(name, parametrization="sp", width=32, base_width=32, **model):
   c = ml_collections.ConfigDict(dict(model=models.default_config(name),
-                                     optimizer=optim.default_config(),
+                                     optimizer=optimizer.default_config(),
                                      parametrization=parametrization, alignment="full"))
   c.model.update(dict(width=width, base_width=base_width, **model))
   if name == "gpt":
@@ -29,11 +31,11 @@ def inputs(name, batch=2):
 @pytest.mark.parametrize("name", ["gpt", "vit", "mlp"])
 def test_every_parametrization_is_sp_at_base_width(name):
   x = inputs(name)
-  sp_model, _ = models.build(config(name, "sp", 32, 32), jax.random.PRNGKey(0))
+  sp_model, _ = optimizer.build_model(config(name, "sp", 32, 32), jax.random.PRNGKey(0))
   sp_out = sp_model(x)
   sp_params = nnx.to_pure_dict(nnx.state(sp_model, nnx.Param))
   for p in ("ntk", "mup", "mfp", "mup_tp5"):
-    model, table = models.build(config(name, p, 32, 32), jax.random.PRNGKey(0))
+    model, table = optimizer.build_model(config(name, p, 32, 32), jax.random.PRNGKey(0))
     assert {leaf.multiplier for leaf in jax.tree.leaves(table)} == {1.0}
     jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(model, nnx.Param)),
                  sp_params)
@@ -41,7 +43,7 @@ def test_every_parametrization_is_sp_at_base_width(name):
 
 
 def test_gpt_roles_axes_and_table_drive_init():
-  model, table = models.build(config("gpt", "mup", 128, 32, num_heads=4), jax.random.PRNGKey(0))
+  model, table = optimizer.build_model(config("gpt", "mup", 128, 32, num_heads=4), jax.random.PRNGKey(0))
   roles = jax.tree.map(lambda e: e.role, table)
   assert roles["embed"] == "input" and roles["pos_embed"] == "input"
   assert roles["blocks"][0]["attn"]["qkv"]["kernel"] == "hidden"
@@ -69,7 +71,7 @@ def test_options_and_bf16(name):
     extra.update(positions="rotary", z_loss=1e-4)
   else:
     extra.update(pool="gap")
-  model, _ = models.build(config(name, "mup", 64, 32, **extra), jax.random.PRNGKey(0))
+  model, _ = optimizer.build_model(config(name, "mup", 64, 32, **extra), jax.random.PRNGKey(0))
   out = model(inputs(name))
   assert out.dtype == jnp.float32 and bool(jnp.all(out == 0.0))  # zero readout
   assert model.blocks[0].attn.qkv.kernel[...].dtype == jnp.float32
@@ -78,7 +80,7 @@ def test_options_and_bf16(name):
 
 
 def test_gpt_is_causal():
-  model, _ = models.build(config("gpt"), jax.random.PRNGKey(0))
+  model, _ = optimizer.build_model(config("gpt"), jax.random.PRNGKey(0))
   x = inputs("gpt")
   y = x.at[:, 10].set((x[:, 10] + 1) % 256)
   a, b = model(x), model(y)
@@ -88,7 +90,7 @@ def test_gpt_is_causal():
 
 def test_vit_handles_224_rgb_and_names_the_patch_embedding():
   c = config("vit", image_size=224, channels=3, patch_size=32, depth=1)
-  model, table = models.build(c, jax.random.PRNGKey(0))
+  model, table = optimizer.build_model(c, jax.random.PRNGKey(0))
   out = model(jnp.zeros((1, 224, 224, 3)))
   assert out.shape == (1, 10)
   assert "patch_embed" in table and table["patch_embed"]["kernel"].role == "fixed"
@@ -107,23 +109,23 @@ BAD = [
 
 @pytest.mark.parametrize("change,field", BAD)
 def test_bad_model_config_names_the_field(change, field):
-  with pytest.raises(optim.ConfigError, match=f"^{field} = "):
-    models.build(config("vit", **change), jax.random.PRNGKey(0))
+  with pytest.raises(ConfigError, match=f"^{field} = "):
+    optimizer.build_model(config("vit", **change), jax.random.PRNGKey(0))
 
 
 @pytest.mark.parametrize("field,value", [("parametrization", "mu_p"), ("alignment", "some")])
 def test_bad_parametrization_or_alignment(field, value):
   c = config("mlp")
   c[field] = value
-  with pytest.raises(optim.ConfigError, match=f"^{field} = "):
-    models.build(c, jax.random.PRNGKey(0))
+  with pytest.raises(ConfigError, match=f"^{field} = "):
+    optimizer.build_model(c, jax.random.PRNGKey(0))
 
 
 def test_fixed_head_dim_grows_the_heads():
-  model, _ = models.build(config("gpt", "mup", 64, 32, head_dim=16), jax.random.PRNGKey(0))
+  model, _ = optimizer.build_model(config("gpt", "mup", 64, 32, head_dim=16), jax.random.PRNGKey(0))
   attn = model.blocks[0].attn
   assert attn.heads == 4
   assert attn.scale == pytest.approx(16 ** -0.5)  # head size fixed: muP's 1/d changes nothing
   assert model(inputs("gpt")).shape == (2, 16, 256)
-  with pytest.raises(optim.ConfigError, match="^model.width = 64: must be a multiple of model.head_dim"):
-    models.build(config("gpt", "mup", 64, 32, head_dim=24), jax.random.PRNGKey(0))
+  with pytest.raises(ConfigError, match="^model.width = 64: must be a multiple of model.head_dim"):
+    optimizer.build_model(config("gpt", "mup", 64, 32, head_dim=24), jax.random.PRNGKey(0))

@@ -17,6 +17,7 @@ from flax import nnx
 from adamlab import models, optim
 from adamlab.errors import ConfigError
 from adamlab.train.step import initial_state, make_train_step
+from adamlab.train import optimizer
 
 ROOT = pathlib.Path(__file__).parents[2]
 SWITCHES = [(remat, scan) for scan in (False, True) for remat in ("none", "block", "no_attention")]
@@ -24,7 +25,7 @@ SWITCHES = [(remat, scan) for scan in (False, True) for remat in ("none", "block
 
 def config(name, **model):
   c = ml_collections.ConfigDict(dict(model=models.default_config(name),
-                                     optimizer=optim.default_config(),
+                                     optimizer=optimizer.default_config(),
                                      parametrization="mup", alignment="full"))
   c.model.update(dict(width=32, base_width=16, depth=2, num_heads=2))
   if name == "gpt":  # dropout too: each block's mask must be the same either way
@@ -39,9 +40,9 @@ def config(name, **model):
 def trajectory(c, steps=10):
   """Losses and the last step's metrics of `steps` optimizer steps."""
   key = jax.random.PRNGKey(0)
-  model, table = models.build(c, key)
+  model, table = optimizer.build_model(c, key)
   apply, params = models.functional(model)
-  tx = optim.build(c.optimizer, table, params)
+  tx = optimizer.build(c.optimizer, table, params)
   task = models.task(c.model)
   step = jax.jit(make_train_step(task.objective(apply), tx, dropout=c.model.dropout > 0))
   state = initial_state(params, tx.init(params), jax.random.key_data(key))
@@ -66,8 +67,8 @@ def test_switches_keep_the_loss_trajectory(name):
 
 @pytest.mark.parametrize("name", ["gpt", "vit"])
 def test_scanned_blocks_keep_names_table_and_records(name):
-  plain, table = models.build(config(name, depth=3), jax.random.PRNGKey(0))
-  scanned, scanned_table = models.build(config(name, depth=3, scan_layers=True, remat="block"),
+  plain, table = optimizer.build_model(config(name, depth=3), jax.random.PRNGKey(0))
+  scanned, scanned_table = optimizer.build_model(config(name, depth=3, scan_layers=True, remat="block"),
                                         jax.random.PRNGKey(0))
   assert jax.tree.structure(scanned_table) == jax.tree.structure(table)
   axes = lambda m: [(p, v.get_metadata("axes")) for p, v in nnx.iter_graph(m)
@@ -83,7 +84,7 @@ def test_scanned_blocks_keep_names_table_and_records(name):
 def test_bad_remat_names_the_field_and_the_choices():
   with pytest.raises(ConfigError, match="^model.remat = 'all': must be one of 'none', "
                                         "'block', 'no_attention'$"):
-    models.build(config("gpt", remat="all"), jax.random.PRNGKey(0))
+    optimizer.build_model(config("gpt", remat="all"), jax.random.PRNGKey(0))
 
 
 SMALL = ["--config", "configs/gpt.py:mup,stable_adamw", "--config.model.width=32",
@@ -134,15 +135,15 @@ def test_checkpoint_written_unscanned_loads_scanned(tmp_path):
   losses_of_runs(str(tmp_path), {"plain": ["--config.steps=3"]})
   c = load(SMALL + ["--config.model.scan_layers=True", "--config.model.remat=block"])[0]
   key = jax.random.PRNGKey(c.seed)
-  model, table = models.build(c, key)
+  model, table = optimizer.build_model(c, key)
   apply, params = models.functional(model)
-  tx = optim.build(c.optimizer, table, params)
+  tx = optimizer.build(c.optimizer, table, params)
   abstract = jax.eval_shape(
       lambda: initial_state(params, tx.init(params), jax.random.key_data(key)))
   with ocp.CheckpointManager(tmp_path / "plain" / "checkpoints") as mngr:
     assert mngr.latest_step() == 3
     saved = mngr.restore(3, args=ocp.args.StandardRestore(abstract))["params"]
-  plain_apply = models.functional(models.build(load(SMALL)[0], key)[0])[0]
+  plain_apply = models.functional(optimizer.build_model(load(SMALL)[0], key)[0])[0]
   task = models.task(c.model)
   x, y = task.fixed_batch(4, jax.random.PRNGKey(2))
   loss = lambda fn: float(task.objective(fn)(saved, x, y)[0])

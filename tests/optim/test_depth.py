@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from adamlab import optim
+from adamlab.train import optimizer
 
 ALPHAS = (0.0, 0.5, 1.0)
 
@@ -25,7 +26,7 @@ def transformer(width, depth, vocab=11):
 
 def deep_table(parametrization="mup", optimizer="adam", alpha=1.0, **kw):
   # m_d = 64 / 16 = 4, m_L = 8 / 2 = 4; both trees hold the target's 8 blocks.
-  return optim.parametrize(transformer(16, 8), transformer(64, 8), parametrization, optimizer,
+  return optim.parametrize(base=transformer(16, 8), target=transformer(64, 8), parametrization=parametrization, optimizer=optimizer,
                            depth=8, base_depth=2, alpha=alpha, **kw)
 
 
@@ -34,7 +35,7 @@ def test_alpha_zero_is_off():
   assert optim.depth_exponents(0.0, "adam") == (0.0, 0.0, 0.0)
   assert optim.branch_multiplier(8, 2, 0.0) == 1.0
   for family in ("adam", "sgd", "adafactor"):
-    plain = optim.parametrize(transformer(16, 8), transformer(64, 8), "mup", family)
+    plain = optim.parametrize(base=transformer(16, 8), target=transformer(64, 8), parametrization="mup", optimizer=family)
     assert deep_table(optimizer=family, alpha=0.0) == plain
 
 
@@ -54,7 +55,7 @@ def test_table_closed_forms(alpha):
   m_d, m_l = 4.0, 4.0
   for name in ("mup", "mup_tp5"):
     t = deep_table(name, alpha=alpha)
-    width_only = optim.parametrize(transformer(16, 8), transformer(64, 8), name)
+    width_only = optim.parametrize(base=transformer(16, 8), target=transformer(64, 8), parametrization=name)
     hidden_lr = width_only["blocks"][0]["mlp"]["up"].lr
     assert hidden_lr == pytest.approx(1 / m_d)  # both muP tables: hidden Adam lr 1/m_d
     for block, plain in zip(t["blocks"], width_only["blocks"]):
@@ -81,7 +82,7 @@ def test_sgd_and_adafactor_depth(alpha):
   m_l = 4.0
   for family, c in (("sgd", 1 - 2 * alpha), ("adafactor", 1 - alpha)):
     t = deep_table(optimizer=family, alpha=alpha)
-    plain = optim.parametrize(transformer(16, 8), transformer(64, 8), "mup", family)
+    plain = optim.parametrize(base=transformer(16, 8), target=transformer(64, 8), parametrization="mup", optimizer=family)
     up, plain_up = t["blocks"][5]["mlp"]["up"], plain["blocks"][5]["mlp"]["up"]
     assert up.lr == pytest.approx(plain_up.lr * m_l ** -c)
     assert up.eps == 1.0  # eps is Adam's
@@ -94,32 +95,32 @@ def test_sgd_and_adafactor_depth(alpha):
 def test_base_depth_is_todays_table_bit_for_bit(name, family, alignment):
   base, target = transformer(16, 3), transformer(64, 3)
   kw = dict(constants={"output": {"lr": 2.0}, "hidden": {"eps": 0.5}})
-  today = optim.parametrize(base, target, name, family, alignment, **kw)
+  today = optim.parametrize(base=base, target=target, parametrization=name, optimizer=family, alignment=alignment, **kw)
   for alpha in ALPHAS:
-    deep = optim.parametrize(base, target, name, family, alignment, depth=3, base_depth=3,
+    deep = optim.parametrize(base=base, target=target, parametrization=name, optimizer=family, alignment=alignment, depth=3, base_depth=3,
                              alpha=alpha, **kw)
     assert deep == today
   flat = dict(per_layer_lr=False, scale_eps=False)
-  assert (optim.parametrize(base, target, name, family, alignment, depth=6, base_depth=6,
+  assert (optim.parametrize(base=base, target=target, parametrization=name, optimizer=family, alignment=alignment, depth=6, base_depth=6,
                             alpha=0.5, **flat)
-          == optim.parametrize(base, target, name, family, alignment, **flat))
+          == optim.parametrize(base=base, target=target, parametrization=name, optimizer=family, alignment=alignment, **flat))
 
 
 def test_predicate_and_errors():
   layers = {"layers": [{"w": jnp.zeros((16, 16))}] * 4, "head": jnp.zeros((16, 3))}
-  t = optim.parametrize(None, layers, depth=4, base_depth=1, alpha=0.5,
+  t = optim.parametrize(base=None, target=layers, depth=4, base_depth=1, alpha=0.5,
                         in_block=lambda path: path[0] == "layers")
   assert t["layers"][2]["w"].branch_multiplier == 0.5 and t["layers"][2]["w"].lr == 0.5
   assert t["head"].branch_multiplier == 1.0
-  with pytest.raises(optim.ConfigError, match="in_block matched no leaf"):
-    optim.parametrize(None, layers, depth=4, base_depth=1, alpha=0.5)
-  optim.parametrize(None, layers, depth=4, base_depth=4, alpha=0.5)  # nothing to scale
+  with pytest.raises(ValueError, match="^in_block = .*matched no leaf"):
+    optim.parametrize(base=None, target=layers, depth=4, base_depth=1, alpha=0.5)
+  optim.parametrize(base=None, target=layers, depth=4, base_depth=4, alpha=0.5)  # nothing to scale
   for kw, field in ((dict(depth=4, base_depth=2, alpha=1.5), "alpha"),
                     (dict(depth=4, base_depth=2), "alpha"),
                     (dict(depth=4, alpha=1.0), "base_depth"),
                     (dict(depth=0, base_depth=2, alpha=1.0), "depth")):
-    with pytest.raises(optim.ConfigError, match=f"^{field} = "):
-      optim.parametrize(None, layers, in_block=lambda path: True, **kw)
+    with pytest.raises(ValueError, match=f"^{field} = "):
+      optim.parametrize(base=None, target=layers, in_block=lambda path: True, **kw)
 
 
 def test_depth_and_width_from_shapes_without_flax():
@@ -134,12 +135,12 @@ def shapes(width, depth):
           "blocks": [{"w1": s(width, 4 * width), "w2": s(4 * width, width), "ln": s(width)}
                      for _ in range(depth)]}
 
-table = optim.parametrize(shapes(32, 12), shapes(128, 12), "mup", depth=12, base_depth=3,
+table = optim.parametrize(base=shapes(32, 12), target=shapes(128, 12), parametrization="mup", depth=12, base_depth=3,
                           alpha=1.0)
 assert table["blocks"][0]["w1"].lr == 0.25 and table["blocks"][0]["w1"].eps == 1 / 16
 assert table["blocks"][0]["ln"].branch_multiplier == 0.25 == optim.branch_multiplier(12, 3, 1.0)
 params = jax.tree.map(lambda s: jnp.ones(s.shape), shapes(128, 12))
-tx = optim.build(optim.default_config(), table, params)
+tx = optim.stable_adamw(1e-3, parametrization=table)
 tx.update(params, tx.init(params), params)
 assert "flax" not in sys.modules, "flax imported"
 """
@@ -153,7 +154,7 @@ def _loss_drop(depth, alpha, family, use_table, lr, base_depth=2, width=128, see
   shapes = {"w_in": jnp.zeros((16, width)), "w_out": jnp.zeros((width, 8)),
             "blocks": [{"w1": jnp.zeros((width, width)), "w2": jnp.zeros((width, width))}
                        for _ in range(depth)]}
-  t = optim.parametrize(None, shapes, "mup", family, depth=depth, base_depth=base_depth,
+  t = optim.parametrize(base=None, target=shapes, parametrization="mup", optimizer=family, depth=depth, base_depth=base_depth,
                         alpha=alpha)
   keys = iter(jax.random.split(jax.random.PRNGKey(seed), 2 * depth + 2))
   is_scale = lambda x: isinstance(x, optim.LeafScale)

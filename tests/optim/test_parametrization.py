@@ -73,8 +73,9 @@ def mlp_params(width, d_in=12, d_out=10, as_shapes=False):
 
 @pytest.mark.parametrize("as_shapes", [False, True])
 def test_infer_roles_from_base_shapes(as_shapes):
-  roles = optim.infer_roles(mlp_params(8, as_shapes=as_shapes), mlp_params(32, as_shapes=as_shapes))
-  got = {k: (r.role, r.width_mult) for k, r in roles.items()}
+  table = optim.parametrize(base=mlp_params(8, as_shapes=as_shapes),
+                            target=mlp_params(32, as_shapes=as_shapes))
+  got = {k: (s.role, s.width_mult) for k, s in table.items()}
   assert got == {"embed": ("input", 4.0), "embed_bias": ("input", 4.0), "hidden": ("hidden", 4.0),
                  "hidden2": ("hidden", 4.0), "norm": ("input", 4.0), "readout": ("output", 4.0),
                  "readout_bias": ("fixed", 1.0), "temperature": ("fixed", 1.0)}
@@ -85,15 +86,15 @@ def test_infer_roles_from_base_shapes(as_shapes):
 @pytest.mark.parametrize("align", optim.ALIGNMENTS)
 def test_base_width_multipliers_are_exactly_one(name, opt, align):
   base = mlp_params(16)
-  table = optim.parametrize(base, mlp_params(16), name, opt, align)
-  sp = optim.parametrize(base, mlp_params(16), "sp", opt, align)
+  table = optim.parametrize(base=base, target=mlp_params(16), parametrization=name, optimizer=opt, alignment=align)
+  sp = optim.parametrize(base=base, target=mlp_params(16), parametrization="sp", optimizer=opt, alignment=align)
   for leaf, ref in zip(jax.tree.leaves(table), jax.tree.leaves(sp)):
     assert (leaf.multiplier, leaf.lr, leaf.eps) == (1.0, 1.0, 1.0)
     assert leaf.init_std == ref.init_std  # the standard-parametrization model
 
 
 def test_mup_table_at_width_ratio_four():
-  t = optim.parametrize(mlp_params(16), mlp_params(64), "mup", "adam", "full")
+  t = optim.parametrize(base=mlp_params(16), target=mlp_params(64), parametrization="mup", optimizer="adam", alignment="full")
   # Everett mup: a = (-1/2, 0, 1/2), b = 1/2, Adam c = (1/2, 1, 1/2), g = (1/2, 1, 1/2).
   assert t["embed"].multiplier == 2.0 and t["readout"].multiplier == 0.5
   assert t["hidden"].multiplier == 1.0
@@ -101,20 +102,20 @@ def test_mup_table_at_width_ratio_four():
   assert (t["embed"].eps, t["hidden"].eps, t["readout"].eps) == (0.5, 0.25, 0.5)
   assert t["hidden"].init_std == pytest.approx(16 ** -0.5 * 0.5)  # 1/sqrt(fan_in) at m = 4
   assert t["readout_bias"].lr == 1.0 and t["temperature"].multiplier == 1.0
-  g = optim.parametrize(mlp_params(16), mlp_params(64), "sp", per_layer_lr=False, scale_eps=False)
+  g = optim.parametrize(base=mlp_params(16), target=mlp_params(64), parametrization="sp", per_layer_lr=False, scale_eps=False)
   assert {leaf.lr for leaf in jax.tree.leaves(g)} == {1.0}
-  c = optim.parametrize(mlp_params(16), mlp_params(64), "mup",
+  c = optim.parametrize(base=mlp_params(16), target=mlp_params(64), parametrization="mup",
                         constants={"output": {"multiplier": 3.0, "lr": 2.0}})
   assert c["readout"].multiplier == 1.5 and c["readout"].lr == 1.0
-  with pytest.raises(optim.ConfigError, match="constants"):
-    optim.parametrize(None, mlp_params(8), "mup", constants={"readout": {"lr": 2.0}})
+  with pytest.raises(ValueError, match="constants"):
+    optim.parametrize(base=None, target=mlp_params(8), parametrization="mup", constants={"readout": {"lr": 2.0}})
 
 
 def test_scale_by_parametrization_composes_after_adam():
   base, params = mlp_params(8), mlp_params(32)
   params = jax.tree.map(lambda p: p + 1.0, params)
   grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.3), params)
-  table = optim.parametrize(base, params, "mup")
+  table = optim.parametrize(base=base, target=params, parametrization="mup")
   tx = optax.chain(optax.scale_by_adam(), optim.scale_by_parametrization(table),
                    optax.scale_by_learning_rate(0.1))
   plain = optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(0.1))
@@ -130,7 +131,7 @@ def _mlp_grad_rms(parametrization, width, base_width=64, seed=0):
   d_in, d_out = 16, 10
   shapes = lambda n: {"w1": jnp.zeros((d_in, n)), "w2": jnp.zeros((n, n)),
                       "w3": jnp.zeros((n, d_out))}
-  table = optim.parametrize(shapes(base_width), shapes(width), parametrization)
+  table = optim.parametrize(base=shapes(base_width), target=shapes(width), parametrization=parametrization)
   keys = jax.random.split(jax.random.PRNGKey(seed), 4)
   params = {k: table[k].init_std * jax.random.normal(kk, s.shape)
             for (k, s), kk in zip(shapes(width).items(), keys[:3])}

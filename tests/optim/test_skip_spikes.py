@@ -8,7 +8,9 @@ import optax
 import pytest
 
 from adamlab import optim
-from tests.optim.test_factory import build, config
+from adamlab.errors import ConfigError
+from adamlab.train import optimizer
+from tests.train.test_optimizer import build, config
 
 SHAPE = (4, 3)
 
@@ -16,26 +18,27 @@ SHAPE = (4, 3)
 def reference(losses, grad_norms, k, window, metric, max_in_row):
   """Skip decisions of "skip bad steps", from the rule itself: a Python list of the
   values accepted so far; a step is a spike when a monitored value is above mean + k *
-  std (population) of the last `window` of them."""
+  std (population) of the last `window` of them. A non-finite loss or gradient norm is
+  skipped apart: (spike, nonfinite) per step."""
   names = ["loss", "grad_norm"] if metric == "both" else [metric]
   accepted = {n: [] for n in names}
   in_row, skipped, margin = 0, [], np.inf
   for loss, grad_norm in zip(losses, grad_norms):
     value = {"loss": loss, "grad_norm": grad_norm}
+    finite = np.isfinite(loss) and np.isfinite(grad_norm)  # (the loss is always passed)
     spike = False
-    if len(accepted[names[0]]) >= window:
+    if finite and len(accepted[names[0]]) >= window:
       for n in names:
         last = np.array(accepted[n][-window:], np.float64)
         bar = last.mean() + k * last.std()
-        if np.isfinite(value[n]):
-          spike = spike or value[n] > bar
-          margin = min(margin, abs(value[n] - bar) / abs(bar))
-    skip = spike and not (max_in_row > 0 and in_row >= max_in_row)
-    if not skip and all(np.isfinite(value[n]) for n in names):
+        spike = spike or value[n] > bar
+        margin = min(margin, abs(value[n] - bar) / abs(bar))
+    spike = spike and not (max_in_row > 0 and in_row >= max_in_row)
+    if finite and not spike:
       for n in names:
         accepted[n].append(value[n])
-    in_row = in_row + 1 if skip else 0
-    skipped.append(bool(skip))
+    in_row = in_row + 1 if spike else (in_row if not finite else 0)
+    skipped.append((bool(spike), not finite))
   return skipped, margin
 
 
@@ -63,9 +66,12 @@ def sequence(steps=60, seed=0):
 def test_matches_reference_step_by_step(metric, max_in_row):
   k, window = 3.0, 8
   losses, grads, grad_norms = sequence()
-  want, margin = reference(losses, grad_norms, k, window, metric, max_in_row)
+  decisions, margin = reference(losses, grad_norms, k, window, metric, max_in_row)
   assert margin > 1e-5  # no decision is a float32 rounding away from the other side
-  assert sum(want) >= 2 and not any(want[:window])  # spikes are skipped, none too early
+  spikes = [spike for spike, _ in decisions]
+  want = [spike or nonfinite for spike, nonfinite in decisions]
+  assert sum(spikes) >= 2 and not any(spikes[:window])  # spikes are skipped, none too early
+  assert [t for t, (_, nonfinite) in enumerate(decisions) if nonfinite] == [31]  # the NaN
 
   inner = optax.adam(0.1)
   tx = optim.skip_spikes(inner, k, window, metric, max_in_row)
@@ -77,7 +83,8 @@ def test_matches_reference_step_by_step(metric, max_in_row):
     updates, state = step(jnp.asarray(g), state, params, loss=loss)
     stats = optim.skip_stats(state)
     assert bool(stats["spike_skipped"]) == want[t], f"step {t}"
-    assert int(stats["spike_skips"]) == sum(want[:t + 1]), f"step {t}"
+    assert int(stats["spike_skips"]) == sum(spikes[:t + 1]), f"step {t}"
+    assert int(stats["nonfinite_skips"]) == int(t >= 31), f"step {t}"
     if want[t]:
       np.testing.assert_array_equal(updates, np.zeros(SHAPE))
     else:
@@ -88,7 +95,7 @@ def test_matches_reference_step_by_step(metric, max_in_row):
     assert all(want[jump:])  # frozen for good
   else:
     assert not all(want[jump:])  # it caught up, after max_in_row skips
-    assert max(map(len, "".join(".x"[w] for w in want).split("."))) == max_in_row
+    assert max(map(len, "".join(".x"[w] for w in spikes).split("."))) == max_in_row
 
 
 def test_inner_state_unchanged_on_a_skipped_step():
@@ -172,8 +179,8 @@ def test_jit_and_vmap_over_two_runs_match_each_run_alone():
     ("skip_spikes_metric", "gradnorm"), ("skip_spikes_k", -1.0), ("skip_spikes_k", float("nan")),
     ("skip_spikes_window", 1), ("skip_spikes_window", 0), ("skip_spikes_max_in_row", -1)])
 def test_bad_config_raises_config_error(field, value):
-  with pytest.raises(optim.ConfigError, match=f"optimizer.{field}"):
-    optim.validate(config(**{field: value}).optimizer)
+  with pytest.raises(ConfigError, match=f"optimizer.{field}"):
+    optimizer.validate(config(**{field: value}).optimizer)
 
 
 def test_build_wraps_outermost_only_when_on():

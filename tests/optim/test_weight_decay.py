@@ -8,6 +8,8 @@ import optax
 import pytest
 
 from adamlab import optim
+from adamlab.errors import ConfigError
+from adamlab.train import optimizer
 from tests.optim import reference
 
 BASE, WIDTH = 8, 32  # m = 4
@@ -31,7 +33,7 @@ def gradients(seed=1):
           for _ in range(STEPS)]
 
 
-def optimizer(mode, **fields):
+def section(mode, **fields):
   opt = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=0.02, b1=0.9, b2=0.95, eps=1e-6, weight_decay=0.3,
       schedule="warmup_cosine", warmup_steps=2, total_steps=6, final_lr_ratio=0.1,
@@ -43,11 +45,11 @@ def optimizer(mode, **fields):
 
 
 def table():
-  return optim.parametrize(init(BASE), init(WIDTH), "mup", "adam")
+  return optim.parametrize(base=init(BASE), target=init(WIDTH), parametrization="mup", optimizer="adam")
 
 
 def train(opt, p, values=None):
-  tx = optim.build(opt, table(), p, values)
+  tx = optimizer.build(opt, table(), p, values)
   state = tx.init(p)
   for g in gradients():
     u, state = tx.update(g, state, p)
@@ -86,7 +88,7 @@ def decay(mode, lr_t, opt, k, s):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("decay_vectors", [False, True])
 def test_mode_matches_numpy_reference(mode, decay_vectors):
-  opt = optimizer(mode, decay_vectors=decay_vectors)
+  opt = section(mode, decay_vectors=decay_vectors)
   ours = train(opt, init(WIDTH))
   lrs = [warmup_cosine(t, opt.learning_rate, 2, 6, 0.1) for t in range(STEPS)]
   for name, theta0 in init(WIDTH).items():
@@ -110,31 +112,31 @@ def test_packed_runs_equal_separate_builds(mode):
   # As packed runs do: one program, jax.vmap over the injected scalars (traced values).
   field = "weight_decay_timescale" if mode == "timescale" else "weight_decay"
   pair, lrs = (0.25, 2.0) if mode == "timescale" else (0.1, 0.4), (0.02, 0.01)
-  opt = optimizer(mode)
-  assert field in optim.hyperparams(opt)
-  values = {k: jnp.asarray([v, v]) for k, v in optim.hyperparams(opt).items()}
+  opt = section(mode)
+  assert field in optimizer.hyperparams(opt)
+  values = {k: jnp.asarray([v, v]) for k, v in optimizer.hyperparams(opt).items()}
   values.update({field: jnp.asarray(pair), "learning_rate": jnp.asarray(lrs)})
   packed = jax.jit(jax.vmap(lambda hp: train(opt, init(WIDTH), hp)))(values)
   for i in range(2):
-    alone = train(optimizer(mode, **{field: pair[i], "learning_rate": lrs[i]}), init(WIDTH))
+    alone = train(section(mode, **{field: pair[i], "learning_rate": lrs[i]}), init(WIDTH))
     for name in alone:
       np.testing.assert_allclose(packed[name][i], alone[name], rtol=1e-5, atol=1e-7)
 
 
 def test_coupled_is_the_default_and_todays_chain_bit_for_bit():
-  opt = optimizer("coupled")
+  opt = section("coupled")
   del opt["weight_decay_mode"]
-  assert optim.default_config().weight_decay_mode == "coupled"
+  assert optimizer.default_config().weight_decay_mode == "coupled"
   p = init(WIDTH)
-  jax.tree.map(np.testing.assert_array_equal, train(opt, p), train(optimizer("coupled"), p))
+  jax.tree.map(np.testing.assert_array_equal, train(opt, p), train(section("coupled"), p))
   # The chain before weight_decay_mode existed: decay added to the direction.
   t, g = table(), gradients()[0]
   before = optax.chain(
       optim.scale_by_stable_adam(0.9, 0.95, 1e-6, None, eps_scale=optim.eps_multipliers(t)),
       optax.add_decayed_weights(0.3, jax.tree.map(lambda x: x.ndim >= 2, p)),
       optim.scale_by_parametrization(t), optax.scale_by_learning_rate(0.01))
-  now = optim.stable_adamw(0.01, 0.9, 0.95, 1e-6, 0.3, None,
-                           jax.tree.map(lambda x: x.ndim >= 2, p), parametrization=t)
+  now = optim.stable_adamw(0.01, 0.9, 0.95, 1e-6, weight_decay=0.3, clip_threshold=None,
+                           mask=jax.tree.map(lambda x: x.ndim >= 2, p), parametrization=t)
   u_before, _ = before.update(g, before.init(p), p)
   u_now, _ = now.update(g, now.init(p), p)
   jax.tree.map(np.testing.assert_array_equal, u_now, u_before)
@@ -144,14 +146,14 @@ def test_coupled_is_the_default_and_todays_chain_bit_for_bit():
 @pytest.mark.parametrize("family", ["adam", "sgd", "adafactor"])
 @pytest.mark.parametrize("alignment", optim.ALIGNMENTS)
 def test_width_scaled_keeps_lr_times_decay_width_free(parametrization, family, alignment):
-  t = optim.parametrize(init(BASE), init(WIDTH), parametrization, family, alignment)
+  t = optim.parametrize(base=init(BASE), target=init(WIDTH), parametrization=parametrization, optimizer=family, alignment=alignment)
   for leaf in jax.tree.leaves(t):
     assert leaf.lr * leaf.decay_width_mult == pytest.approx(1.0)
-  sgd = optim.parametrize(init(BASE), init(WIDTH), "mup_tp5", "sgd")
+  sgd = optim.parametrize(base=init(BASE), target=init(WIDTH), parametrization="mup_tp5", optimizer="sgd")
   # Tensor Programs V's SGD table: lr m, 1, 1/m (input, hidden, output), decay the inverse.
   assert {k: v.decay_width_mult for k, v in sgd.items()} == {
       "embed": 0.25, "hidden": 1.0, "readout": 4.0, "bias": 0.25}
-  flat = optim.parametrize(init(BASE), init(WIDTH), "mup", per_layer_lr=False)
+  flat = optim.parametrize(base=init(BASE), target=init(WIDTH), parametrization="mup", per_layer_lr=False)
   assert {v.decay_width_mult for v in jax.tree.leaves(flat)} == {1.0}
 
 
@@ -197,10 +199,10 @@ BAD = [
 
 @pytest.mark.parametrize("fields,name,allowed", BAD)
 def test_bad_decay_fields_name_the_field(fields, name, allowed):
-  opt = optim.default_config()
+  opt = optimizer.default_config()
   opt.update(fields)
-  with pytest.raises(optim.ConfigError) as err:
-    optim.build(opt, None, init(8))
+  with pytest.raises(ConfigError) as err:
+    optimizer.build(opt, None, init(8))
   assert str(err.value).startswith(name + " = ") and allowed in str(err.value)
 
 
@@ -208,13 +210,13 @@ def test_bad_decay_fields_name_the_field(fields, name, allowed):
 def test_injected_state_and_hyperparams(mode):
   # The alias always injects weight_decay (in independent and timescale modes, this
   # step's decay); hyperparams(opt) names the config field packed runs may differ in.
-  opt = optimizer(mode)
-  tx = optim.build(opt, table(), init(WIDTH))
+  opt = section(mode)
+  tx = optimizer.build(opt, table(), init(WIDTH))
   state = tx.init(init(WIDTH))
   injected = optax.tree_utils.tree_get(state, "InjectStatefulHyperparamsState").hyperparams
-  assert set(injected) == {"learning_rate", *optim.HYPERPARAMS["adamw"]}
+  assert set(injected) == {"learning_rate", *optimizer.OPTIMIZERS["adamw"].hyperparams}
   field = "weight_decay_timescale" if mode == "timescale" else "weight_decay"
-  assert set(optim.hyperparams(opt)) == {"learning_rate", "b1", "b2", "eps", field}
+  assert set(optimizer.hyperparams(opt)) == {"learning_rate", "b1", "b2", "eps", field}
   for _ in range(3):
     _, state = tx.update(gradients()[0], state, init(WIDTH))
   wd = float(optax.tree_utils.tree_get(state, "InjectStatefulHyperparamsState")
@@ -231,6 +233,6 @@ def test_independent_decay_of_zero_packs_with_nonzero():
   params = {"w": jnp.ones((4, 4)), "b": jnp.ones(4)}
   opt = ml_collections.ConfigDict(dict(name="adamw", weight_decay_mode="independent",
                                        warmup_steps=0, total_steps=10))
-  structures = [jax.tree.structure(optim.build(opt, None, params, {"weight_decay": lam}).init(params))
+  structures = [jax.tree.structure(optimizer.build(opt, None, params, {"weight_decay": lam}).init(params))
                 for lam in (0.0, 0.1)]
   assert structures[0] == structures[1]

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from adamlab import optim
+from adamlab.errors import ConfigError
+from adamlab.train import optimizer
 from adamlab.sweep import grid, results
 
 ROOT = pathlib.Path(__file__).parents[2]
@@ -108,7 +110,7 @@ def test_best_per_group_picks_the_lowest_finite_metric():
   rows += [dict(w=2, lr=0.1, status="done", diverged=False, final_eval_loss=float("nan"))]
   assert results.best_per_group(rows, ["w", "lr"], "lr", "eval_loss") == [
       {"w": 1, "lr": 0.2, "final_eval_loss": 1.5}]
-  with pytest.raises(optim.ConfigError, match=r"sweep.axes\[0\]"):
+  with pytest.raises(ConfigError, match=r"sweep.axes\[0\]"):
     grid.runs(dict(axes=[{"x": "notalist"}]))
 
 

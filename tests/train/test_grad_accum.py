@@ -9,6 +9,7 @@ import pytest
 from adamlab import models, train
 from adamlab.train.config import base
 from adamlab.train.step import loss_and_grads
+from adamlab.train import optimizer
 from tests.train.test_trainer import rows, train as train_cli
 
 
@@ -29,7 +30,7 @@ def small(model="gpt", accum=1, steps=6):
 @pytest.mark.parametrize("model", ["gpt", "mlp"])
 def test_microbatch_gradients_equal_the_batch_gradient(model):
   c = small(model)
-  net, _ = models.build(c, jax.random.PRNGKey(0))
+  net, _ = optimizer.build_model(c, jax.random.PRNGKey(0))
   apply, params = models.functional(net)
   objective = models.task(c.model).objective(apply)
   x, y = train.validate(c)[2].batch(3)

@@ -13,14 +13,15 @@ import ml_collections
 import pytest
 
 from adamlab import analysis, models, optim
-from adamlab.models import coordcheck
+from adamlab.train import coordcheck
+from adamlab.train import optimizer
 
 WIDTHS = [32, 64, 128, 256]
 
 
 def config(name, parametrization):
   c = ml_collections.ConfigDict(dict(model=models.default_config(name),
-                                     optimizer=optim.default_config(),
+                                     optimizer=optimizer.default_config(),
                                      parametrization=parametrization, alignment="full"))
   c.model.base_width = 32
   if name == "gpt":

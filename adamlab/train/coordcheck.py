@@ -9,9 +9,8 @@ import jax
 import ml_collections
 import optax
 
-from adamlab import optim
-from adamlab.models.build import build, functional
-from adamlab.models.task import task
+from adamlab.models import functional, task
+from adamlab.train.optimizer import build, build_model
 
 
 def fixed_batch(config, batch_size: int = 16, seed: int = 0):
@@ -53,15 +52,15 @@ def run(config, widths=None, steps: int = 5, seed: int = 0, batch=None, depths=N
 
 def _records(cfg, steps, seed, inputs, targets):
   """(t, {layer: mean |output|}) for t = 0..steps: init, then after each update."""
-  model, table = build(cfg, jax.random.PRNGKey(seed))
+  model, table = build_model(cfg, jax.random.PRNGKey(seed))
   apply, params = functional(model)
-  tx = optim.build(cfg.optimizer, table, params)
+  tx = build(cfg.optimizer, table, params)
   loss = loss_fn(cfg, apply)
 
   @jax.jit
   def step(params, state):
     (value, records), grads = jax.value_and_grad(loss, has_aux=True)(params, inputs, targets)
-    updates, state = tx.update(grads, state, params, loss=value)  # (optim.skip_spikes reads it)
+    updates, state = tx.update(grads, state, params, loss=value)  # (skip_spikes reads it)
     return optax.apply_updates(params, updates), state, records
 
   state = tx.init(params)

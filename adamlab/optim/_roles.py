@@ -1,0 +1,126 @@
+"""Which axes of a leaf are fan-in and fan-out, and so its role, from two shapes.
+
+A dimension that differs between the base and the target shape is a width
+dimension. For a matrix the first axis is fan-in and the second fan-out (Flax, Haiku,
+optax). A kernel of rank >= 3 splits its axes into a fan-in group and a fan-out group
+at some position k: Flax's `DenseGeneral` and `MultiHeadDotProductAttention` store
+(d, heads, head_dim) for q, k and v and (heads, head_dim, d) for the output, a
+convolution (h, w, in, out). A split is valid when each group holds at most one width
+axis (a layer's fan-in and fan-out each grow linearly with width). Among the valid
+splits the one whose single-axis side equals the product of the other side at the
+base (d = heads * head_dim) wins; then the last-axis split (convolutions); a leaf
+that is still ambiguous is an error asking for `fan_in_axes`.
+"""
+
+import dataclasses
+import math
+from fractions import Fraction
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+
+from adamlab.optim._checks import fail
+
+
+@dataclasses.dataclass(frozen=True)
+class LeafRole:
+  role: str
+  width_mult: float
+  base_fan_in: int
+  ratio: Optional[Fraction]  # the width ratio of the leaf's changed axes (None: none)
+
+
+def path_names(path) -> tuple:
+  """A jax key path as plain keys: dict keys, attribute names, sequence indices."""
+  return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
+
+
+def leaf_name(path) -> str:
+  return "params" + jax.tree_util.keystr(tuple(path))
+
+
+def _prod(shape) -> int:
+  return math.prod(shape) if shape else 1
+
+
+def _fan_in_axes(where: str, base: tuple, shape: tuple, changed: list) -> Sequence[int]:
+  rank = len(shape)
+  valid = [k for k in range(1, rank)
+           if sum(i < k for i in changed) <= 1 and sum(i >= k for i in changed) <= 1]
+  if not valid:
+    fail(f"{where} (shape {shape}, base {base})", "width axes " + str(tuple(changed)),
+         "at most one width axis in fan-in and one in fan-out: pass fan_in_axes")
+  if rank >= 3:
+    products = [k for k in valid if _single_side_is_product(base, k)]
+    if len(products) == 1:
+      return tuple(range(products[0]))
+  if rank - 1 in valid:
+    return tuple(range(rank - 1))
+  if len(valid) == 1:
+    return tuple(range(valid[0]))
+  return fail(f"{where} (shape {shape}, base {base})", "ambiguous fan-in axes",
+              f"one of the splits {[tuple(range(k)) for k in valid]}: pass fan_in_axes")
+
+
+def _single_side_is_product(base: tuple, k: int) -> bool:
+  fan_in, fan_out = base[:k], base[k:]
+  if len(fan_in) == 1 and len(fan_out) > 1:
+    return fan_in[0] == _prod(fan_out)
+  if len(fan_out) == 1 and len(fan_in) > 1:
+    return fan_out[0] == _prod(fan_in)
+  return False
+
+
+def role(path, base, shape, fan_in_axes: Optional[Callable] = None) -> LeafRole:
+  """The LeafRole of one leaf from its base and target shapes."""
+  where = leaf_name(path)
+  base, shape = tuple(base), tuple(shape)
+  if len(base) != len(shape):
+    fail(f"{where} rank", len(shape), f"the base's rank {len(base)} (shapes {base} vs {shape})")
+  changed = [i for i, (b, s) in enumerate(zip(base, shape)) if b != s]
+  ratios = {Fraction(shape[i], base[i]) for i in changed if base[i] > 0}
+  if len(ratios) > 1:
+    fail(f"{where} (shape {shape}, base {base})", "axes grown by " +
+         " and ".join(str(r) for r in sorted(ratios)), "one width ratio per leaf")
+  given = fan_in_axes(path_names(path), shape) if fan_in_axes else None
+  if given is not None:
+    fan_in = tuple(a % len(shape) for a in given)
+  elif len(shape) < 2:  # biases, norm scales: like inputs (a fan-in of one)
+    fan_in = ()
+  else:
+    fan_in = _fan_in_axes(where, base, shape, changed)
+  fan_out = tuple(i for i in range(len(shape)) if i not in fan_in)
+  pick = lambda s, axes: _prod([s[i] for i in axes])
+  base_fan_in = pick(base, fan_in)
+  m_in = pick(shape, fan_in) / base_fan_in
+  m_out = pick(shape, fan_out) / pick(base, fan_out)
+  ratio = ratios.pop() if ratios else None
+  if m_in != 1 and m_out != 1:
+    return LeafRole("hidden", m_in, base_fan_in, ratio)
+  if m_in != 1:
+    return LeafRole("output", m_in, base_fan_in, ratio)
+  if m_out != 1:
+    return LeafRole("input", m_out, base_fan_in, ratio)
+  return LeafRole("fixed", 1.0, base_fan_in, ratio)
+
+
+def check_one_width(roles: Any, allow_narrower: bool) -> None:
+  """Every leaf that grows grows by one ratio, above 1 unless narrower is asked for."""
+  is_role = lambda x: isinstance(x, LeafRole)
+  leaves = jax.tree_util.tree_flatten_with_path(roles, is_leaf=is_role)[0]
+  grown = [(p, r) for p, r in leaves if r.ratio is not None]
+  if not grown:
+    return
+  counts = {}
+  for _, r in grown:
+    counts[r.ratio] = counts.get(r.ratio, 0) + 1
+  width = max(counts, key=counts.get)
+  for p, r in grown:
+    if r.ratio != width:
+      fail(f"{leaf_name(p)} width ratio", str(r.ratio),
+           f"the model's width ratio {width}: only width dimensions may differ "
+           "between base and target")
+  if width < 1 and not allow_narrower:
+    fail("target / base width ratio", str(width),
+         ">= 1: is the target narrower than the base (base and target swapped)? "
+         "Pass allow_narrower=True to mean it")
