@@ -19,7 +19,9 @@ def leaf_eps(eps, eps_scale, tree):
   """eps per leaf: a scalar eps times an optional static per-leaf multiplier tree."""
   if eps_scale is None:
     return jax.tree.map(lambda _: eps, tree)
-  return jax.tree.map(lambda _, s: eps * s, tree, eps_scale)
+  masked = lambda x: isinstance(x, optax.MaskedNode)  # (leaves optax.masked left out)
+  return jax.tree.map(lambda u, s: u if masked(u) else eps * s, tree, eps_scale,
+                      is_leaf=masked)
 
 
 def zeros_moments(params, mu_dtype):

@@ -20,6 +20,11 @@ def fail(name: str, value: Any, allowed: str):
   raise ValueError(f"{name} = {value!r}: must be {allowed}")
 
 
+def fail_described(name: str, what: str, allowed: str):
+  """As `fail`, for a value described in words rather than shown (a tree, a shape)."""
+  raise ValueError(f"{name} is {what}: must be {allowed}")
+
+
 def _concrete(value: Any) -> Optional[float]:
   """value as a float, or None when it cannot be known here (traced)."""
   if isinstance(value, jax.core.Tracer):

@@ -9,7 +9,8 @@ convolution (h, w, in, out). A split is valid when each group holds at most one 
 axis (a layer's fan-in and fan-out each grow linearly with width). Among the valid
 splits the one whose single-axis side equals the product of the other side at the
 base (d = heads * head_dim) wins; then the last-axis split (convolutions); a leaf
-that is still ambiguous is an error asking for `fan_in_axes`.
+that is still ambiguous is an error asking for `fan_in_axes`. Vectors, and leaves
+named "bias" or "b" of any rank, have a fan-in of one.
 """
 
 import dataclasses
@@ -19,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 
-from adamlab.optim._checks import fail
+from adamlab.optim._checks import fail, fail_described
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,8 @@ def _fan_in_axes(where: str, base: tuple, shape: tuple, changed: list) -> Sequen
   valid = [k for k in range(1, rank)
            if sum(i < k for i in changed) <= 1 and sum(i >= k for i in changed) <= 1]
   if not valid:
-    fail(f"{where} (shape {shape}, base {base})", "width axes " + str(tuple(changed)),
-         "at most one width axis in fan-in and one in fan-out: pass fan_in_axes")
+    fail_described(where, f"{shape}, grown from {base} in axes {tuple(changed)}",
+                   "at most one width axis in fan-in and one in fan-out: pass fan_in_axes")
   if rank >= 3:
     products = [k for k in valid if _single_side_is_product(base, k)]
     if len(products) == 1:
@@ -58,8 +59,8 @@ def _fan_in_axes(where: str, base: tuple, shape: tuple, changed: list) -> Sequen
     return tuple(range(rank - 1))
   if len(valid) == 1:
     return tuple(range(valid[0]))
-  return fail(f"{where} (shape {shape}, base {base})", "ambiguous fan-in axes",
-              f"one of the splits {[tuple(range(k)) for k in valid]}: pass fan_in_axes")
+  return fail_described(where, f"{shape}, grown from {base}, with ambiguous fan-in axes",
+                        f"one of {[tuple(range(k)) for k in valid]}: pass fan_in_axes")
 
 
 def _single_side_is_product(base: tuple, k: int) -> bool:
@@ -71,21 +72,33 @@ def _single_side_is_product(base: tuple, k: int) -> bool:
   return False
 
 
+BIAS_NAMES = ("bias", "b")  # Flax, Equinox and Haiku's names for a bias
+
+
+def _is_bias(path) -> bool:
+  """A bias of any rank (attention's q/k/v bias is (heads, head_dim)): every axis is
+  fan-out, by its name, since its shape looks like a matrix."""
+  names = [n for n in path_names(path) if n != "value"]  # (nnx: the Variable's value)
+  return bool(names) and names[-1] in BIAS_NAMES
+
+
 def role(path, base, shape, fan_in_axes: Optional[Callable] = None) -> LeafRole:
   """The LeafRole of one leaf from its base and target shapes."""
   where = leaf_name(path)
   base, shape = tuple(base), tuple(shape)
   if len(base) != len(shape):
-    fail(f"{where} rank", len(shape), f"the base's rank {len(base)} (shapes {base} vs {shape})")
+    fail_described(where, f"{shape}, of another rank than the base's {base}",
+                   "of the base's rank")
   changed = [i for i, (b, s) in enumerate(zip(base, shape)) if b != s]
   ratios = {Fraction(shape[i], base[i]) for i in changed if base[i] > 0}
   if len(ratios) > 1:
-    fail(f"{where} (shape {shape}, base {base})", "axes grown by " +
-         " and ".join(str(r) for r in sorted(ratios)), "one width ratio per leaf")
+    fail_described(where, f"{shape}, grown from {base} by " +
+                   " and ".join(str(r) for r in sorted(ratios)),
+                   "grown by one width ratio (only width dimensions may differ)")
   given = fan_in_axes(path_names(path), shape) if fan_in_axes else None
   if given is not None:
     fan_in = tuple(a % len(shape) for a in given)
-  elif len(shape) < 2:  # biases, norm scales: like inputs (a fan-in of one)
+  elif len(shape) < 2 or _is_bias(path):  # like inputs: a fan-in of one
     fan_in = ()
   else:
     fan_in = _fan_in_axes(where, base, shape, changed)
@@ -117,9 +130,16 @@ def check_one_width(roles: Any, allow_narrower: bool) -> None:
   width = max(counts, key=counts.get)
   for p, r in grown:
     if r.ratio != width:
-      fail(f"{leaf_name(p)} width ratio", str(r.ratio),
-           f"the model's width ratio {width}: only width dimensions may differ "
-           "between base and target")
+      fail_described(leaf_name(p), f"grown by {r.ratio}",
+                     f"grown by the model's width ratio {width}: only width dimensions "
+                     "may differ between base and target")
+  fans = {r.role for _, r in grown}
+  if not fans & {"hidden", "output"} or not fans & {"hidden", "input"}:
+    # A width feature one layer makes, another consumes: its fan-in grows somewhere.
+    fail_described(leaf_name(grown[0][0]), f"grown by {width} in its {fans.pop()} fan "
+                   "alone", "matched by a leaf whose other fan grows (a width dimension "
+                   "is one layer's fan-out and the next one's fan-in): only width "
+                   "dimensions may differ between base and target")
   if width < 1 and not allow_narrower:
     fail("target / base width ratio", str(width),
          ">= 1: is the target narrower than the base (base and target swapped)? "

@@ -8,7 +8,7 @@ import optax
 
 from adamlab.optim import _checks
 from adamlab.optim.parametrization import (
-    check_params, decay_width_multipliers, lr_multipliers)
+    _masked_like, check_params, decay_width_multipliers, lr_multipliers)
 
 # How an alias adds decoupled weight decay (`with_learning_rate`).
 DECAY_MODES = ("coupled", "independent", "width_scaled")
@@ -58,7 +58,8 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    scaled = jax.tree.map(lambda u, k: u if k == 1.0 else u * k, updates, mults)
+    scaled = jax.tree.map(lambda u, k: u if k == 1.0 else u * k, updates,
+                          _masked_like(mults, updates))
     return scaled, state
 
   return optax.GradientTransformation(init_fn, update_fn)

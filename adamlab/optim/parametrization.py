@@ -317,6 +317,15 @@ def parametrize(
   inside residual branches when `depth` is given. At the base width every number is
   1 (init: sigma_0), so every parametrization is the standard model there.
 
+  A role needs the leaf's fan-in axes. A matrix's are its first axis (Flax, Haiku,
+  optax: (in, out)). A kernel of rank >= 3 splits into fan-in and fan-out axes with
+  at most one width axis on each side; where several splits qualify, the one whose
+  single-axis side is the product of the other at the base wins, so linen attention's
+  (d, heads, head_dim) and (heads, head_dim, d) come out hidden whether the heads or
+  head_dim grow; then the last-axis split ((h, w, in, out) convolutions). Vectors and
+  leaves named "bias" or "b" have a fan-in of one. Layouts no rule can know, such as
+  Equinox's (out, in), take `fan_in_axes`.
+
   Args:
     base: params, or shapes (`jax.eval_shape`), at the base width; None: at the
       target (every multiplier 1). Keyword-only, as is everything here.
@@ -465,14 +474,17 @@ def check_same_tree(tree: Any, other: Any, name: str, other_name: str) -> None:
   if mine == theirs:
     if jax.tree.structure(tree, is_leaf=_is_leaf) != jax.tree.structure(
         other, is_leaf=_is_leaf):
-      _checks.fail(other_name, "a tree of other node types",
-                   f"the structure of {name} (the same containers, not only the same keys)")
+      _checks.fail_described(other_name, "a tree of other node types",
+                             f"the structure of {name} (the same containers, not only "
+                             "the same keys)")
     return
   missing, extra = sorted(mine - theirs), sorted(theirs - mine)
-  _checks.fail(other_name, f"a tree lacking {missing[:3]}" if missing else
-               f"a tree with extra leaves {extra[:3]}",
-               f"the structure of {name}" + (f" (it also has extra {extra[:3]})"
-                                             if missing and extra else ""))
+  show = lambda keys: ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+  _checks.fail_described(
+      other_name, f"a tree lacking {show(missing)}" if missing else
+      f"a tree with extra leaves {show(extra)}",
+      f"the structure of {name}" + (f" (it also has extra {show(extra)})"
+                                    if missing and extra else ""))
 
 
 def check_params(table: Any, params: Any) -> None:
@@ -488,10 +500,18 @@ def check_params(table: Any, params: Any) -> None:
       _checks.fail("parametrization", type(s).__name__,
                    "a table from optim.parametrize (one LeafScale per leaf)")
     if _shape(p) != s.shape:
-      _checks.fail(f"{_roles.leaf_name(path)} shape", _shape(p),
-                   f"{s.shape}, the target shape the table was built for (a table of "
-                   "another width? build it with target=these params)")
+      _checks.fail_described(
+          _roles.leaf_name(path), f"of shape {_shape(p)}",
+          f"of shape {s.shape}, the target shape the table was built for (a table of "
+          "another width? build it with target=these params)")
   jax.tree_util.tree_map_with_path(one, table, params, is_leaf=_is_leaf)
+
+
+def _masked_like(values: Any, updates: Any) -> Any:
+  """A tree of per-leaf values shaped like `updates`: MaskedNode where `optax.masked`
+  left a leaf out, so the two map together."""
+  masked = lambda x: isinstance(x, optax.MaskedNode)
+  return jax.tree.map(lambda v, u: u if masked(u) else v, values, updates, is_leaf=masked)
 
 
 def _field(table, name):

@@ -229,3 +229,58 @@ def test_trainer_logs_spike_skips(tmp_path):
       assert row["update_rms"] > 0
   # never more than max_in_row = 2 skips in a row
   assert max(map(len, "".join(".x"[int(s)] for s in skipped).split("."))) <= 2
+
+
+def _micro_steps(n=24, seed=3):
+  """Losses and gradients of micro-steps, one loss spike and one gradient spike."""
+  rng = np.random.default_rng(seed)
+  losses = (2.0 - 0.01 * np.arange(n)).astype(np.float32)  # falling: never above the bar
+  grads = [rng.standard_normal(SHAPE).astype(np.float32) for _ in range(n)]
+  losses[15] = 5.0
+  grads[19] = 50.0 * grads[19]
+  return losses, grads
+
+
+def test_outside_multisteps_each_micro_step_is_judged_and_skipped_ones_not_accumulated():
+  losses, grads = _micro_steps()
+  tx = optim.skip_spikes(optax.MultiSteps(optax.sgd(0.1), every_k_schedule=2), 3.0, 4)
+  params = jnp.zeros(SHAPE)
+  state = tx.init(params)
+  skipped = []
+  for loss, g in zip(losses, grads):
+    u, state = tx.update(jnp.asarray(g), state, params, loss=loss)
+    params = optax.apply_updates(params, u)
+    skipped.append(bool(state.skipped))
+  assert [t for t, s in enumerate(skipped) if s] == [15]  # the loss spike's micro-step alone
+  # The same as MultiSteps fed only the accepted micro-steps: every update averages
+  # two accepted ones.
+  alone = optax.MultiSteps(optax.sgd(0.1), every_k_schedule=2)
+  want, alone_state = jnp.zeros(SHAPE), alone.init(jnp.zeros(SHAPE))
+  for t, g in enumerate(grads):
+    if t != 15:
+      u, alone_state = alone.update(jnp.asarray(g), alone_state, want)
+      want = optax.apply_updates(want, u)
+  np.testing.assert_array_equal(params, want)
+
+
+def test_inside_multisteps_it_judges_the_averaged_gradient():
+  losses, grads = _micro_steps()
+  inner = lambda: optim.skip_spikes(optax.sgd(0.1), 3.0, 4, metric="grad_norm")
+  tx = optax.MultiSteps(inner(), every_k_schedule=2)
+  params = jnp.zeros(SHAPE)
+  state = tx.init(params)
+  for loss, g in zip(losses, grads):
+    u, state = tx.update(jnp.asarray(g), state, params, loss=loss)
+    params = optax.apply_updates(params, u)
+  # The same as skip_spikes fed the averages of micro-step pairs directly.
+  direct, want = inner(), jnp.zeros(SHAPE)
+  direct_state = direct.init(want)
+  decisions = []
+  for t in range(0, len(grads), 2):
+    mean = (jnp.asarray(grads[t]) + jnp.asarray(grads[t + 1])) / 2
+    u, direct_state = direct.update(mean, direct_state, want, loss=losses[t + 1])
+    want = optax.apply_updates(want, u)
+    decisions.append(bool(direct_state.skipped))
+  assert decisions.count(True) == 1 and decisions.index(True) == 9  # micro-steps 18 and 19
+  np.testing.assert_allclose(params, want, rtol=1e-6, atol=1e-7)  # (the mean's rounding)
+  assert int(optim.skip_stats(state)["spike_skips"]) == 1

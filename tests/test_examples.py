@@ -1,0 +1,38 @@
+"""The worked examples of muP on a user's own model (examples/): the coordinate check
+of each, with adamlab.analysis.slopes, is flat under muP and not under SP."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+WIDTHS = (32, 64, 128)
+
+
+def example(name):
+  spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+# (example, keyword arguments, the layer whose SP slope grows): the readout's output,
+# whose size under SP at one learning rate grows with width after a few Adam steps.
+CASES = [("pytree_mlp", {}, "w_out"), ("nnx_mlp", {}, "out"),
+         ("linen_transformer", {"tied": False}, "readout"),
+         ("linen_transformer", {"tied": True}, "logits")]
+
+
+@pytest.mark.parametrize("name,kwargs,readout", CASES,
+                         ids=["pytree", "nnx", "linen_untied", "linen_tied"])
+def test_coordinate_check_is_flat_under_mup_and_not_under_sp(name, kwargs, readout):
+  module = example(name)
+  mup = module.coordinate_check("mup", widths=WIDTHS, **kwargs)
+  sp = module.coordinate_check("sp", widths=WIDTHS, **kwargs)
+  assert set(mup) == set(sp) and readout in mup
+  # Flat: every layer's size changes by less than 2^0.3 per doubling of the width (at
+  # widths 32 to 128, 3 steps: measured at most 0.23). SP's readout grows by 2^0.3 per
+  # doubling more than muP's (measured 0.45 to 0.8 more; theory: m^0.5 to m^1).
+  assert max(abs(s) for s in mup.values()) < 0.3, mup
+  assert sp[readout] > mup[readout] + 0.3, (sp, mup)
