@@ -60,7 +60,11 @@ def test_switches_keep_the_loss_trajectory(name):
   assert base[-1] < base[0]  # it learns
   for remat, scan in SWITCHES[1:]:
     losses, metrics = trajectory(config(name, remat=remat, scan_layers=scan))
-    np.testing.assert_allclose(losses, base, rtol=1e-6, err_msg=f"{remat}, scan {scan}")
+    # Remat and scan change XLA's fusion, so the order of float32 sums: each step's
+    # loss may move by a few roundings (2^-24 relative each), and the differences
+    # compound through the params over the steps; measured up to 1.3e-6 at step 10.
+    # A real defect (a block skipped, a gradient lost) moves the loss by > 1e-3.
+    np.testing.assert_allclose(losses, base, rtol=1e-5, err_msg=f"{remat}, scan {scan}")
     # Per-layer RMS_t telemetry still names each block.
     assert {f"rms/blocks.{i}.attn.qkv.kernel" for i in range(2)} <= set(metrics)
 
