@@ -11,12 +11,12 @@ def slopes(rows, step=None, x: str = "width"):
   """{layer: fitted slope of log2(l1) against log2(x)} at `step` (default: last); x is
   "width" or "depth"."""
   step = max(r["step"] for r in rows) if step is None else step
-  by_layer = {}
+  by_layer: dict = {}
   for r in rows:
     if r["step"] == step:
       by_layer.setdefault(r["layer"], []).append((math.log2(r[x]), math.log2(r["l1"])))
-  return {layer: float(np.polyfit(*zip(*pts), 1)[0]) for layer, pts in by_layer.items()
-          if len(pts) > 1}
+  return {layer: float(np.polyfit(np.array(pts)[:, 0], np.array(pts)[:, 1], 1)[0])
+          for layer, pts in by_layer.items() if len(pts) > 1}
 
 
 def write_csv(rows, path) -> None:

@@ -1,4 +1,4 @@
-"""Which hyperparameters matter, and do their optima move with scale (seed 004).
+"""Which hyperparameters matter, and do their optima move with scale (the AdamW tuning method).
 
 Inputs come from a coordinate-descent search: per scale (a dict of the fields that set
 model and data size), the chosen value of each hyperparameter and the loss-vs-value

@@ -38,7 +38,7 @@ def events(values, k: float = 2.0, window: int = 20, min_history: int = 5,
       continue
     if not np.isfinite(x[t]) or x[t] > k * np.median(history) + floor:
       points.append(t)
-  out = []
+  out: list = []
   for t in points:
     if out and t - out[-1][1] <= gap:
       out[-1][1] = t

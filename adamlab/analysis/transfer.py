@@ -9,6 +9,7 @@ log-log coordinates, with a standard error.
 """
 
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -17,7 +18,7 @@ def _finite(v) -> bool:
   return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def optimum(xs, losses) -> dict:
+def optimum(xs, losses) -> Optional[dict]:
   """The minimum of a loss curve sampled at xs (already in log coordinates).
 
   Points whose loss is missing or not finite (diverged runs) are ignored. Returns
@@ -53,7 +54,7 @@ def optima(rows, x: str, metric: str, by, base: float = 2.0) -> list:
   metric, 'at_edge', 'refined', 'points'} (points: how many finite values it had);
   a group with no finite point has log_x None.
   """
-  groups = {}
+  groups: dict = {}
   for r in rows:
     groups.setdefault(tuple(r[f] for f in by), []).append(r)
   out = []

@@ -8,3 +8,8 @@ from adamlab.models.loss import classification_loss, lm_loss
 from adamlab.models.mlp import MLP
 from adamlab.models.task import Classifier, LanguageModel, task
 from adamlab.models.vit import ViT
+
+__all__ = (
+    "DTYPES", "MODELS", "apply_table", "build", "default_config", "functional",
+    "param_shapes", "table", "validate", "GPT", "classification_loss", "lm_loss", "MLP",
+    "Classifier", "LanguageModel", "task", "ViT")

@@ -1,9 +1,10 @@
 """Multi-head attention, the transformer block and the stack of blocks shared by GPT and ViT.
 
-The stack can rematerialize each block in the backward pass (`model.remat`, seed 003's
-checkpointing options) and run the blocks as one `lax.scan` (`model.scan_layers`). Either
-way the blocks stay stored one by one (`blocks.0`, `blocks.1`, ...), so parameter names,
-sharding axes, the parametrization table and checkpoints do not depend on the switches.
+The stack can rematerialize each block in the backward pass (`model.remat`, the
+checkpointing options of Kakade and Vyas's optimization notes) and run the blocks as
+one `lax.scan` (`model.scan_layers`). Either way the blocks stay stored one by one
+(`blocks.0`, `blocks.1`, ...), so parameter names, sharding axes, the
+parametrization table and checkpoints do not depend on the switches.
 """
 
 import jax

@@ -101,7 +101,7 @@ def role(path, base, shape, fan_in_axes: Optional[Callable] = None) -> LeafRole:
   elif len(shape) < 2 or _is_bias(path):  # like inputs: a fan-in of one
     fan_in = ()
   else:
-    fan_in = _fan_in_axes(where, base, shape, changed)
+    fan_in = tuple(_fan_in_axes(where, base, shape, changed))
   fan_out = tuple(i for i in range(len(shape)) if i not in fan_in)
   pick = lambda s, axes: _prod([s[i] for i in axes])
   base_fan_in = pick(base, fan_in)
@@ -124,10 +124,10 @@ def check_one_width(roles: Any, allow_narrower: bool) -> None:
   grown = [(p, r) for p, r in leaves if r.ratio is not None]
   if not grown:
     return
-  counts = {}
+  counts: dict = {}
   for _, r in grown:
     counts[r.ratio] = counts.get(r.ratio, 0) + 1
-  width = max(counts, key=counts.get)
+  width = max(counts, key=lambda ratio: counts[ratio])
   for p, r in grown:
     if r.ratio != width:
       fail_described(leaf_name(p), f"grown by {r.ratio}",

@@ -23,7 +23,7 @@ class ScaleByAdamAtan2State(NamedTuple):
     mu: first moment, like the params.
     nu: second moment, like the params.
   """
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
   mu: optax.Updates
   nu: optax.Updates
 

@@ -47,7 +47,7 @@ def init_params(table: Any, params: Any, key: jax.Array) -> Any:
   """
   check_params(table, params)
   leaves, treedef = jax.tree.flatten(params)
-  scales = treedef.flatten_up_to(table)
+  scales = treedef.flatten_up_to(table)  # type: ignore[attr-defined]
   out = []
   for i, (p, s) in enumerate(zip(leaves, scales)):
     p = jnp.asarray(p)

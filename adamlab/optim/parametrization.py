@@ -47,7 +47,6 @@ case both papers' tables are. At depth == base_depth nothing changes.
 
 
 import dataclasses
-import math
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import jax
@@ -241,7 +240,7 @@ def in_blocks(path: tuple) -> bool:
     path: a leaf's path as plain keys (dict keys, attribute names, indices).
 
   Returns:
-    True for a leaf under params["blocks"][i]...
+    True for a leaf under `params["blocks"][i]...`.
 
   Example:
     >>> from adamlab import optim
@@ -472,7 +471,7 @@ def check_same_tree(tree: Any, other: Any, name: str, other_name: str) -> None:
                      jax.tree_util.tree_flatten_with_path(t, is_leaf=_is_leaf)[0]}
   mine, theirs = paths(tree), paths(other)
   if mine == theirs:
-    if jax.tree.structure(tree, is_leaf=_is_leaf) != jax.tree.structure(
+    if jax.tree.structure(tree, is_leaf=_is_leaf) != jax.tree.structure(  # type: ignore[operator]
         other, is_leaf=_is_leaf):
       _checks.fail_described(other_name, "a tree of other node types",
                              f"the structure of {name} (the same containers, not only "
@@ -520,128 +519,68 @@ def _field(table, name):
   return jax.tree.map(lambda s: getattr(s, name), table)
 
 
-def lr_multipliers(table: Any) -> Any:
-  """Per-leaf learning-rate multipliers k, which `scale_by_parametrization` applies.
+def _accessor_doc(what: str, field: str, example: str, value: str) -> str:
+  """The docstring of a table accessor (one LeafScale field per leaf)."""
+  return f"""Per-leaf {what}.
 
   Args:
     table: a table from `parametrize`, or None.
 
   Returns:
-    A tree like the table of Python floats (each leaf's `LeafScale.lr`), or
+    A tree like the table of Python floats (each leaf's `LeafScale.{field}`), or
     None for None.
 
   Example:
     >>> import jax.numpy as jnp
     >>> from adamlab import optim
-    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
-    ...                  "w_out": jnp.zeros((n, 10))}
-    >>> optim.lr_multipliers(optim.parametrize(base=mlp(64), target=mlp(256)))
-    {'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}
+    >>> mlp = lambda n: {{"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
+    ...                  "w_out": jnp.zeros((n, 10))}}
+    >>> optim.{example}(optim.parametrize(base=mlp(64), target=mlp(256)))
+    {value}
 
   References:
     Everett et al. 2024, Scaling Exponents Across Parameterizations and
     Optimizers, arXiv:2407.05872.
   """
+
+
+def lr_multipliers(table: Any) -> Any:
   return _field(table, "lr")
 
 
+lr_multipliers.__doc__ = _accessor_doc(
+    """learning-rate multipliers k, which `scale_by_parametrization` applies""", "lr", "lr_multipliers", "{'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}")
+
+
 def eps_multipliers(table: Any) -> Any:
-  """Per-leaf Adam epsilon multipliers, which the Adam aliases apply to eps.
-
-  Args:
-    table: a table from `parametrize`, or None.
-
-  Returns:
-    A tree like the table of Python floats (each leaf's `LeafScale.eps`), or
-    None for None.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from adamlab import optim
-    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
-    ...                  "w_out": jnp.zeros((n, 10))}
-    >>> optim.eps_multipliers(optim.parametrize(base=mlp(64), target=mlp(256)))
-    {'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}
-
-  References:
-    Everett et al. 2024, Scaling Exponents Across Parameterizations and
-    Optimizers, arXiv:2407.05872.
-  """
   return _field(table, "eps")
 
 
+eps_multipliers.__doc__ = _accessor_doc(
+    """Adam epsilon multipliers, which the Adam aliases apply to eps""", "eps", "eps_multipliers", "{'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}")
+
+
 def forward_multipliers(table: Any) -> Any:
-  """Per-leaf forward multipliers m^-a, which the model applies to each leaf's
-  output (`apply_multipliers` folds them into the params instead).
-
-  Args:
-    table: a table from `parametrize`, or None.
-
-  Returns:
-    A tree like the table of Python floats (each leaf's `LeafScale.multiplier`), or
-    None for None.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from adamlab import optim
-    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
-    ...                  "w_out": jnp.zeros((n, 10))}
-    >>> optim.forward_multipliers(optim.parametrize(base=mlp(64), target=mlp(256)))
-    {'w_hid': 1.0, 'w_in': 2.0, 'w_out': 0.5}
-
-  References:
-    Everett et al. 2024, Scaling Exponents Across Parameterizations and
-    Optimizers, arXiv:2407.05872.
-  """
   return _field(table, "multiplier")
 
 
+forward_multipliers.__doc__ = _accessor_doc(
+    """forward multipliers m^-a, which the model applies to each leaf
+  (`apply_multipliers` folds them into the params)""", "multiplier", "forward_multipliers", "{'w_hid': 1.0, 'w_in': 2.0, 'w_out': 0.5}")
+
+
 def init_stds(table: Any) -> Any:
-  """Per-leaf init stds sigma_0 m^-b, which `init_params` draws with.
-
-  Args:
-    table: a table from `parametrize`, or None.
-
-  Returns:
-    A tree like the table of Python floats (each leaf's `LeafScale.init_std`), or
-    None for None.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from adamlab import optim
-    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
-    ...                  "w_out": jnp.zeros((n, 10))}
-    >>> optim.init_stds(optim.parametrize(base=mlp(64), target=mlp(256)))
-    {'w_hid': 0.0625, 'w_in': 0.125, 'w_out': 0.0625}
-
-  References:
-    Everett et al. 2024, Scaling Exponents Across Parameterizations and
-    Optimizers, arXiv:2407.05872.
-  """
   return _field(table, "init_std")
 
 
+init_stds.__doc__ = _accessor_doc(
+    """init stds sigma_0 m^-b, which `init_params` draws with""", "init_std", "init_stds", "{'w_hid': 0.0625, 'w_in': 0.125, 'w_out': 0.0625}")
+
+
 def decay_width_multipliers(table: Any) -> Any:
-  """Per-leaf weight-decay width multipliers m^c (the inverse of the width part
-  of k), which weight_decay_mode="width_scaled" applies.
-
-  Args:
-    table: a table from `parametrize`, or None.
-
-  Returns:
-    A tree like the table of Python floats (each leaf's `LeafScale.decay_width_mult`), or
-    None for None.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from adamlab import optim
-    >>> mlp = lambda n: {"w_in": jnp.zeros((16, n)), "w_hid": jnp.zeros((n, n)),
-    ...                  "w_out": jnp.zeros((n, 10))}
-    >>> optim.decay_width_multipliers(optim.parametrize(base=mlp(64), target=mlp(256)))
-    {'w_hid': 4.0, 'w_in': 2.0, 'w_out': 2.0}
-
-  References:
-    Everett et al. 2024, Scaling Exponents Across Parameterizations and
-    Optimizers, arXiv:2407.05872.
-  """
   return _field(table, "decay_width_mult")
+
+
+decay_width_multipliers.__doc__ = _accessor_doc(
+    """weight-decay width multipliers m^c (the inverse of the width part
+  of k), which weight_decay_mode="width_scaled" applies""", "decay_width_mult", "decay_width_multipliers", "{'w_hid': 4.0, 'w_in': 2.0, 'w_out': 2.0}")

@@ -127,8 +127,8 @@ def skip_spikes(
     metric: "loss" (pass `loss=` to update), "grad_norm" (the global norm of the
       incoming updates: use this wrapper outermost so they are the raw gradients) or
       "both" (a spike in either one).
-    max_in_row: > 0: after this many spike skips in a row the next step is accepted
-      anyway, and its values enter the window. 0: no limit.
+    max_in_row: if > 0, after this many spike skips in a row the next step is
+      accepted anyway, and its values enter the window. 0: no limit.
 
   Returns:
     An `optax.GradientTransformationExtraArgs` whose state is `SkipSpikesState`;

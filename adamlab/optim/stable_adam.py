@@ -28,7 +28,7 @@ class ScaleByStableAdamState(NamedTuple):
     nu: second moment u_t, like the params.
     rms: per-tensor RMS_t of the last step, float32 scalars like the params.
   """
-  count: jax.Array
+  count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
   mu: optax.Updates
   nu: optax.Updates
   rms: Any
@@ -76,7 +76,8 @@ def scale_by_stable_adam(
     b1: decay of the first moment, in [0, 1).
     b2: decay of the second moment, in [0, 1).
     eps: added to sqrt(u_t), >= 0.
-    clip_threshold: > 0, or None for no clipping (then exactly `optax.scale_by_adam`).
+    clip_threshold: the RMS_t threshold, > 0, or None for no clipping (then exactly
+      `optax.scale_by_adam`).
     eps_scale: a tree like the params of floats multiplying eps per leaf (a width
       table's `eps_multipliers`), or None.
     mu_dtype: dtype of the first moment; None keeps the params' dtype.
@@ -168,7 +169,7 @@ def stable_adamw(
     b2: decay of the second moment, in [0, 1).
     eps: added to sqrt(u_t), >= 0; times the table's eps multiplier per leaf.
     weight_decay: lambda >= 0, or a schedule (default optax.adamw's 1e-4).
-    clip_threshold: > 0, or None for no clipping (AdamW).
+    clip_threshold: the RMS_t threshold, > 0, or None for no clipping (AdamW).
     mask: which leaves decay (None: all, as optax.adamw).
     mu_dtype: dtype of the first moment; None keeps the params' dtype.
     parametrization: a table from `parametrize`, or None.

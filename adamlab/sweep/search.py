@@ -1,4 +1,4 @@
-"""Coordinate-descent hyperparameter search (seed 004): 1-D grids, passes until stable.
+"""Coordinate-descent hyperparameter search (the AdamW tuning method's coordinate descent): 1-D grids, passes until stable.
 
     adamlab search --config configs/search/adamw.py --workdir searches/x
 

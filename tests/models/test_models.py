@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from adamlab import models, optim
+from adamlab import models
 from adamlab.errors import ConfigError
 from adamlab.train import optimizer
 

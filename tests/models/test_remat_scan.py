@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from adamlab import models, optim
+from adamlab import models
 from adamlab.errors import ConfigError
 from adamlab.train.step import initial_state, make_train_step
 from adamlab.train import optimizer

@@ -4,7 +4,7 @@ import numpy as np
 
 
 def stable_adamw(grads, theta0, lrs, b1, b2, eps, wd, clip):
-  """Algorithm 2 of seed 000, literally: debiased betas, per-tensor RMS_t, update clipping.
+  """Algorithm 2 of Wortsman et al. 2023 (arXiv:2304.13013), literally: debiased betas, per-tensor RMS_t, update clipping.
 
   Returns the params after every step and the RMS_t of every step.
   """

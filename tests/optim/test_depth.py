@@ -10,7 +10,6 @@ import optax
 import pytest
 
 from adamlab import optim
-from adamlab.train import optimizer
 
 ALPHAS = (0.0, 0.5, 1.0)
 

@@ -38,7 +38,7 @@ def test_exponents_match_the_seed_table(name):
 
 
 def test_tensor_programs_v_mup_table():
-  # Seed 001: init var 1/fan_in, 1/fan_in, 1/fan_in^2 (input, hidden, output) -> std
+  # Tensor Programs V (arXiv:2203.03466): init var 1/fan_in, 1/fan_in, 1/fan_in^2 (input, hidden, output) -> std
   # exponents 0, 1/2, 1; Adam LR eta, eta/fan_in, eta/fan_in; SGD eta*fan_out, eta, eta/fan_in.
   e = optim.exponents("mup_tp5", "adam", "full")
   assert tuple(e[r].b for r in ROLE_ORDER) == (0, .5, 1)

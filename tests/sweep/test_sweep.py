@@ -10,9 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from adamlab import optim
 from adamlab.errors import ConfigError
-from adamlab.train import optimizer
 from adamlab.sweep import grid, results
 
 ROOT = pathlib.Path(__file__).parents[2]

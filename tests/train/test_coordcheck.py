@@ -1,4 +1,4 @@
-"""Coordinate check (seed 001 desiderata): with Adam, muP keeps every layer's output size
+"""Coordinate check (Tensor Programs V's desiderata): with Adam, muP keeps every layer's output size
 flat in width after a few steps, while SP's grow.
 
 Thresholds, from what Adam does to SP: each update moves a weight coordinate by ~lr
@@ -12,7 +12,7 @@ logits, whose init part still shrinks like width^-1/2 after 3 steps).
 import ml_collections
 import pytest
 
-from adamlab import analysis, models, optim
+from adamlab import analysis, models
 from adamlab.train import coordcheck
 from adamlab.train import optimizer
 

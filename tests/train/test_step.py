@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from adamlab import optim
 from adamlab.train.step import initial_state, make_train_step

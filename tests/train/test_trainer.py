@@ -109,7 +109,7 @@ def test_dropout_and_tied_embeddings_train(tmp_path):
 def test_a_run_saved_before_new_fields_existed_still_resumes(tmp_path):
   import pytest
   from adamlab.train.config import load
-  from adamlab.optim import ConfigError
+  from adamlab.errors import ConfigError
   from adamlab.train.train import check_workdir
   config, _ = load(SMALL)
   saved = json.loads(config.to_json())
