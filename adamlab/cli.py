@@ -41,8 +41,11 @@ def coordcheck(args, extra):
   _no_extra("coordcheck", rest)
   if args.depths and args.widths:
     raise ConfigError("--depths", args.depths, "given without --widths (one axis at a time)")
-  axis, sizes = (("depth", _sizes("--depths", args.depths)) if args.depths
-                 else ("width", _sizes("--widths", args.widths or "64,128,256,512")))
+  axis, sizes = (
+    ("depth", _sizes("--depths", args.depths))
+    if args.depths
+    else ("width", _sizes("--widths", args.widths or "64,128,256,512"))
+  )
   if args.steps < 0:
     raise ConfigError("--steps", args.steps, "an integer >= 0")
   if axis == "depth" and "depth" not in config.model:
@@ -58,8 +61,10 @@ def coordcheck(args, extra):
   if axis == "depth":
     title += f", alpha {config.model.alpha}"
   analysis.plot_coords(rows, os.path.join(args.out, "coordcheck.png"), title, x=axis)
-  print(f"coordinate check: {title}; {axis}s {sizes}; slope of log2 mean|x| vs log2 {axis} "
-        f"after {args.steps} steps")
+  print(
+    f"coordinate check: {title}; {axis}s {sizes}; slope of log2 mean|x| vs log2 {axis} "
+    f"after {args.steps} steps"
+  )
   for layer, slope in sorted(analysis.slopes(rows, x=axis).items()):
     print(f"  {layer:<24}{slope:+.3f}")
   print(f"wrote {args.out}/coords.csv and {args.out}/coordcheck.png")
@@ -67,11 +72,13 @@ def coordcheck(args, extra):
 
 def train(args, extra):
   from adamlab.train import command
+
   command.train(args.workdir, extra)
 
 
 def plot(args, extra):
   from adamlab.train import plots
+
   _no_extra("plot", extra)
   if not os.path.isfile(os.path.join(args.run_dir, "metrics.jsonl")):
     raise ConfigError("RUN_DIR", args.run_dir, "a run directory with metrics.jsonl")
@@ -81,27 +88,32 @@ def plot(args, extra):
 
 def data_fetch(args, extra):
   from adamlab import data
+
   _no_extra("data fetch", extra)
   data.fetch(args.dir, args.source)
 
 
 def sweep(args, extra):
   from adamlab.sweep import local
+
   _no_extra("sweep", extra)
-  status = local.run(args.config, args.workdir, args.workers, args.backend, args.pack,
-                     args.address)
+  status = local.run(args.config, args.workdir, args.workers, args.backend, args.pack, args.address)
   print(open(os.path.join(args.workdir, "results.md")).read(), end="")
-  print(f"sweep directory: {args.workdir} ({sum(s != 'failed' for s in status.values())}"
-        f"/{len(status)} runs finished; results.csv, results.md)")
+  print(
+    f"sweep directory: {args.workdir} ({sum(s != 'failed' for s in status.values())}"
+    f"/{len(status)} runs finished; results.csv, results.md)"
+  )
   if any(s == "failed" for s in status.values()):
     sys.exit(1)
 
 
 def search(args, extra):
   from adamlab.sweep import search as search_lib
+
   _no_extra("search", extra)
-  out = search_lib.run(args.config, args.workdir, args.workers, args.backend, args.pack,
-                       args.address)
+  out = search_lib.run(
+    args.config, args.workdir, args.workers, args.backend, args.pack, args.address
+  )
   print(open(os.path.join(args.workdir, "classification.md")).read(), end="")
   print(f"search directory: {args.workdir} (choices.md, classification.md, sensitivity/)")
   if out["failed"]:
@@ -111,6 +123,7 @@ def search(args, extra):
 
 def results(args, extra):
   from adamlab.sweep import results as results_lib
+
   _no_extra("results", extra)
   if not os.path.isfile(os.path.join(args.sweep_dir, "sweep.json")):
     raise ConfigError("SWEEP_DIR", args.sweep_dir, "a sweep directory with sweep.json")
@@ -122,17 +135,22 @@ def main(argv=None):
   commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
   commands.add_parser("demo", help="a short demo of the optimizers")
   cc = commands.add_parser(
-      "coordcheck", help="coordinate check: layer output sizes across widths or depths",
-      description="adamlab coordcheck --config configs/gpt.py:mup --widths 64,128,256 "
-                  "(or --depths 2,4,8,16) --steps 5 --out DIR [--config.a.b=value ...]")
+    "coordcheck",
+    help="coordinate check: layer output sizes across widths or depths",
+    description="adamlab coordcheck --config configs/gpt.py:mup --widths 64,128,256 "
+    "(or --depths 2,4,8,16) --steps 5 --out DIR [--config.a.b=value ...]",
+  )
   cc.add_argument("--widths", default="", help="default 64,128,256,512")
   cc.add_argument("--depths", default="", help="blocks per model, at the config's width")
   cc.add_argument("--steps", type=int, default=5)  # >= 0, checked in coordcheck()
   cc.add_argument("--out", default="coordcheck")
-  tr = commands.add_parser("train", help="train one config",
-                           description="adamlab train --config configs/gpt.py:mup --workdir DIR "
-                                       "[--config.a.b=value ...]; exit code 75: preempted "
-                                       "(SIGTERM/SIGINT), checkpointed, run it again")
+  tr = commands.add_parser(
+    "train",
+    help="train one config",
+    description="adamlab train --config configs/gpt.py:mup --workdir DIR "
+    "[--config.a.b=value ...]; exit code 75: preempted "
+    "(SIGTERM/SIGINT), checkpointed, run it again",
+  )
   tr.add_argument("--workdir", required=True)
   pl = commands.add_parser("plot", help="loss / lr / RMS plots of a run directory")
   pl.add_argument("run_dir", metavar="RUN_DIR")
@@ -141,20 +159,30 @@ def main(argv=None):
   fe = da_commands.add_parser("fetch", help="GCIDE and Fashion-MNIST from Debian packages")
   fe.add_argument("--dir", default="", help="data directory (default $ADAMLAB_DATA or ./data)")
   fe.add_argument("--from", dest="source", default="", help="copy from this folder instead")
-  sw = commands.add_parser("sweep", help="run a sweep config's grid",
-                           description="adamlab sweep --config configs/sweeps/X.py --workdir DIR "
-                                       "[--workers N] [--backend local|ray] [--pack K]")
-  se = commands.add_parser("search", help="coordinate-descent hyperparameter search",
-                           description="adamlab search --config configs/search/X.py --workdir "
-                                       "DIR [--workers N] [--backend local|ray] [--pack K]")
+  sw = commands.add_parser(
+    "sweep",
+    help="run a sweep config's grid",
+    description="adamlab sweep --config configs/sweeps/X.py --workdir DIR "
+    "[--workers N] [--backend local|ray] [--pack K]",
+  )
+  se = commands.add_parser(
+    "search",
+    help="coordinate-descent hyperparameter search",
+    description="adamlab search --config configs/search/X.py --workdir "
+    "DIR [--workers N] [--backend local|ray] [--pack K]",
+  )
   for p in (sw, se):
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--address", default="", help="Ray cluster address (default: start Ray here)")
-    p.add_argument("--pack", type=int, default=1,
-                   help="train up to K runs differing only in optimizer scalars as one program")
+    p.add_argument(
+      "--pack",
+      type=int,
+      default=1,
+      help="train up to K runs differing only in optimizer scalars as one program",
+    )
   rs = commands.add_parser("results", help="results.csv and tables of a sweep directory")
   rs.add_argument("sweep_dir", metavar="SWEEP_DIR")
   try:
@@ -162,12 +190,19 @@ def main(argv=None):
     if args.command == "demo":
       _no_extra("demo", extra)
       from adamlab import demo
+
       demo.main()
     elif args.command == "coordcheck":
       coordcheck(args, extra)
     else:
-      {"train": train, "plot": plot, "data": data_fetch, "sweep": sweep, "search": search,
-       "results": results}[args.command](args, extra)
+      {
+        "train": train,
+        "plot": plot,
+        "data": data_fetch,
+        "sweep": sweep,
+        "search": search,
+        "results": results,
+      }[args.command](args, extra)
   except ConfigError as err:
     print(f"adamlab: error: {err}", file=sys.stderr)
     sys.exit(2)

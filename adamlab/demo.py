@@ -23,23 +23,31 @@ def _task(key, n=2048, d_in=32, classes=10):
 
 
 def _shapes(width, d_in=32, classes=10):
-  return {"w1": jax.ShapeDtypeStruct((d_in, width), jnp.float32),
-          "w2": jax.ShapeDtypeStruct((width, width), jnp.float32),
-          "w3": jax.ShapeDtypeStruct((width, classes), jnp.float32)}
+  return {
+    "w1": jax.ShapeDtypeStruct((d_in, width), jnp.float32),
+    "w2": jax.ShapeDtypeStruct((width, width), jnp.float32),
+    "w3": jax.ShapeDtypeStruct((width, classes), jnp.float32),
+  }
 
 
 def train(name, parametrization, width=256, base_width=64, steps=300, lr=3e-2, seed=0):
   """Train the MLP; return (final loss, max over steps of the largest per-tensor RMS_t)."""
   opt = optimizer.default_config()
-  opt.update(dict(name=name, learning_rate=lr, warmup_steps=10, total_steps=steps, b2=0.99,
-                  grad_clip_norm=0.0))
+  opt.update(
+    dict(
+      name=name, learning_rate=lr, warmup_steps=10, total_steps=steps, b2=0.99, grad_clip_norm=0.0
+    )
+  )
   shapes, base = _shapes(width), _shapes(base_width)
-  table = optim.parametrize(base=base, target=shapes, parametrization=parametrization,
-                           optimizer=optimizer.family(name))
+  table = optim.parametrize(
+    base=base, target=shapes, parametrization=parametrization, optimizer=optimizer.family(name)
+  )
   mult = optim.forward_multipliers(table)
   keys = jax.random.split(jax.random.PRNGKey(seed), 4)
-  params = {k: table[k].init_std * jax.random.normal(kk, s.shape)
-            for (k, s), kk in zip(shapes.items(), keys)}
+  params = {
+    k: table[k].init_std * jax.random.normal(kk, s.shape)
+    for (k, s), kk in zip(shapes.items(), keys)
+  }
   x, y = _task(keys[3])
   tx = optimizer.build(opt, table, params)
 

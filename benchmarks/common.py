@@ -38,10 +38,23 @@ def train_step_time(config, repeats=20, warmup=2):
   model, table = optimizer.build_model(config, key)
   apply, params = models.functional(model)
   tx = optimizer.build(config.optimizer, table, params)
-  step = jax.jit(make_train_step(models.task(config.model).objective(apply), tx, config.ema_decay,
-                                 dropout=config.model.dropout > 0), donate_argnums=0)
-  state = [initial_state(jax.tree.map(jax.numpy.copy, params), tx.init(params),
-                         jax.random.key_data(key), ema=bool(config.ema_decay))]
+  step = jax.jit(
+    make_train_step(
+      models.task(config.model).objective(apply),
+      tx,
+      config.ema_decay,
+      dropout=config.model.dropout > 0,
+    ),
+    donate_argnums=0,
+  )
+  state = [
+    initial_state(
+      jax.tree.map(jax.numpy.copy, params),
+      tx.init(params),
+      jax.random.key_data(key),
+      ema=bool(config.ema_decay),
+    )
+  ]
   x, y = jax.device_put(data.source(config).batch(0))
 
   def call():

@@ -18,8 +18,10 @@ from adamlab import data
 from adamlab.train.config import load
 from common import machine, train_step_time
 
-CONFIGS = {"GPT (GCIDE)": "configs/gpt.py:mup,stable_adamw",
-           "ViT (Fashion-MNIST)": "configs/vit.py:mup,stable_adamw"}
+CONFIGS = {
+  "GPT (GCIDE)": "configs/gpt.py:mup,stable_adamw",
+  "ViT (Fashion-MNIST)": "configs/vit.py:mup,stable_adamw",
+}
 
 
 def batch_time(source, batches, repeats):
@@ -43,26 +45,41 @@ def run(batches=200, repeats=5, step_repeats=20):
     per_batch = batch_time(data.source(config), batches, repeats)
     (step_min, step_med), _ = train_step_time(config, repeats=step_repeats)
     b_min, b_med = min(per_batch), statistics.median(per_batch)
-    rows.append(dict(config=name, spec=spec, batch_size=config.batch_size,
-                     batch_min_s=b_min, batch_median_s=b_med, step_min_s=step_min,
-                     step_median_s=step_med,
-                     # batches/s over steps/s = step time over batch time
-                     ratio_min=step_min / b_min, ratio_median=step_med / b_med))
-  return dict(machine=machine(), batches=batches, repeats=repeats, step_repeats=step_repeats,
-              rows=rows)
+    rows.append(
+      dict(
+        config=name,
+        spec=spec,
+        batch_size=config.batch_size,
+        batch_min_s=b_min,
+        batch_median_s=b_med,
+        step_min_s=step_min,
+        step_median_s=step_med,
+        # batches/s over steps/s = step time over batch time
+        ratio_min=step_min / b_min,
+        ratio_median=step_med / b_med,
+      )
+    )
+  return dict(
+    machine=machine(), batches=batches, repeats=repeats, step_repeats=step_repeats, rows=rows
+  )
 
 
 def report(result, target=None) -> str:
-  lines = [f"Host batches/s of data.source vs the trainer's jitted step, {result['machine']}; "
-           f"{result['repeats']} blocks of {result['batches']} batches, "
-           f"{result['step_repeats']} steps", "",
-           "| config | batch | batches/s (best / median) | train steps/s (best / median) | "
-           "ratio (best / median) |" + (" target |" if target else ""),
-           "|---|---|---|---|---|" + ("---|" if target else "")]
+  lines = [
+    f"Host batches/s of data.source vs the trainer's jitted step, {result['machine']}; "
+    f"{result['repeats']} blocks of {result['batches']} batches, "
+    f"{result['step_repeats']} steps",
+    "",
+    "| config | batch | batches/s (best / median) | train steps/s (best / median) | "
+    "ratio (best / median) |" + (" target |" if target else ""),
+    "|---|---|---|---|---|" + ("---|" if target else ""),
+  ]
   for r in result["rows"]:
-    row = (f"| {r['config']} (`{r['spec']}`) | {r['batch_size']} | {1 / r['batch_min_s']:.0f} / "
-           f"{1 / r['batch_median_s']:.0f} | {1 / r['step_min_s']:.1f} / "
-           f"{1 / r['step_median_s']:.1f} | {r['ratio_min']:.1f}x / {r['ratio_median']:.1f}x |")
+    row = (
+      f"| {r['config']} (`{r['spec']}`) | {r['batch_size']} | {1 / r['batch_min_s']:.0f} / "
+      f"{1 / r['batch_median_s']:.0f} | {1 / r['step_min_s']:.1f} / "
+      f"{1 / r['step_median_s']:.1f} | {r['ratio_min']:.1f}x / {r['ratio_median']:.1f}x |"
+    )
     if target:
       row += f" >= {target:g}x: {'met' if r['ratio_min'] >= target else 'not met'} |"
     lines.append(row)

@@ -49,8 +49,18 @@ HEADS, VOCAB, BYTES = 4, 256, 4  # float32
 
 def config(depth, width, seq_len, remat="none", scan=False):
   c = base("gpt")
-  c.model.update(dict(depth=depth, width=width, base_width=width, num_heads=HEADS,
-                      vocab_size=VOCAB, seq_len=seq_len, remat=remat, scan_layers=scan))
+  c.model.update(
+    dict(
+      depth=depth,
+      width=width,
+      base_width=width,
+      num_heads=HEADS,
+      vocab_size=VOCAB,
+      seq_len=seq_len,
+      remat=remat,
+      scan_layers=scan,
+    )
+  )
   c.optimizer.update(dict(name="adamw", warmup_steps=0))
   return c
 
@@ -73,9 +83,11 @@ def tokens(c, batch):
 def formula(depth, width, seq_len, remat) -> float:
   """Seed 003's activation values per sequence (with the V part; see the docstring)."""
   d, t, h, v = width, seq_len, HEADS, VOCAB
-  graph = {"none": 12 * depth * d * t + depth * h * t * t,
-           "block": depth * d * t + 12 * d * t + h * t * t,
-           "no_attention": 12 * depth * d * t}[remat]
+  graph = {
+    "none": 12 * depth * d * t + depth * h * t * t,
+    "block": depth * d * t + 12 * d * t + h * t * t,
+    "no_attention": 12 * depth * d * t,
+  }[remat]
   return graph + 2 * v * t
 
 
@@ -122,12 +134,23 @@ def measure_shape(depth, width, seq_len, batch, timed=False):
       saved.append(residual_bytes(objective, params, x))
     if timed:
       compiled[(remat, scan)] = (comp, state, x)
-    rows.append(dict(
-        depth=depth, width=width, seq_len=seq_len, remat=remat, scan=scan, batch=2 * batch,
-        temp=stats.temp_size_in_bytes, arguments=stats.argument_size_in_bytes,
-        outputs=stats.output_size_in_bytes, aliased=stats.alias_size_in_bytes,
-        xla_per_seq=(temp[1] - temp[0]) / batch, jax_per_seq=(saved[1] - saved[0]) / batch,
-        formula_per_seq=BYTES * formula(depth, width, seq_len, remat)))
+    rows.append(
+      dict(
+        depth=depth,
+        width=width,
+        seq_len=seq_len,
+        remat=remat,
+        scan=scan,
+        batch=2 * batch,
+        temp=stats.temp_size_in_bytes,
+        arguments=stats.argument_size_in_bytes,
+        outputs=stats.output_size_in_bytes,
+        aliased=stats.alias_size_in_bytes,
+        xla_per_seq=(temp[1] - temp[0]) / batch,
+        jax_per_seq=(saved[1] - saved[0]) / batch,
+        formula_per_seq=BYTES * formula(depth, width, seq_len, remat),
+      )
+    )
   return rows, compiled
 
 
@@ -144,8 +167,13 @@ def step_times(compiled, rounds, calls):
       jax.block_until_ready(metrics)
       if r:
         per_round[k].append((time.perf_counter() - t) / calls)
-  return {k: dict(ms=1e3 * statistics.median(v), ratio=statistics.median(
-      [a / b for a, b in zip(v, per_round[("none", k[1])])])) for k, v in per_round.items()}
+  return {
+    k: dict(
+      ms=1e3 * statistics.median(v),
+      ratio=statistics.median([a / b for a, b in zip(v, per_round[("none", k[1])])]),
+    )
+    for k, v in per_round.items()
+  }
 
 
 def time_to_first_step(depth, width, seq_len, batch, scan):
@@ -159,8 +187,14 @@ def time_to_first_step(depth, width, seq_len, batch, scan):
   return time.perf_counter() - t
 
 
-def run(shapes=((4, 64, 128), (8, 64, 128)), batch=4, rounds=3, calls=3, depths=(4, 16, 32),
-        compile_shape=(64, 64, 4)):
+def run(
+  shapes=((4, 64, 128), (8, 64, 128)),
+  batch=4,
+  rounds=3,
+  calls=3,
+  depths=(4, 16, 32),
+  compile_shape=(64, 64, 4),
+):
   """Memory rows for every (L, d, T) in shapes and every mode; step-time ratios at the
   first shape (batch 2 * batch); time to the first step, unrolled and scanned, at each
   depth (the unrolled depth-32 step is the longest compile)."""
@@ -170,12 +204,26 @@ def run(shapes=((4, 64, 128), (8, 64, 128)), batch=4, rounds=3, calls=3, depths=
     memory += rows
     if compiled:
       times = {f"{r}, scan {s}": v for (r, s), v in step_times(compiled, rounds, calls).items()}
-  compile_s = [dict(depth=L, unrolled=time_to_first_step(L, *compile_shape, scan=False),
-                    scanned=time_to_first_step(L, *compile_shape, scan=True)) for L in depths]
-  return dict(machine=machine(), xla_flags=os.environ.get("XLA_FLAGS", ""),
-              shapes=[list(s) for s in shapes], batch=batch, memory=memory,
-              step_time=times, rounds=rounds, calls=calls, compile=compile_s,
-              compile_shape=list(compile_shape))
+  compile_s = [
+    dict(
+      depth=L,
+      unrolled=time_to_first_step(L, *compile_shape, scan=False),
+      scanned=time_to_first_step(L, *compile_shape, scan=True),
+    )
+    for L in depths
+  ]
+  return dict(
+    machine=machine(),
+    xla_flags=os.environ.get("XLA_FLAGS", ""),
+    shapes=[list(s) for s in shapes],
+    batch=batch,
+    memory=memory,
+    step_time=times,
+    rounds=rounds,
+    calls=calls,
+    compile=compile_s,
+    compile_shape=list(compile_shape),
+  )
 
 
 def per_block(memory):
@@ -187,10 +235,18 @@ def per_block(memory):
     if deeper:
       s = by[min(deeper)]
       dl = s["depth"] - L
-      out.append(dict(width=d, seq_len=t, remat=remat, scan=scan, depths=(L, s["depth"]),
-                      xla=(s["xla_per_seq"] - r["xla_per_seq"]) / dl,
-                      jax=(s["jax_per_seq"] - r["jax_per_seq"]) / dl,
-                      formula=(s["formula_per_seq"] - r["formula_per_seq"]) / dl))
+      out.append(
+        dict(
+          width=d,
+          seq_len=t,
+          remat=remat,
+          scan=scan,
+          depths=(L, s["depth"]),
+          xla=(s["xla_per_seq"] - r["xla_per_seq"]) / dl,
+          jax=(s["jax_per_seq"] - r["jax_per_seq"]) / dl,
+          formula=(s["formula_per_seq"] - r["formula_per_seq"]) / dl,
+        )
+      )
   return out
 
 
@@ -201,46 +257,72 @@ def kib(n) -> str:
 def report(result) -> str:
   b = 2 * result["batch"]
   flags = f" XLA_FLAGS={result['xla_flags']}." if result.get("xla_flags") else ""
-  lines = [f"GPT train step (AdamW, float32, {HEADS} heads, vocab {VOCAB}), {result['machine']}. "
-           f"Activations per sequence in KiB: XLA's temp(B={b}) - temp(B={result['batch']}) "
-           f"over {result['batch']}; JAX: autodiff's saved residuals (same difference); "
-           "formula: seed 003's values x 4 bytes. temp, arguments and outputs: XLA's "
-           f"buffers at B = {b}, in MiB.{flags}", "",
-           "| L | d | T | remat | scan | XLA | JAX | formula | XLA / formula | "
-           "JAX / formula | temp | arguments | outputs |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines = [
+    f"GPT train step (AdamW, float32, {HEADS} heads, vocab {VOCAB}), {result['machine']}. "
+    f"Activations per sequence in KiB: XLA's temp(B={b}) - temp(B={result['batch']}) "
+    f"over {result['batch']}; JAX: autodiff's saved residuals (same difference); "
+    "formula: seed 003's values x 4 bytes. temp, arguments and outputs: XLA's "
+    f"buffers at B = {b}, in MiB.{flags}",
+    "",
+    "| L | d | T | remat | scan | XLA | JAX | formula | XLA / formula | "
+    "JAX / formula | temp | arguments | outputs |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
   for r in result["memory"]:
     lines.append(
-        f"| {r['depth']} | {r['width']} | {r['seq_len']} | {r['remat']} | {r['scan']} | "
-        f"{kib(r['xla_per_seq'])} | {kib(r['jax_per_seq'])} | {kib(r['formula_per_seq'])} | "
-        f"{r['xla_per_seq'] / r['formula_per_seq']:.2f} | "
-        f"{r['jax_per_seq'] / r['formula_per_seq']:.2f} | {r['temp'] / 2**20:.1f} | "
-        f"{r['arguments'] / 2**20:.1f} | {r['outputs'] / 2**20:.1f} |")
-  lines += ["", "Per block (difference of the two depths), KiB per sequence:", "",
-            "| d | T | remat | scan | XLA | JAX | formula | XLA / formula |",
-            "|---|---|---|---|---|---|---|---|"]
+      f"| {r['depth']} | {r['width']} | {r['seq_len']} | {r['remat']} | {r['scan']} | "
+      f"{kib(r['xla_per_seq'])} | {kib(r['jax_per_seq'])} | {kib(r['formula_per_seq'])} | "
+      f"{r['xla_per_seq'] / r['formula_per_seq']:.2f} | "
+      f"{r['jax_per_seq'] / r['formula_per_seq']:.2f} | {r['temp'] / 2**20:.1f} | "
+      f"{r['arguments'] / 2**20:.1f} | {r['outputs'] / 2**20:.1f} |"
+    )
+  lines += [
+    "",
+    "Per block (difference of the two depths), KiB per sequence:",
+    "",
+    "| d | T | remat | scan | XLA | JAX | formula | XLA / formula |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
   for r in per_block(result["memory"]):
-    lines.append(f"| {r['width']} | {r['seq_len']} | {r['remat']} | {r['scan']} | "
-                 f"{kib(r['xla'])} | {kib(r['jax'])} | {kib(r['formula'])} | "
-                 f"{r['xla'] / r['formula']:.2f} |")
+    lines.append(
+      f"| {r['width']} | {r['seq_len']} | {r['remat']} | {r['scan']} | "
+      f"{kib(r['xla'])} | {kib(r['jax'])} | {kib(r['formula'])} | "
+      f"{r['xla'] / r['formula']:.2f} |"
+    )
   L, d, t = result["shapes"][0]
-  lines += ["", f"Step time at L={L} d={d} T={t} B={b} (median of {result['rounds']} rounds "
-            f"of {result['calls']} calls, ratio against remat none with the same scan):", "",
-            "| mode | ms | vs none |", "|---|---|---|"]
+  lines += [
+    "",
+    f"Step time at L={L} d={d} T={t} B={b} (median of {result['rounds']} rounds "
+    f"of {result['calls']} calls, ratio against remat none with the same scan):",
+    "",
+    "| mode | ms | vs none |",
+    "|---|---|---|",
+  ]
   lines += [f"| {k} | {v['ms']:.1f} | {v['ratio']:.2f}x |" for k, v in result["step_time"].items()]
   d, t, b = result["compile_shape"]
-  lines += ["", f"Time to the first step (lower + compile + first call), d={d} T={t} B={b}:", "",
-            "| depth | unrolled s | scan s | unrolled / scan |", "|---|---|---|---|"]
-  lines += [f"| {r['depth']} | {r['unrolled']:.1f} | {r['scanned']:.1f} | "
-            f"{r['unrolled'] / r['scanned']:.1f}x |" for r in result["compile"]]
+  lines += [
+    "",
+    f"Time to the first step (lower + compile + first call), d={d} T={t} B={b}:",
+    "",
+    "| depth | unrolled s | scan s | unrolled / scan |",
+    "|---|---|---|---|",
+  ]
+  lines += [
+    f"| {r['depth']} | {r['unrolled']:.1f} | {r['scanned']:.1f} | "
+    f"{r['unrolled'] / r['scanned']:.1f}x |"
+    for r in result["compile"]
+  ]
   return "\n".join(lines)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="depths 4 and 16, 2 rounds")
-  parser.add_argument("--shapes", default="4x64x128,8x64x128",
-                      help="comma-separated LxDxT: depth, width, context of each GPT")
+  parser.add_argument(
+    "--shapes",
+    default="4x64x128,8x64x128",
+    help="comma-separated LxDxT: depth, width, context of each GPT",
+  )
   args = parser.parse_args()
   shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
   print(report(run(**dict(QUICK if args.quick else {}, shapes=shapes))))

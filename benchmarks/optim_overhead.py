@@ -27,27 +27,37 @@ def transformer_shapes(n_params: float, vocab: int = 8192, d: int = 512):
   layers = max(1, round((n_params - 2 * vocab * d) / per_layer))
   tree = {"embed": (vocab, d), "readout": (d, vocab), "final_norm": (d,)}
   for i in range(layers):
-    tree[f"layer{i}"] = {"qkv": (d, 3 * d), "out": (d, d), "mlp_in": (d, 4 * d),
-                         "mlp_out": (4 * d, d), "norm1": (d,), "norm2": (d,)}
-  return jax.tree.map(lambda s: jnp.zeros(s, jnp.float32), tree,
-                      is_leaf=lambda x: isinstance(x, tuple))
+    tree[f"layer{i}"] = {
+      "qkv": (d, 3 * d),
+      "out": (d, d),
+      "mlp_in": (d, 4 * d),
+      "mlp_out": (4 * d, d),
+      "norm1": (d,),
+      "norm2": (d,),
+    }
+  return jax.tree.map(
+    lambda s: jnp.zeros(s, jnp.float32), tree, is_leaf=lambda x: isinstance(x, tuple)
+  )
 
 
 def candidates(params):
   # The same tree at a quarter of the width: every 512-multiple dimension shrinks.
-  base = jax.tree.map(lambda p: jnp.zeros(tuple(s // 4 if s % 512 == 0 and s != 8192 else s
-                                                for s in p.shape)), params)
+  base = jax.tree.map(
+    lambda p: jnp.zeros(tuple(s // 4 if s % 512 == 0 and s != 8192 else s for s in p.shape)), params
+  )
   table = optim.parametrize(base=base, target=params, parametrization="mup")
   return {
-      "optax.adamw": optax.adamw(1e-3, weight_decay=0.1),
-      "stable_adamw": optim.stable_adamw(1e-3, weight_decay=0.1),
-      "stable_adamw (no clip, RMS telemetry)": optim.stable_adamw(1e-3, weight_decay=0.1,
-                                                                  clip_threshold=None),
-      "stable_adamw (no clip, no telemetry)": optim.stable_adamw(
-          1e-3, weight_decay=0.1, clip_threshold=None, track_rms=False),
-      "adam_atan2": optim.adam_atan2(1e-3, weight_decay=0.1),
-      "mup stable_adamw": optim.stable_adamw(1e-3, weight_decay=0.1, parametrization=table),
-      "mup adam_atan2": optim.adam_atan2(1e-3, weight_decay=0.1, parametrization=table),
+    "optax.adamw": optax.adamw(1e-3, weight_decay=0.1),
+    "stable_adamw": optim.stable_adamw(1e-3, weight_decay=0.1),
+    "stable_adamw (no clip, RMS telemetry)": optim.stable_adamw(
+      1e-3, weight_decay=0.1, clip_threshold=None
+    ),
+    "stable_adamw (no clip, no telemetry)": optim.stable_adamw(
+      1e-3, weight_decay=0.1, clip_threshold=None, track_rms=False
+    ),
+    "adam_atan2": optim.adam_atan2(1e-3, weight_decay=0.1),
+    "mup stable_adamw": optim.stable_adamw(1e-3, weight_decay=0.1, parametrization=table),
+    "mup adam_atan2": optim.adam_atan2(1e-3, weight_decay=0.1, parametrization=table),
   }
 
 
@@ -86,8 +96,10 @@ def harnesses(tx, params, grads, count):
     step_state[:] = step(grads, *step_state)
     return step_state
 
-  return {"update": (call_update, array_passes(update, (grads, update_state[0], params), count)),
-          "step": (call_step, array_passes(step, (grads, *step_state), count))}
+  return {
+    "update": (call_update, array_passes(update, (grads, update_state[0], params), count)),
+    "step": (call_step, array_passes(step, (grads, *step_state), count)),
+  }
 
 
 def run(n_params=20e6, repeats=20, rounds=4):
@@ -113,31 +125,42 @@ def run(n_params=20e6, repeats=20, rounds=4):
   rows = []
   for (name, harness), t in times.items():
     base = times["optax.adamw", harness]
-    rows.append({"optimizer": name, "harness": harness, "min_s": min(t),
-                 "median_s": statistics.median(t), "ratio_min": min(t) / min(base),
-                 "ratio_median": statistics.median(a / b for a, b in zip(t, base)),
-                 "array_passes": passes[name, harness]})
+    rows.append(
+      {
+        "optimizer": name,
+        "harness": harness,
+        "min_s": min(t),
+        "median_s": statistics.median(t),
+        "ratio_min": min(t) / min(base),
+        "ratio_median": statistics.median(a / b for a, b in zip(t, base)),
+        "array_passes": passes[name, harness],
+      }
+    )
   return {"params": count, "machine": machine(), "rows": rows}
 
 
 def report(result, target=None) -> str:
   """target: the largest ratio allowed; adds a column judging each ratio against it, on
   the median of side-by-side ratios (the min of a noisy baseline can be a lucky call)."""
-  lines = [f"Optimizer update vs optax.adamw, {result['params'] / 1e6:.1f}M params, "
-           f"{result['machine']}.", "",
-           "update: `tx.update` alone (state donated). step: `tx.update` + `apply_updates` "
-           "(params and state donated), as in a training step.", "",
-           "| optimizer | harness | min ms | median ms | ratio (min) | ratio (median, paired) | "
-           "array passes |" + (" target |" if target else ""),
-           "|---|---|---|---|---|---|---|" + ("---|" if target else "")]
+  lines = [
+    f"Optimizer update vs optax.adamw, {result['params'] / 1e6:.1f}M params, {result['machine']}.",
+    "",
+    "update: `tx.update` alone (state donated). step: `tx.update` + `apply_updates` "
+    "(params and state donated), as in a training step.",
+    "",
+    "| optimizer | harness | min ms | median ms | ratio (min) | ratio (median, paired) | "
+    "array passes |" + (" target |" if target else ""),
+    "|---|---|---|---|---|---|---|" + ("---|" if target else ""),
+  ]
   for r in sorted(result["rows"], key=lambda r: r.get("harness", "update") != "update"):
-    row = (f"| {r['optimizer']} | {r.get('harness', 'update')} | {1e3 * r['min_s']:.2f} | "
-           f"{1e3 * r['median_s']:.2f} | {r['ratio_min']:.2f}x | {r['ratio_median']:.2f}x | "
-           f"{r['array_passes']:.2f} |")
+    row = (
+      f"| {r['optimizer']} | {r.get('harness', 'update')} | {1e3 * r['min_s']:.2f} | "
+      f"{1e3 * r['median_s']:.2f} | {r['ratio_min']:.2f}x | {r['ratio_median']:.2f}x | "
+      f"{r['array_passes']:.2f} |"
+    )
     if target:
       met = "met" if r["ratio_median"] <= target else "not met"
-      row += (" (baseline) |" if r["optimizer"] == "optax.adamw"
-              else f" <= {target:.2f}x: {met} |")
+      row += " (baseline) |" if r["optimizer"] == "optax.adamw" else f" <= {target:.2f}x: {met} |"
     lines.append(row)
   return "\n".join(lines)
 

@@ -29,16 +29,22 @@ from common import machine  # noqa: E402
 
 # Keyword arguments of each section's run(); quick takes minutes on two CPU cores.
 SIZES = {
-    "full": dict(optim=dict(n_params=(10e6, 100e6), repeats=10, rounds=4),
-                 trainer=dict(short=20, long=220, repeats=2),
-                 data=dict(batches=200, repeats=5, step_repeats=20),
-                 sweep=dict(widths=(32, 64, 128, 256), pack=4, steps=100, repeats=2),
-                 gpu=dict(repeats=10), memory=dict()),
-    "quick": dict(optim=dict(n_params=(10e6,), repeats=5, rounds=2),
-                  trainer=dict(short=10, long=110, repeats=1),
-                  data=dict(batches=50, repeats=3, step_repeats=10),
-                  sweep=dict(widths=(32, 128), pack=4, steps=30, repeats=1),
-                  gpu=dict(repeats=5), memory=memory.QUICK),
+  "full": dict(
+    optim=dict(n_params=(10e6, 100e6), repeats=10, rounds=4),
+    trainer=dict(short=20, long=220, repeats=2),
+    data=dict(batches=200, repeats=5, step_repeats=20),
+    sweep=dict(widths=(32, 64, 128, 256), pack=4, steps=100, repeats=2),
+    gpu=dict(repeats=10),
+    memory=dict(),
+  ),
+  "quick": dict(
+    optim=dict(n_params=(10e6,), repeats=5, rounds=2),
+    trainer=dict(short=10, long=110, repeats=1),
+    data=dict(batches=50, repeats=3, step_repeats=10),
+    sweep=dict(widths=(32, 128), pack=4, steps=30, repeats=1),
+    gpu=dict(repeats=5),
+    memory=memory.QUICK,
+  ),
 }
 
 
@@ -52,18 +58,28 @@ def report_optim(result):
 
 # name: (title with the target, run, report)
 SECTIONS = {
-    "optim": ("Optimizer update time vs optax.adamw (target <= 1.10x)", run_optim,
-              report_optim),
-    "trainer": ("Trainer overhead: `adamlab train` steps/s vs a hand-written jit loop "
-                "(target >= 0.97x)", trainer_overhead.run,
-                lambda r: trainer_overhead.report(r, target=0.97)),
-    "data": ("Data pipeline: host batches/s vs training steps/s (target >= 10x)",
-             data_pipeline.run, lambda r: data_pipeline.report(r, target=10.0)),
-    "sweep": ("Sweep packing: runs/hour packed (vmap) vs sequential", sweep_packing.run,
-              sweep_packing.report),
-    "gpu": ("GPU: GPT ~125M, bf16, seq 1024: step time, tokens/s, MFU", gpu.run, gpu.report),
-    "memory": ("Train what does not fit: model.remat and model.scan_layers (memory, step "
-               "time, compile time)", memory.run, memory.report),
+  "optim": ("Optimizer update time vs optax.adamw (target <= 1.10x)", run_optim, report_optim),
+  "trainer": (
+    "Trainer overhead: `adamlab train` steps/s vs a hand-written jit loop (target >= 0.97x)",
+    trainer_overhead.run,
+    lambda r: trainer_overhead.report(r, target=0.97),
+  ),
+  "data": (
+    "Data pipeline: host batches/s vs training steps/s (target >= 10x)",
+    data_pipeline.run,
+    lambda r: data_pipeline.report(r, target=10.0),
+  ),
+  "sweep": (
+    "Sweep packing: runs/hour packed (vmap) vs sequential",
+    sweep_packing.run,
+    sweep_packing.report,
+  ),
+  "gpu": ("GPU: GPT ~125M, bf16, seq 1024: step time, tokens/s, MFU", gpu.run, gpu.report),
+  "memory": (
+    "Train what does not fit: model.remat and model.scan_layers (memory, step time, compile time)",
+    memory.run,
+    memory.report,
+  ),
 }
 
 
@@ -84,15 +100,20 @@ def run_section(name, sizes):
 
 def section_markdown(i, name, entry):
   title, _, report = SECTIONS[name]
-  lines = [f"## {i}. {title}", "",
-           f"_measured {entry['date']}, {entry['mode']}, {entry['seconds']:.0f} s_", ""]
+  lines = [
+    f"## {i}. {title}",
+    "",
+    f"_measured {entry['date']}, {entry['mode']}, {entry['seconds']:.0f} s_",
+    "",
+  ]
   body = None
   if "result" in entry:
     try:
       body = report(entry["result"])
     except Exception as err:  # a result the report cannot read (an older report.json)
-      entry = dict(entry, error=f"report failed: {type(err).__name__}: {err}",
-                   traceback=traceback.format_exc())
+      entry = dict(
+        entry, error=f"report failed: {type(err).__name__}: {err}", traceback=traceback.format_exc()
+      )
   if body is None:
     tail = "\n".join(entry.get("traceback", "").strip().splitlines()[-8:])
     body = f"**Failed**: `{entry.get('error', 'not run')}`\n\n```\n{tail}\n```"
@@ -100,15 +121,24 @@ def section_markdown(i, name, entry):
 
 
 def markdown(report):
-  head = ["# Benchmarks", "",
-          f"- date: {report['date']}", f"- machine: {report['machine']}",
-          f"- command: `{report['command']}`", "",
-          "Every figure is a ratio against a baseline measured in the same process, with "
-          "min (best) and median over repeats; targets are judged on the min (best) "
-          "figures, except the optimizer's, judged on the median of ratios of calls made "
-          "side by side. Shared machines are noisy: read several runs.", ""]
-  body = [section_markdown(i + 1, name, report["sections"][name])
-          for i, name in enumerate(SECTIONS) if name in report["sections"]]
+  head = [
+    "# Benchmarks",
+    "",
+    f"- date: {report['date']}",
+    f"- machine: {report['machine']}",
+    f"- command: `{report['command']}`",
+    "",
+    "Every figure is a ratio against a baseline measured in the same process, with "
+    "min (best) and median over repeats; targets are judged on the min (best) "
+    "figures, except the optimizer's, judged on the median of ratios of calls made "
+    "side by side. Shared machines are noisy: read several runs.",
+    "",
+  ]
+  body = [
+    section_markdown(i + 1, name, report["sections"][name])
+    for i, name in enumerate(SECTIONS)
+    if name in report["sections"]
+  ]
   return "\n".join(head + body)
 
 
@@ -119,8 +149,9 @@ def now():
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
-  parser.add_argument("--only", default="",
-                      help=f"comma-separated sections to (re)run: {','.join(SECTIONS)}")
+  parser.add_argument(
+    "--only", default="", help=f"comma-separated sections to (re)run: {','.join(SECTIONS)}"
+  )
   argv = sys.argv[1:] if argv is None else list(argv)
   args = parser.parse_args(argv)
   only = [s for s in args.only.split(",") if s] or list(SECTIONS)
@@ -135,9 +166,12 @@ def main(argv=None):
     with open(json_path) as f:
       sections = json.load(f).get("sections", {})
   load = os.getloadavg()
-  report = dict(date=now(), command=" ".join(["python benchmarks/run.py"] + argv),
-                machine=f"{machine()}, {os.cpu_count()} CPU cores, load average "
-                        f"{load[0]:.2f} at start", sections=sections)
+  report = dict(
+    date=now(),
+    command=" ".join(["python benchmarks/run.py"] + argv),
+    machine=f"{machine()}, {os.cpu_count()} CPU cores, load average {load[0]:.2f} at start",
+    sections=sections,
+  )
   for name in only:
     sections[name] = dict(run_section(name, dict(SIZES[mode][name])), mode=mode)
     # Written after every section, so a killed run keeps what it measured.

@@ -29,8 +29,16 @@ def config(steps: int):
   c.parametrization = "mup"
   c.model.update(dict(width=128, base_width=64, depth=2, num_heads=4, seq_len=128))
   c.optimizer.update(dict(name="stable_adamw", learning_rate=3e-3, warmup_steps=10))
-  c.update(dict(steps=steps, batch_size=32, log_every=10, eval_every=steps, eval_batches=0,
-                checkpoint_every=10 * steps))
+  c.update(
+    dict(
+      steps=steps,
+      batch_size=32,
+      log_every=10,
+      eval_every=steps,
+      eval_batches=0,
+      checkpoint_every=10 * steps,
+    )
+  )
   return c
 
 
@@ -75,8 +83,13 @@ def run(short=20, long=220, repeats=2):
       a, b = timed(fn, config(short)), timed(fn, config(long))
       extra = long - short
       per_step[name].append(((b[0] - a[0]) / extra, (b[1] - a[1]) / extra))
-  result = {"machine": machine(), "short": short, "long": long, "repeats": repeats,
-            "per_step": per_step}
+  result = {
+    "machine": machine(),
+    "short": short,
+    "long": long,
+    "repeats": repeats,
+    "per_step": per_step,
+  }
   for i, clock in enumerate(("wall", "cpu")):
     for stat, f in (("min", min), ("median", statistics.median)):
       t = {k: f(v[i] for v in runs) for k, runs in per_step.items()}
@@ -87,18 +100,23 @@ def run(short=20, long=220, repeats=2):
 
 
 def report(result, target=None) -> str:
-  lines = [f"Trainer overhead, GPT width 128 depth 2 seq 128 batch 32, {result['machine']}; "
-           f"steady-state step time from runs of {result['short']} and {result['long']} "
-           f"steps, {result['repeats']} repeat(s)", "",
-           "| clock | baseline ms (min / median) | trainer ms (min / median) | "
-           "trainer steps/s vs baseline (min / median) |" + (" target |" if target else ""),
-           "|---|---|---|---|" + ("---|" if target else "")]
+  lines = [
+    f"Trainer overhead, GPT width 128 depth 2 seq 128 batch 32, {result['machine']}; "
+    f"steady-state step time from runs of {result['short']} and {result['long']} "
+    f"steps, {result['repeats']} repeat(s)",
+    "",
+    "| clock | baseline ms (min / median) | trainer ms (min / median) | "
+    "trainer steps/s vs baseline (min / median) |" + (" target |" if target else ""),
+    "|---|---|---|---|" + ("---|" if target else ""),
+  ]
   for clock in ("wall", "cpu"):
     mn, md = result[f"{clock}_min_s"], result[f"{clock}_median_s"]
     r_min, r_med = result[f"ratio_{clock}_min"], result[f"ratio_{clock}_median"]
-    row = (f"| {'wall' if clock == 'wall' else 'CPU time'} | {1e3 * mn['baseline']:.1f} / "
-           f"{1e3 * md['baseline']:.1f} | {1e3 * mn['trainer']:.1f} / {1e3 * md['trainer']:.1f}"
-           f" | {r_min:.3f}x / {r_med:.3f}x |")
+    row = (
+      f"| {'wall' if clock == 'wall' else 'CPU time'} | {1e3 * mn['baseline']:.1f} / "
+      f"{1e3 * md['baseline']:.1f} | {1e3 * mn['trainer']:.1f} / {1e3 * md['trainer']:.1f}"
+      f" | {r_min:.3f}x / {r_med:.3f}x |"
+    )
     if target:
       row += f" >= {target:.2f}x: {'met' if r_min >= target else 'not met'} |"
     lines.append(row)

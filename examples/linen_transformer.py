@@ -41,10 +41,13 @@ class Transformer(nn.Module):
     x = embed(tokens)
     for i in range(self.depth):
       h = nn.LayerNorm(name=f"ln_attn_{i}")(x)
-      x = x + nn.MultiHeadDotProductAttention(
-          num_heads=self.width // HEAD_DIM, name=f"attn_{i}")(h, h, mask=nn.make_causal_mask(tokens))
+      x = x + nn.MultiHeadDotProductAttention(num_heads=self.width // HEAD_DIM, name=f"attn_{i}")(
+        h, h, mask=nn.make_causal_mask(tokens)
+      )
       h = nn.LayerNorm(name=f"ln_mlp_{i}")(x)
-      x = x + nn.Dense(self.width, name=f"mlp_out_{i}")(nn.gelu(nn.Dense(4 * self.width, name=f"mlp_in_{i}")(h)))
+      x = x + nn.Dense(self.width, name=f"mlp_out_{i}")(
+        nn.gelu(nn.Dense(4 * self.width, name=f"mlp_in_{i}")(h))
+      )
     x = nn.LayerNorm(name="ln_f")(x)
     return self.logit_scale * embed.attend(x) if self.tied else nn.Dense(VOCAB, name="readout")(x)
 
@@ -58,8 +61,12 @@ def train(width, parametrization="mup", tied=False, steps=3, lr=2e-2, seed=0):
   """(params, activations): `steps` AdamW steps on one batch, then every layer's output."""
   key = jax.random.PRNGKey(seed)
   tokens = jax.random.randint(jax.random.PRNGKey(1), (8, SEQ + 1), 0, VOCAB)
-  table = optim.parametrize(base=param_shapes(BASE_WIDTH, tied), target=param_shapes(width, tied),
-                            parametrization=parametrization, per_layer_lr=parametrization != "sp")  # muP 1
+  table = optim.parametrize(
+    base=param_shapes(BASE_WIDTH, tied),
+    target=param_shapes(width, tied),
+    parametrization=parametrization,
+    per_layer_lr=parametrization != "sp",
+  )  # muP 1
   scale = 1.0
   if tied:  # the embedding's readout factor, over the multiplier its effective value already has
     emb = table["embed"]["embedding"]
@@ -80,8 +87,9 @@ def train(width, parametrization="mup", tied=False, steps=3, lr=2e-2, seed=0):
   state = tx.init(params)
   for _ in range(steps):
     params, state = step(params, state)
-  _, inter = model.apply({"params": optim.apply_multipliers(table, params)}, tokens[:, :-1],
-                         capture_intermediates=True)
+  _, inter = model.apply(
+    {"params": optim.apply_multipliers(table, params)}, tokens[:, :-1], capture_intermediates=True
+  )
   return params, inter["intermediates"]
 
 
@@ -94,8 +102,11 @@ def coordinate_check(parametrization="mup", tied=False, widths=(32, 64, 128, 256
       out = inter[name]["__call__"][0] if name != "embed" else inter["embed"]["__call__"][0]
       rows.append(dict(width=width, step=steps, layer=name, l1=float(jnp.abs(out).mean())))
     if tied:
-      rows.append(dict(width=width, step=steps, layer="logits",
-                       l1=float(jnp.abs(inter["__call__"][0]).mean())))
+      rows.append(
+        dict(
+          width=width, step=steps, layer="logits", l1=float(jnp.abs(inter["__call__"][0]).mean())
+        )
+      )
   return analysis.slopes(rows)
 
 
@@ -106,5 +117,7 @@ if __name__ == "__main__":
   for tied in (False, True):
     for parametrization in ("mup", "sp"):
       got = coordinate_check(parametrization, tied, steps=args.steps)
-      print(f"{'tied' if tied else 'untied':7s} {parametrization:4s}",
-            "  ".join(f"{k} {v:+.2f}" for k, v in got.items()))
+      print(
+        f"{'tied' if tied else 'untied':7s} {parametrization:4s}",
+        "  ".join(f"{k} {v:+.2f}" for k, v in got.items()),
+      )

@@ -19,7 +19,6 @@ D_IN, D_OUT, BASE_WIDTH = 32, 10, 32
 
 
 class MLP(nnx.Module):
-
   def __init__(self, width: int, rngs: nnx.Rngs):
     self.inp = nnx.Linear(D_IN, width, rngs=rngs)
     self.hidden = nnx.Linear(width, width, rngs=rngs)
@@ -40,9 +39,12 @@ def train(width, parametrization="mup", steps=3, lr=2e-2, seed=0):
   """Every layer's output after `steps` AdamW steps on one batch."""
   x = jax.random.normal(jax.random.PRNGKey(1), (64, D_IN))
   y = jax.random.randint(jax.random.PRNGKey(2), (64,), 0, D_OUT)
-  table = optim.parametrize(base=param_state(BASE_WIDTH), target=param_state(width),
-                            parametrization=parametrization,
-                            per_layer_lr=parametrization != "sp")  # muP 1
+  table = optim.parametrize(
+    base=param_state(BASE_WIDTH),
+    target=param_state(width),
+    parametrization=parametrization,
+    per_layer_lr=parametrization != "sp",
+  )  # muP 1
   graphdef, params = nnx.split(MLP(width, nnx.Rngs(seed)), nnx.Param)
   params = optim.init_params(table, params, jax.random.PRNGKey(seed))  # muP 2
   tx = optim.adamw(lr, weight_decay=0.0, parametrization=table)  # muP 3
@@ -67,12 +69,17 @@ def train(width, parametrization="mup", steps=3, lr=2e-2, seed=0):
 
 def coordinate_check(parametrization="mup", widths=(32, 64, 128, 256), steps=3):
   """{layer: slope of log2 mean|output| against log2 width} after `steps` steps."""
-  rows = [dict(width=w, step=steps, layer=k, l1=float(jnp.abs(v).mean()))
-          for w in widths for k, v in train(w, parametrization, steps).items()]
+  rows = [
+    dict(width=w, step=steps, layer=k, l1=float(jnp.abs(v).mean()))
+    for w in widths
+    for k, v in train(w, parametrization, steps).items()
+  ]
   return analysis.slopes(rows)
 
 
 if __name__ == "__main__":
   for parametrization in ("mup", "sp"):
-    print(f"{parametrization:4s}", "  ".join(f"{k} {v:+.2f}"
-                                             for k, v in coordinate_check(parametrization).items()))
+    print(
+      f"{parametrization:4s}",
+      "  ".join(f"{k} {v:+.2f}" for k, v in coordinate_check(parametrization).items()),
+    )

@@ -1,6 +1,6 @@
 """muP on a plain JAX model: a dict of arrays and a function, no Flax at all.
 
-  python examples/pytree_mlp.py
+python examples/pytree_mlp.py
 """
 
 import jax
@@ -13,8 +13,12 @@ D_IN, D_OUT, BASE_WIDTH = 32, 10, 32
 
 
 def shapes(width):
-  return {"w_in": jnp.zeros((D_IN, width)), "b_in": jnp.zeros((width,)),
-          "w_hid": jnp.zeros((width, width)), "w_out": jnp.zeros((width, D_OUT))}
+  return {
+    "w_in": jnp.zeros((D_IN, width)),
+    "b_in": jnp.zeros((width,)),
+    "w_hid": jnp.zeros((width, width)),
+    "w_out": jnp.zeros((width, D_OUT)),
+  }
 
 
 def forward(p, x):
@@ -27,9 +31,12 @@ def train(width, parametrization="mup", steps=3, lr=2e-2, seed=0):
   """Every layer's output after `steps` AdamW steps on one batch."""
   x = jax.random.normal(jax.random.PRNGKey(1), (64, D_IN))
   y = jax.random.randint(jax.random.PRNGKey(2), (64,), 0, D_OUT)
-  table = optim.parametrize(base=shapes(BASE_WIDTH), target=shapes(width),
-                            parametrization=parametrization,
-                            per_layer_lr=parametrization != "sp")
+  table = optim.parametrize(
+    base=shapes(BASE_WIDTH),
+    target=shapes(width),
+    parametrization=parametrization,
+    per_layer_lr=parametrization != "sp",
+  )
   params = optim.init_params(table, shapes(width), jax.random.PRNGKey(seed))
   tx = optim.adamw(lr, weight_decay=0.0, parametrization=table)
   run = lambda p: forward(optim.apply_multipliers(table, p), x)
@@ -49,12 +56,17 @@ def train(width, parametrization="mup", steps=3, lr=2e-2, seed=0):
 
 def coordinate_check(parametrization="mup", widths=(32, 64, 128, 256), steps=3):
   """{layer: slope of log2 mean|output| against log2 width} after `steps` steps."""
-  rows = [dict(width=w, step=steps, layer=k, l1=float(jnp.abs(v).mean()))
-          for w in widths for k, v in train(w, parametrization, steps).items()]
+  rows = [
+    dict(width=w, step=steps, layer=k, l1=float(jnp.abs(v).mean()))
+    for w in widths
+    for k, v in train(w, parametrization, steps).items()
+  ]
   return analysis.slopes(rows)
 
 
 if __name__ == "__main__":
   for parametrization in ("mup", "sp"):
-    print(f"{parametrization:4s}", "  ".join(f"{k} {v:+.2f}"
-                                             for k, v in coordinate_check(parametrization).items()))
+    print(
+      f"{parametrization:4s}",
+      "  ".join(f"{k} {v:+.2f}" for k, v in coordinate_check(parametrization).items()),
+    )

@@ -39,8 +39,10 @@ def main():
   runs = runs_by_setting(args)
   b2s = sorted({b2 for _, b2 in runs})
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, axes = plt.subplots(2, len(b2s), figsize=(4 * len(b2s), 6.5), sharex=True)
   table = []
   for i, b2 in enumerate(b2s):
@@ -52,18 +54,29 @@ def main():
       if name == "adamw":
         for layer, values in run["rms"].items():
           patch = "patch_embed" in layer
-          axes[1][i].plot(run["steps"], values, lw=1.4 if patch else 0.5,
-                          color="red" if patch else None, alpha=1 if patch else 0.4)
+          axes[1][i].plot(
+            run["steps"],
+            values,
+            lw=1.4 if patch else 0.5,
+            color="red" if patch else None,
+            alpha=1 if patch else 0.4,
+          )
       loss_events = spikes.detect(run["loss"])
       patch = run["rms"].get(PATCH[4:])
-      tail = run["loss"][-max(1, len(run["loss"]) // 5):]
-      table.append({"optimizer": name, "b2": b2, "loss spikes": len(loss_events),
-                    "loss spike steps": " ".join(str(int(run["steps"][t])) for t in loss_events),
-                    "patch-embed RMS spikes": len(spikes.detect(patch)) if patch is not None else "",
-                    "max patch-embed RMS_t": float(np.nanmax(patch)) if patch is not None else "",
-                    "final train loss": float(np.mean(tail)),
-                    "final eval loss": run["row"]["final_eval_loss"],
-                    "diverged": run["row"]["diverged"]})
+      tail = run["loss"][-max(1, len(run["loss"]) // 5) :]
+      table.append(
+        {
+          "optimizer": name,
+          "b2": b2,
+          "loss spikes": len(loss_events),
+          "loss spike steps": " ".join(str(int(run["steps"][t])) for t in loss_events),
+          "patch-embed RMS spikes": len(spikes.detect(patch)) if patch is not None else "",
+          "max patch-embed RMS_t": float(np.nanmax(patch)) if patch is not None else "",
+          "final train loss": float(np.mean(tail)),
+          "final eval loss": run["row"]["final_eval_loss"],
+          "diverged": run["row"]["diverged"],
+        }
+      )
     axes[0][i].set_title(f"b2 = {b2}")
     axes[0][i].set_yscale("log")
     axes[0][i].legend(fontsize=7)
@@ -74,10 +87,16 @@ def main():
   axes[1][0].set_ylabel("AdamW RMS_t per layer (red: patch embedding)")
   fig.tight_layout()
   fig.savefig(os.path.join(args.out, "beta2_spikes.png"), dpi=110)
-  common.write_numbers(args, "beta2 and loss spikes: ViT on Fashion-MNIST, AdamW vs StableAdamW", [
+  common.write_numbers(
+    args,
+    "beta2 and loss spikes: ViT on Fashion-MNIST, AdamW vs StableAdamW",
+    [
       "Final train loss: mean of the last 20% of steps. Spike: > 2x the running median of "
-      "the previous 20 steps (consecutive steps = one event).", "",
-      *common.table(list(table[0]), table)])
+      "the previous 20 steps (consecutive steps = one event).",
+      "",
+      *common.table(list(table[0]), table),
+    ],
+  )
 
 
 if __name__ == "__main__":

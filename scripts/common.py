@@ -48,10 +48,24 @@ def sweep(args, config: str, tag: str = "", preset: str = "") -> tuple:
   results.csv into the output folder (suffixed with tag when a figure runs several).
   """
   presets = ",".join((["quick"] if args.quick else []) + ([preset] if preset else []))
-  spec = os.path.join(REPO, "configs", "sweeps", config + ".py") + (":" + presets if presets else "")
+  spec = os.path.join(REPO, "configs", "sweeps", config + ".py") + (
+    ":" + presets if presets else ""
+  )
   workdir = os.path.join(args.sweeps, "-".join(filter(None, (config, preset, args.mode))))
-  cmd = [sys.executable, "-m", "adamlab", "sweep", "--config", spec, "--workdir", workdir,
-         "--workers", str(args.workers), "--pack", str(args.pack)]
+  cmd = [
+    sys.executable,
+    "-m",
+    "adamlab",
+    "sweep",
+    "--config",
+    spec,
+    "--workdir",
+    workdir,
+    "--workers",
+    str(args.workers),
+    "--pack",
+    str(args.pack),
+  ]
   print("$", " ".join(cmd), flush=True)
   subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
   for f in ("sweep.json", "results.csv"):
@@ -64,7 +78,7 @@ def tail_loss(workdir: str, run_id: str, key: str = "loss", frac: float = 0.2) -
   """Mean of a run's logged `key` over its last `frac` of logged steps (inf if any is
   not finite): a less noisy final training loss than one batch's."""
   values = series(workdir, run_id, key)[1]
-  tail = values[-max(1, int(round(len(values) * frac))):]
+  tail = values[-max(1, int(round(len(values) * frac))) :]
   return float(np.mean(tail)) if len(tail) and np.all(np.isfinite(tail)) else float("inf")
 
 
@@ -73,8 +87,10 @@ def series(workdir: str, run_id: str, key: str, logged=None):
   metrics rows when the caller has already read them (several keys, one read)."""
   logged = read_metrics(os.path.join(workdir, run_id)) if logged is None else logged
   rows = [r for r in logged if key in r]
-  return (np.array([r["step"] for r in rows]),
-          np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float))
+  return (
+    np.array([r["step"] for r in rows]),
+    np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float),
+  )
 
 
 def write_numbers(args, title: str, lines) -> None:
@@ -108,24 +124,38 @@ def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> t
   workdir, rows = sweep(args, config, tag)
   for r in rows:
     r["train_loss"] = tail_loss(workdir, r["id"])
-  found = transfer.optima(rows, "optimizer.learning_rate", "train_loss",
-                          by=("parametrization", "model.width"))
+  found = transfer.optima(
+    rows, "optimizer.learning_rate", "train_loss", by=("parametrization", "model.width")
+  )
   panels, lines = [], []
   for p, label in labels.items():
-    curves = width_curves([r for r in rows if r["parametrization"] == p],
-                          "optimizer.learning_rate", math.log2)
+    curves = width_curves(
+      [r for r in rows if r["parametrization"] == p], "optimizer.learning_rate", math.log2
+    )
     widths = sorted(curves)
     best = {o["model.width"]: o["log_x"] for o in found if o["parametrization"] == p}
     panels.append((label, curves, best))
-    lines.append(f"- {label}: drift of the optimal log2 lr across widths {widths}: "
-                 f"**{transfer.drift(best.values()):.2f}**")
-  plot_losses(os.path.join(args.out, tag + "transfer.png"), panels, "log2 learning rate",
-              [r["train_loss"] for r in rows], top=2)
+    lines.append(
+      f"- {label}: drift of the optimal log2 lr across widths {widths}: "
+      f"**{transfer.drift(best.values()):.2f}**"
+    )
+  plot_losses(
+    os.path.join(args.out, tag + "transfer.png"),
+    panels,
+    "log2 learning rate",
+    [r["train_loss"] for r in rows],
+    top=2,
+  )
   cols = ["parametrization", "model.width", "log_x", "train_loss", "at_edge", "points"]
-  lines = [f"Optimal log2 lr per width ({title}). log_x: the vertex of a parabola through the "
-           "best grid point and its neighbours; at_edge: the best point is the grid's first "
-           "or last finite one; points: runs that did not diverge.", "",
-           *table(cols, found), "", *lines]
+  lines = [
+    f"Optimal log2 lr per width ({title}). log_x: the vertex of a parabola through the "
+    "best grid point and its neighbours; at_edge: the best point is the grid's first "
+    "or last finite one; points: runs that did not diverge.",
+    "",
+    *table(cols, found),
+    "",
+    *lines,
+  ]
   return workdir, rows, found, lines
 
 
@@ -133,17 +163,27 @@ def plot_losses(path: str, panels, xlabel: str, losses, top: float) -> None:
   """transfer.plot_curves of training-loss panels, the y axis from 0.95 of the lowest
   finite loss to `top` times it (or the highest, if lower)."""
   from adamlab.analysis import transfer
+
   finite = [v for v in losses if math.isfinite(v)]
-  transfer.plot_curves(panels, path, xlabel, "training loss (last 20% of steps)",
-                       ylim=(0.95 * min(finite), min(max(finite), top * min(finite)))
-                       if finite else None)
+  transfer.plot_curves(
+    panels,
+    path,
+    xlabel,
+    "training loss (last 20% of steps)",
+    ylim=(0.95 * min(finite), min(max(finite), top * min(finite))) if finite else None,
+  )
 
 
 def width_curves(rows, x: str, log) -> dict:
   """{width: ([log(x)], [train_loss])}: one curve per width of rows that carry train_loss."""
   widths = sorted({r["model.width"] for r in rows})
-  return {w: ([log(r[x]) for r in rows if r["model.width"] == w],
-              [r["train_loss"] for r in rows if r["model.width"] == w]) for w in widths}
+  return {
+    w: (
+      [log(r[x]) for r in rows if r["model.width"] == w],
+      [r["train_loss"] for r in rows if r["model.width"] == w],
+    )
+    for w in widths
+  }
 
 
 def sp_vs_mup(name: str, doc: str, pack: int, title: str, heading: str) -> None:

@@ -28,26 +28,50 @@ def main():
   # "SP + per-layer lr", which is width-stable too).
   for p, per_layer in (("sp", False), ("mup", True)):
     out = os.path.join(args.out, p)
-    cmd = [sys.executable, "-m", "adamlab", "coordcheck", "--config", f"configs/gpt.py:{p},adamw",
-           "--widths", widths, "--steps", str(steps), "--out", out,
-           f"--config.model.base_width={widths.split(',')[0]}",
-           f"--config.optimizer.learning_rate={LR}", "--config.optimizer.warmup_steps=0",
-           "--config.optimizer.schedule=constant", f"--config.optimizer.per_layer_lr={per_layer}"]
+    cmd = [
+      sys.executable,
+      "-m",
+      "adamlab",
+      "coordcheck",
+      "--config",
+      f"configs/gpt.py:{p},adamw",
+      "--widths",
+      widths,
+      "--steps",
+      str(steps),
+      "--out",
+      out,
+      f"--config.model.base_width={widths.split(',')[0]}",
+      f"--config.optimizer.learning_rate={LR}",
+      "--config.optimizer.warmup_steps=0",
+      "--config.optimizer.schedule=constant",
+      f"--config.optimizer.per_layer_lr={per_layer}",
+    ]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=common.REPO)
     rows = coords.read_csv(os.path.join(out, "coords.csv"))
     found[p] = {s: coords.slopes(rows, s) for s in sorted({r["step"] for r in rows})}
   layers = sorted(found["mup"][steps])
-  table = [dict(layer=l, **{f"{p} step {s}": found[p][s][l] for p in found for s in (0, steps)})
-           for l in layers]
+  table = [
+    dict(layer=l, **{f"{p} step {s}": found[p][s][l] for p in found for s in (0, steps)})
+    for l in layers
+  ]
   worst = {p: max(abs(v) for v in found[p][steps].values()) for p in found}
-  common.write_numbers(args, "Coordinate check: GPT, Adam, SP vs muP", [
+  common.write_numbers(
+    args,
+    "Coordinate check: GPT, Adam, SP vs muP",
+    [
       f"Slope of log2 mean|x| against log2 width (widths {widths}, lr {LR}, "
       "Adam, one fixed batch), at init and after the last step. 0 = width-independent; "
-      "+0.5 = grows like sqrt(width); +1 = like width.", "",
-      *common.table(list(table[0]), table), "",
+      "+0.5 = grows like sqrt(width); +1 = like width.",
+      "",
+      *common.table(list(table[0]), table),
+      "",
       *[f"- {p}: largest |slope| after {steps} steps: **{worst[p]:.2f}**" for p in found],
-      "", "Plots: sp/coordcheck.png, mup/coordcheck.png."])
+      "",
+      "Plots: sp/coordcheck.png, mup/coordcheck.png.",
+    ],
+  )
 
 
 if __name__ == "__main__":

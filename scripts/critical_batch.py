@@ -28,8 +28,9 @@ def main():
   curves = {r["id"]: common.series(workdir, r["id"], "loss") for r in rows}
   smooth = {i: transfer.smooth(v, WINDOW) for i, (_, v) in curves.items()}
   batches = sorted({r["batch_size"] for r in rows})
-  floor = {b: min(np.nanmin(smooth[r["id"]]) for r in rows if r["batch_size"] == b)
-           for b in batches}
+  floor = {
+    b: min(np.nanmin(smooth[r["id"]]) for r in rows if r["batch_size"] == b) for b in batches
+  }
   target = 1.25 * max(floor.values())
   table = []
   for b in batches:
@@ -39,27 +40,48 @@ def main():
         s = batch_size.steps_to_target(curves[r["id"]][0], curves[r["id"]][1], target, WINDOW)
         options.append((math.inf if s is None else s, r["optimizer.learning_rate"]))
     steps, lr = min(options)
-    table.append({"batch size": b, "steps to target": steps, "best log2 lr": math.log2(lr),
-                  "examples": steps * b if math.isfinite(steps) else math.inf})
+    table.append(
+      {
+        "batch size": b,
+        "steps to target": steps,
+        "best log2 lr": math.log2(lr),
+        "examples": steps * b if math.isfinite(steps) else math.inf,
+      }
+    )
   needed = [t["steps to target"] if math.isfinite(t["steps to target"]) else None for t in table]
   fit = batch_size.fit_critical(batches, needed)
   gains = batch_size.doubling_gains(batches, needed)
   plot(batches, needed, fit, os.path.join(args.out, "critical_batch.png"))
-  common.write_numbers(args, "Critical batch size: MLP on Fashion-MNIST, muP Adam", [
+  common.write_numbers(
+    args,
+    "Critical batch size: MLP on Fashion-MNIST, muP Adam",
+    [
       f"Target training loss {target:.4f} (25% above the lowest trailing-mean loss every "
-      f"batch size reaches).", "", *common.table(list(table[0]), table), "",
+      f"batch size reaches).",
+      "",
+      *common.table(list(table[0]), table),
+      "",
       f"Fit S(B) = S_min + c / B: S_min = {fit['s_min']:.1f} steps, "
       f"**B_crit = c / S_min = {fit['b_crit']:.0f}**, rms misfit {fit['residual']:.1f} steps."
-      + ("" if fit["s_min"] > 0 and fit["b_crit"] > 0 else
-         " The model does not fit these points (S_min or B_crit <= 0): no B_crit."), "",
-      "Speedup per doubling (2 = perfect, 1 = none):", "",
-      *common.table(["b_from", "b_to", "speedup"], gains)])
+      + (
+        ""
+        if fit["s_min"] > 0 and fit["b_crit"] > 0
+        else " The model does not fit these points (S_min or B_crit <= 0): no B_crit."
+      ),
+      "",
+      "Speedup per doubling (2 = perfect, 1 = none):",
+      "",
+      *common.table(["b_from", "b_to", "speedup"], gains),
+    ],
+  )
 
 
 def plot(batches, needed, fit, path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(5.5, 4))
   pts = [(b, s) for b, s in zip(batches, needed) if s is not None]
   ax.plot(*zip(*pts), "o", label="measured (best lr)")

@@ -81,8 +81,9 @@ def run(config, inputs, labels, lr, steps, every, warmup=0, kind="mse"):
   return rows
 
 
-def adam_run(config, inputs, labels, seed, lr, b1, b2, eps, steps, every, before=(8, 4, 2, 1),
-             k=2.0, window=20):
+def adam_run(
+  config, inputs, labels, seed, lr, b1, b2, eps, steps, every, before=(8, 4, 2, 1), k=2.0, window=20
+):
   """Full-batch Adam from init seed `seed`; returns (per-step losses, spike events, rows).
 
   rows (step, loss, sharpness, threshold, why, iters: power iterations used) are the
@@ -117,8 +118,9 @@ def adam_run(config, inputs, labels, seed, lr, b1, b2, eps, steps, every, before
     done.add(t)
     pre = hessian.adam_preconditioner(st[0].nu, st[0].count, b2, eps)
     lam, used, v = hessian.power_iteration(loss_fn, p, v, iters=20, tol=1e-2, precond=pre)
-    rows.append(dict(step=t, loss=losses[t], sharpness=lam, threshold=threshold, why=why,
-                     iters=used))
+    rows.append(
+      dict(step=t, loss=losses[t], sharpness=lam, threshold=threshold, why=why, iters=used)
+    )
 
   for t in range(steps):
     new_params, new_state, loss = step(params, state)
@@ -127,7 +129,7 @@ def adam_run(config, inputs, labels, seed, lr, b1, b2, eps, steps, every, before
     if t % every == 0 or t == steps - 1:
       measure(t, params, new_state, "every")
     # detect() on the last window + 2 losses flags t iff t starts an event of the whole series.
-    if spikes.detect(losses[-(window + 2):], k, window)[-1:] == [min(t, window + 1)]:
+    if spikes.detect(losses[-(window + 2) :], k, window)[-1:] == [min(t, window + 1)]:
       events.append(t)
       for t0, p, st in recent:
         if t - t0 in before:
@@ -144,27 +146,38 @@ def adam_part(args):
   """The Adam runs over seeds: {seed: dict(events, peaks, rows, summary, ...)}."""
   config, _ = load(["--config=" + os.path.join(REPO, "configs", "mlp.py")])  # width 256, SP
   images, labels = load_fashion_mnist(data_dir(""))["train"]
-  inputs, labels = jnp.asarray(images[:args.subset]), jnp.asarray(labels[:args.subset])
+  inputs, labels = jnp.asarray(images[: args.subset]), jnp.asarray(labels[: args.subset])
   out = {}
   for seed in args.seeds:
     start = time.time()
-    losses, events, rows = adam_run(config, inputs, labels, seed, args.lr, args.b1, args.b2,
-                                    args.eps, args.steps, args.every)
+    losses, events, rows = adam_run(
+      config, inputs, labels, seed, args.lr, args.b1, args.b2, args.eps, args.steps, args.every
+    )
     loss = np.asarray(losses)
-    peaks = [float(np.max(loss[t:t + args.peak_window])) for t in events]
+    peaks = [float(np.max(loss[t : t + args.peak_window])) for t in events]
     big = [t for t, pk in zip(events, peaks) if pk >= args.big]
-    series = ([r["step"] for r in rows], [r["sharpness"] for r in rows],
-              [r["threshold"] for r in rows])
+    series = (
+      [r["step"] for r in rows],
+      [r["sharpness"] for r in rows],
+      [r["threshold"] for r in rows],
+    )
     grid = [r for r in rows if r["why"] == "every"]  # the regular grid: not denser near spikes
-    grid = hessian.spike_summary([r["step"] for r in grid], [r["sharpness"] for r in grid],
-                                 [r["threshold"] for r in grid], [])
+    grid = hessian.spike_summary(
+      [r["step"] for r in grid], [r["sharpness"] for r in grid], [r["threshold"] for r in grid], []
+    )
     assert events == spikes.detect(loss, 2.0, 20)  # the online detection is the offline one
     # The ratio just before a spike: at t - 1, since the loss of step t is already the jump's.
-    out[seed] = dict(events=events, peaks=peaks, rows=rows, loss=loss,
-                     seconds=time.time() - start,
-                     summary=hessian.spike_summary(*series, [t - 1 for t in events]),
-                     big_summary=hessian.spike_summary(*series, [t - 1 for t in big]), grid=grid,
-                     final_loss=float(loss[-1]))
+    out[seed] = dict(
+      events=events,
+      peaks=peaks,
+      rows=rows,
+      loss=loss,
+      seconds=time.time() - start,
+      summary=hessian.spike_summary(*series, [t - 1 for t in events]),
+      big_summary=hessian.spike_summary(*series, [t - 1 for t in big]),
+      grid=grid,
+      final_loss=float(loss[-1]),
+    )
     print(f"adam seed {seed}: {len(events)} spikes, {out[seed]['seconds']:.0f} s", flush=True)
   return out
 
@@ -182,8 +195,12 @@ def main():
   a.add_argument("--subset", type=int, default=1024, help="the first N training images")
   a.add_argument("--seeds", default="0,1,2", help="init seeds, comma-separated")
   a.add_argument("--every", type=int, default=20, help="measure every N steps (and at spikes)")
-  a.add_argument("--big", type=float, default=0.1,
-                 help="a spike whose loss reaches this within 20 steps is a 'jump'")
+  a.add_argument(
+    "--big",
+    type=float,
+    default=0.1,
+    help="a spike whose loss reaches this within 20 steps is a 'jump'",
+  )
   args = p.parse_args()
   args.seeds = [int(x) for x in args.seeds.split(",")]
   args.peak_window = 20
@@ -192,39 +209,68 @@ def main():
   out = os.path.join(REPO, "experiments", "edge_of_stability", mode)
   os.makedirs(out, exist_ok=True)
   n, steps, every = (2000, 2000, 20) if args.quick else (5000, 5000, 50)
-  config, _ = load(["--config=" + os.path.join(REPO, "configs", "mlp.py"),
-                    "--config.model.width=128", "--config.model.base_width=128",
-                    f"--config.batch_size={n}"])
+  config, _ = load(
+    [
+      "--config=" + os.path.join(REPO, "configs", "mlp.py"),
+      "--config.model.width=128",
+      "--config.model.base_width=128",
+      f"--config.batch_size={n}",
+    ]
+  )
   inputs, labels = data.source(config).batch(0)  # a fixed random subset: the full batch
   lrs = [0.01, 0.02, 0.04, 0.08]  # 2/lr = 200, 100, 50, 25; the sharpness at init is ~90
   runs = {f"lr {lr}": run(config, inputs, labels, lr, steps, every, kind=args.loss) for lr in lrs}
   warm = steps // 5
-  runs[f"lr {lrs[-1]}, warmup {warm}"] = run(config, inputs, labels, lrs[-1], steps, every, warm,
-                                             args.loss)
+  runs[f"lr {lrs[-1]}, warmup {warm}"] = run(
+    config, inputs, labels, lrs[-1], steps, every, warm, args.loss
+  )
   gd_seconds = time.time() - start
   print(f"GD part: {gd_seconds:.0f} s", flush=True)
   adam = adam_part(args)
   plot(runs, adam, args, os.path.join(out, "edge_of_stability.png"))
   summary = []
   for name, rows in runs.items():
-    s = hessian.edge_summary([r["step"] for r in rows], [r["sharpness"] for r in rows],
-                             [r["lr"] for r in rows])
-    summary.append(dict(run=name, start_sharpness=rows[0]["sharpness"], **s,
-                        final_loss=rows[-1]["loss"], final_step=rows[-1]["step"]))
+    s = hessian.edge_summary(
+      [r["step"] for r in rows], [r["sharpness"] for r in rows], [r["lr"] for r in rows]
+    )
+    summary.append(
+      dict(
+        run=name,
+        start_sharpness=rows[0]["sharpness"],
+        **s,
+        final_loss=rows[-1]["loss"],
+        final_step=rows[-1]["step"],
+      )
+    )
   with open(os.path.join(out, "runs.json"), "w") as f:
-    json.dump(dict(gd=runs, adam={seed: dict(events=r["events"], peaks=r["peaks"],
-                                             measured=r["rows"]) for seed, r in adam.items()}),
-              f, indent=None, separators=(",", ":"))
+    json.dump(
+      dict(
+        gd=runs,
+        adam={
+          seed: dict(events=r["events"], peaks=r["peaks"], measured=r["rows"])
+          for seed, r in adam.items()
+        },
+      ),
+      f,
+      indent=None,
+      separators=(",", ":"),
+    )
   total = time.time() - start
-  lines = [f"# Edge of stability: MLP width 128, full-batch GD on {n} Fashion-MNIST images, "
-           f"{args.loss} loss ({mode})", "",
-           "first: the first measured step with sharpness >= 0.9 * 2/lr; max_ratio: the "
-           "largest sharpness * lr / 2 up to then; after_median / after_within: the median of "
-           "that ratio from then on, and the fraction of measurements within 10% of 1.", "",
-           *common.table(list(summary[0]), summary), "",
-           *adam_lines(adam, args), "",
-           f"Runtime: GD part {gd_seconds:.0f} s, Adam part {total - gd_seconds:.0f} s, "
-           f"total {total:.0f} s."]
+  lines = [
+    f"# Edge of stability: MLP width 128, full-batch GD on {n} Fashion-MNIST images, "
+    f"{args.loss} loss ({mode})",
+    "",
+    "first: the first measured step with sharpness >= 0.9 * 2/lr; max_ratio: the "
+    "largest sharpness * lr / 2 up to then; after_median / after_within: the median of "
+    "that ratio from then on, and the fraction of measurements within 10% of 1.",
+    "",
+    *common.table(list(summary[0]), summary),
+    "",
+    *adam_lines(adam, args),
+    "",
+    f"Runtime: GD part {gd_seconds:.0f} s, Adam part {total - gd_seconds:.0f} s, "
+    f"total {total:.0f} s.",
+  ]
   with open(os.path.join(out, "numbers.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))
@@ -233,38 +279,69 @@ def main():
 def adam_lines(adam, args):
   """numbers.md's Adam section: a table over seeds and one row per spike."""
   thr = float(hessian.adam_threshold(args.lr, args.b1))
-  lines = [f"## Adam: MLP width 256, full batch, first {args.subset} Fashion-MNIST images, "
-           f"cross-entropy, lr {args.lr:g}, b1 {args.b1:g}, b2 {args.b2:g}, eps {args.eps:g}, "
-           f"{args.steps} steps", "",
-           f"ratio: preconditioned sharpness / ((2 + 2 b1) / ((1 - b1) lr)) = sharpness / {thr:g}. "
-           f"Measured every {args.every} steps and at 8, 4, 2, 1 and 0 steps before each loss "
-           "spike (`spikes.detect(loss, k=2.0, window=20)` on the per-step loss). "
-           f"jump: a spike whose loss reaches >= {args.big:g} within 20 steps; the others are "
-           "tiny rises that the relative detector also counts (from a loss of 0 to ~1e-9 in "
-           "float32, or bumps of ~1e-4 while the loss falls after a jump). at_or_above: the "
-           "fraction of spikes whose ratio one step before the spike is >= 0.9. On the "
-           "regular grid only (every "
-           f"{args.every} steps): grid_median, grid_max: of the ratio; grid_fraction: the fraction "
-           "with ratio >= 0.9 (what at_or_above would be for spikes at random steps); "
-           "first: the first grid step with ratio >= 0.9; crossings: grid steps where the "
-           "ratio goes from < 1 to >= 1. capped: measurements whose power iteration hit its "
-           "20 iterations before the 1e-2 tolerance.", ""]
-  cols = ["seed", "spikes", "jumps", "at_or_above", "jumps_at_or_above", "grid_fraction",
-          "grid_median", "grid_max", "first", "crossings", "capped", "final_loss", "seconds"]
+  lines = [
+    f"## Adam: MLP width 256, full batch, first {args.subset} Fashion-MNIST images, "
+    f"cross-entropy, lr {args.lr:g}, b1 {args.b1:g}, b2 {args.b2:g}, eps {args.eps:g}, "
+    f"{args.steps} steps",
+    "",
+    f"ratio: preconditioned sharpness / ((2 + 2 b1) / ((1 - b1) lr)) = sharpness / {thr:g}. "
+    f"Measured every {args.every} steps and at 8, 4, 2, 1 and 0 steps before each loss "
+    "spike (`spikes.detect(loss, k=2.0, window=20)` on the per-step loss). "
+    f"jump: a spike whose loss reaches >= {args.big:g} within 20 steps; the others are "
+    "tiny rises that the relative detector also counts (from a loss of 0 to ~1e-9 in "
+    "float32, or bumps of ~1e-4 while the loss falls after a jump). at_or_above: the "
+    "fraction of spikes whose ratio one step before the spike is >= 0.9. On the "
+    "regular grid only (every "
+    f"{args.every} steps): grid_median, grid_max: of the ratio; grid_fraction: the fraction "
+    "with ratio >= 0.9 (what at_or_above would be for spikes at random steps); "
+    "first: the first grid step with ratio >= 0.9; crossings: grid steps where the "
+    "ratio goes from < 1 to >= 1. capped: measurements whose power iteration hit its "
+    "20 iterations before the 1e-2 tolerance.",
+    "",
+  ]
+  cols = [
+    "seed",
+    "spikes",
+    "jumps",
+    "at_or_above",
+    "jumps_at_or_above",
+    "grid_fraction",
+    "grid_median",
+    "grid_max",
+    "first",
+    "crossings",
+    "capped",
+    "final_loss",
+    "seconds",
+  ]
   table = []
   for seed, r in adam.items():
     s, b, g = r["summary"], r["big_summary"], r["grid"]
-    table.append(dict(seed=seed, spikes=len(r["events"]),
-                      jumps=sum(pk >= args.big for pk in r["peaks"]),
-                      at_or_above=s["at_or_above"], jumps_at_or_above=b["at_or_above"],
-                      grid_fraction=g["measured_fraction"], grid_median=g["median_ratio"],
-                      grid_max=g["max_ratio"], first=g["first"], crossings=len(g["crossings"]),
-                      capped=sum(m["iters"] >= 20 for m in r["rows"]),
-                      final_loss=r["final_loss"], seconds=r["seconds"]))
-  lines += [*common.table(cols, table), "",
-            "Per spike: the ratio at 8, 4, 2, 1 steps before and at the spike step (the "
-            "measurement at the spike step uses the params whose loss jumped), the loss one step "
-            "before and the peak loss within 20 steps.", ""]
+    table.append(
+      dict(
+        seed=seed,
+        spikes=len(r["events"]),
+        jumps=sum(pk >= args.big for pk in r["peaks"]),
+        at_or_above=s["at_or_above"],
+        jumps_at_or_above=b["at_or_above"],
+        grid_fraction=g["measured_fraction"],
+        grid_median=g["median_ratio"],
+        grid_max=g["max_ratio"],
+        first=g["first"],
+        crossings=len(g["crossings"]),
+        capped=sum(m["iters"] >= 20 for m in r["rows"]),
+        final_loss=r["final_loss"],
+        seconds=r["seconds"],
+      )
+    )
+  lines += [
+    *common.table(cols, table),
+    "",
+    "Per spike: the ratio at 8, 4, 2, 1 steps before and at the spike step (the "
+    "measurement at the spike step uses the params whose loss jumped), the loss one step "
+    "before and the peak loss within 20 steps.",
+    "",
+  ]
   per = []
   for seed, r in adam.items():
     by_step = {m["step"]: m for m in r["rows"]}
@@ -283,8 +360,10 @@ def adam_lines(adam, args):
 
 def plot(runs, adam, args, path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, axes = plt.subplots(2, 2, figsize=(10, 7.6))
   (ax, bx), (cx, dx) = axes
   colors = plt.cm.viridis(np.linspace(0, 0.9, len(runs)))
@@ -303,18 +382,31 @@ def plot(runs, adam, args, path):
   thr = float(hessian.adam_threshold(args.lr, args.b1))
   for c, (seed, r) in zip(colors, adam.items()):
     rows = r["rows"]
-    cx.plot([m["step"] for m in rows], [m["sharpness"] for m in rows], color=c, lw=0.9,
-            label=f"seed {seed}")
+    cx.plot(
+      [m["step"] for m in rows],
+      [m["sharpness"] for m in rows],
+      color=c,
+      lw=0.9,
+      label=f"seed {seed}",
+    )
     dx.plot(np.maximum(r["loss"], 1e-10), color=c, lw=0.6, label=f"seed {seed}")
     for t, pk in zip(r["events"], r["peaks"]):
       big = pk >= args.big
       cx.axvline(t, color=c, lw=0.8 if big else 0.4, ls="-" if big else ":", alpha=0.6)
       dx.plot([t], [max(pk, 1e-10)], "v" if big else ".", color=c, ms=5 if big else 3)
   cx.axhline(thr, color="k", ls="--", lw=1, label=f"38 / lr = {thr:g}")
-  cx.set(xlabel="step", yscale="log", title=f"full-batch Adam, lr {args.lr:g}, b2 {args.b2:g}",
-         ylabel="preconditioned sharpness\n(vertical lines: loss spikes; solid: jumps)")
-  dx.set(xlabel="step", ylabel="training loss (full batch; floor 1e-10)",
-         yscale="log", title="markers: peak loss of each spike")
+  cx.set(
+    xlabel="step",
+    yscale="log",
+    title=f"full-batch Adam, lr {args.lr:g}, b2 {args.b2:g}",
+    ylabel="preconditioned sharpness\n(vertical lines: loss spikes; solid: jumps)",
+  )
+  dx.set(
+    xlabel="step",
+    ylabel="training loss (full batch; floor 1e-10)",
+    yscale="log",
+    title="markers: peak loss of each spike",
+  )
   cx.legend(fontsize=7)
   dx.legend(fontsize=7)
   fig.tight_layout()

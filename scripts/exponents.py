@@ -28,28 +28,51 @@ def main():
   for p, label in LABELS.items():
     mine = [o for o in found if o["parametrization"] == p and o["log_x"] is not None]
     inside = [o for o in mine if not o["at_edge"]]  # an edge optimum is only a bound
-    f = transfer.fit_exponent([o["model.width"] for o in inside], [o["log_x"] for o in inside],
-                              sigma=[GRID_SIGMA] * len(inside))
+    f = transfer.fit_exponent(
+      [o["model.width"] for o in inside],
+      [o["log_x"] for o in inside],
+      sigma=[GRID_SIGMA] * len(inside),
+    )
     c = exponents(p, "adam", "full")
-    fits.append(dict(parametrization=label, slope=f["slope"], stderr=f["stderr"],
-                     prescribed_c_hidden=c["hidden"].c, fitted_c_hidden=c["hidden"].c - f["slope"],
-                     c_input=c["input"].c, c_output=c["output"].c, widths_fitted=f["n"]))
+    fits.append(
+      dict(
+        parametrization=label,
+        slope=f["slope"],
+        stderr=f["stderr"],
+        prescribed_c_hidden=c["hidden"].c,
+        fitted_c_hidden=c["hidden"].c - f["slope"],
+        c_input=c["input"].c,
+        c_output=c["output"].c,
+        widths_fitted=f["n"],
+      )
+    )
   best = []
   for w in sorted({r["model.width"] for r in rows}):
     row = dict(width=w)
     for p in ("sp", "mup"):
-      losses = [r["train_loss"] for r in rows if r["parametrization"] == p and r["model.width"] == w]
+      losses = [
+        r["train_loss"] for r in rows if r["parametrization"] == p and r["model.width"] == w
+      ]
       row[f"best {LABELS[p]}"] = min(losses, default=math.nan)
     best.append(row)
-  common.write_numbers(args, "Parametrization exponents: MLP on Fashion-MNIST, Adam", [
-      *lines, "",
+  common.write_numbers(
+    args,
+    "Parametrization exponents: MLP on Fashion-MNIST, Adam",
+    [
+      *lines,
+      "",
       "Fit of the optimal log2 global lr against log2 width (widths whose optimum is inside "
       "the grid; per-point sigma = one grid step / sqrt(12), the error scaled up by the "
       "scatter). lr multiplier of a role = (width / base_width)^-c; fitted_c_hidden = "
-      "prescribed - slope.", "",
-      *common.table(list(fits[0]), fits), "",
-      "Best training loss at each width, SP with per-layer lrs vs muP:", "",
-      *common.table(list(best[0]), best)])
+      "prescribed - slope.",
+      "",
+      *common.table(list(fits[0]), fits),
+      "",
+      "Best training loss at each width, SP with per-layer lrs vs muP:",
+      "",
+      *common.table(list(best[0]), best),
+    ],
+  )
 
 
 if __name__ == "__main__":

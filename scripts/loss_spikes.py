@@ -42,8 +42,9 @@ def presets(args, regime) -> list:
   with --max-in-row, only AdamW + skip with skip_spikes_max_in_row."""
   if args.max_in_row:
     return [(regime + ",skip,max_in_row", f"{regime}_skip_max_in_row_")]
-  return [(regime, f"{regime}_")] + ([] if regime == "vit" else
-                                     [(regime + ",skip", f"{regime}_skip_")])
+  return [(regime, f"{regime}_")] + (
+    [] if regime == "vit" else [(regime + ",skip", f"{regime}_skip_")]
+  )
 
 
 def run_sweeps(args, regimes) -> list:
@@ -55,19 +56,33 @@ def run_sweeps(args, regimes) -> list:
       workdir, rows = common.sweep(args, "loss_spikes", tag=tag, preset=preset)
       for r in rows:
         logged = common.read_metrics(os.path.join(workdir, r["id"]))
-        arrays = {k: common.series(workdir, r["id"], k, logged)[1].astype(np.float32)
-                  for k in logged[0] if k in SERIES or k.startswith("rms/")}
+        arrays = {
+          k: common.series(workdir, r["id"], k, logged)[1].astype(np.float32)
+          for k in logged[0]
+          if k in SERIES or k.startswith("rms/")
+        }
         if regime == "vit":  # ~20 RMS_t series a run: weight matrices and embeddings only,
-          arrays = {k: v.astype(np.float16) if k.startswith("rms/") else v  # in float16
-                    for k, v in arrays.items() if not k.startswith("rms/") or
-                    k.endswith("kernel") or spikes.depth(k[4:]) == 0}
+          arrays = {
+            k: v.astype(np.float16) if k.startswith("rms/") else v  # in float16
+            for k, v in arrays.items()
+            if not k.startswith("rms/") or k.endswith("kernel") or spikes.depth(k[4:]) == 0
+          }
         path = os.path.join("series", regime, r["id"] + ".npz")
         os.makedirs(os.path.dirname(os.path.join(args.out, path)), exist_ok=True)
         np.savez_compressed(os.path.join(args.out, path), **arrays)
-        table.append({"regime": regime, "optimizer": arm(r), "b2": r["optimizer.b2"],
-                      "seed": r["seed"], "lr": logged[0]["lr"],
-                      "steps": len(arrays["loss"]), "diverged": r["diverged"],
-                      "run_id": r["id"], "series": path})
+        table.append(
+          {
+            "regime": regime,
+            "optimizer": arm(r),
+            "b2": r["optimizer.b2"],
+            "seed": r["seed"],
+            "lr": logged[0]["lr"],
+            "steps": len(arrays["loss"]),
+            "diverged": r["diverged"],
+            "run_id": r["id"],
+            "series": path,
+          }
+        )
   with open(os.path.join(args.out, "runs.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, list(table[0]))
     writer.writeheader()
@@ -82,8 +97,12 @@ def read_runs(out: str) -> list:
   runs = []
   for row in rows:
     with np.load(os.path.join(out, row["series"])) as z:
-      run = dict(row, b2=float(row["b2"]), seed=int(row["seed"]),
-                 **{k: z[k] for k in z.files if not k.startswith("rms/")})
+      run = dict(
+        row,
+        b2=float(row["b2"]),
+        seed=int(row["seed"]),
+        **{k: z[k] for k in z.files if not k.startswith("rms/")},
+      )
       run["rms"] = {k[4:]: z[k] for k in z.files if k.startswith("rms/")}
     runs.append(run)
   return runs
@@ -93,11 +112,14 @@ def measure(run) -> dict:
   """Loss spike events of one run, their heights and the final loss."""
   found = spikes.events(run["loss"], **LOSS_SPIKE)
   loss = run["loss"]
-  tail = loss[-max(1, len(loss) // 10):]
-  return dict(events=found, heights=spikes.heights(loss, found),
-              first=found[0][0] + 1 if found else None,  # logged steps start at 1
-              final=float(np.mean(tail)) if np.all(np.isfinite(tail)) else float("inf"),
-              skips=int(run["spike_skips"][-1]) if "spike_skips" in run else 0)
+  tail = loss[-max(1, len(loss) // 10) :]
+  return dict(
+    events=found,
+    heights=spikes.heights(loss, found),
+    first=found[0][0] + 1 if found else None,  # logged steps start at 1
+    final=float(np.mean(tail)) if np.all(np.isfinite(tail)) else float("inf"),
+    skips=int(run["spike_skips"][-1]) if "spike_skips" in run else 0,
+  )
 
 
 def cells(runs, regimes) -> list:
@@ -113,30 +135,41 @@ def cells(runs, regimes) -> list:
         counts = [len(x["events"]) for x in m]
         heights = [h for x in m for h in x["heights"]]
         firsts = [x["first"] for x in m if x["first"] is not None]
-        out.append({"regime": regime, "optimizer": name, "b2": b2, "seeds": len(m),
-                    "spikes per run": " ".join(map(str, counts)),
-                    "mean": float(np.mean(counts)), "std": float(np.std(counts)),
-                    "runs with >= 3": sum(c >= 3 for c in counts),
-                    "median height": float(np.median(heights)) if heights else float("nan"),
-                    "max height": float(np.max(heights)) if heights else float("nan"),
-                    "first spike (mean step)": float(np.mean(firsts)) if firsts else float("nan"),
-                    "runs that spiked": len(firsts),
-                    "final loss (mean)": float(np.mean([x["final"] for x in m])),
-                    "skipped steps": " ".join(str(x["skips"]) for x in m)})
+        out.append(
+          {
+            "regime": regime,
+            "optimizer": name,
+            "b2": b2,
+            "seeds": len(m),
+            "spikes per run": " ".join(map(str, counts)),
+            "mean": float(np.mean(counts)),
+            "std": float(np.std(counts)),
+            "runs with >= 3": sum(c >= 3 for c in counts),
+            "median height": float(np.median(heights)) if heights else float("nan"),
+            "max height": float(np.max(heights)) if heights else float("nan"),
+            "first spike (mean step)": float(np.mean(firsts)) if firsts else float("nan"),
+            "runs that spiked": len(firsts),
+            "final loss (mean)": float(np.mean([x["final"] for x in m])),
+            "skipped steps": " ".join(str(x["skips"]) for x in m),
+          }
+        )
   return out
 
 
 def plot(args, runs, table, regime) -> None:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   b2s = sorted({r["b2"] for r in runs})
   cols = max(3, len(b2s))  # the bottom row has three summary panels
   fig, axes = plt.subplots(3, cols, figsize=(5 * cols, 10))
   colors = dict(zip(ARMS, ("C0", "C1", "C2", "C3")))
   for j, b2 in enumerate(b2s):
-    seed0 = {r["optimizer"]: r for r in runs
-             if (r["regime"], r["b2"], r["seed"]) == (regime, b2, 0)}
+    seed0 = {
+      r["optimizer"]: r for r in runs if (r["regime"], r["b2"], r["seed"]) == (regime, b2, 0)
+    }
     ax = axes[0][j]
     for name, run in sorted(seed0.items()):
       steps = np.arange(1, len(run["loss"]) + 1)
@@ -150,19 +183,27 @@ def plot(args, runs, table, regime) -> None:
     if run is not None:
       many = len(run["rms"]) > 4  # a ViT: the patch embedding in red, the rest in grey
       for layer, values in sorted(run["rms"].items(), key=lambda kv: spikes.depth(kv[0])):
-        style = (dict(color="red", lw=0.9, label=layer) if "patch" in layer else
-                 dict(color="0.6", lw=0.3, alpha=0.5) if many else dict(lw=0.5, label=layer))
+        style = (
+          dict(color="red", lw=0.9, label=layer)
+          if "patch" in layer
+          else dict(color="0.6", lw=0.3, alpha=0.5)
+          if many
+          else dict(lw=0.5, label=layer)
+        )
         axes[1][j].plot(np.arange(1, len(values) + 1), values, **style)
       axes[1][j].axhline(1.0, color="k", ls=":", lw=0.6)
       axes[1][j].set_yscale("log")
-      axes[1][j].set_title("AdamW RMS_t per layer, seed 0" + (" (red: patch embedding)"
-                                                              if many else ""))
+      axes[1][j].set_title(
+        "AdamW RMS_t per layer, seed 0" + (" (red: patch embedding)" if many else "")
+      )
       axes[1][j].legend(fontsize=7)
     axes[1][j].set_xlabel("step")
   mine = [t for t in table if t["regime"] == regime]
-  for ax, key, label in ((axes[2][0], "mean", "loss spikes per run (mean, std over seeds)"),
-                         (axes[2][1], "median height", "median spike height (nats)"),
-                         (axes[2][2], "first spike (mean step)", "first spike (mean step)")):
+  for ax, key, label in (
+    (axes[2][0], "mean", "loss spikes per run (mean, std over seeds)"),
+    (axes[2][1], "median height", "median spike height (nats)"),
+    (axes[2][2], "first spike (mean step)", "first spike (mean step)"),
+  ):
     width = 0.8 / len(ARMS)
     for i, name in enumerate(ARMS):
       rows = {t["b2"]: t for t in mine if t["optimizer"] == name}
@@ -179,9 +220,15 @@ def plot(args, runs, table, regime) -> None:
 
 
 def main():
-  args = common.parse("loss_spikes", __doc__, pack=3, switches={
+  args = common.parse(
+    "loss_spikes",
+    __doc__,
+    pack=3,
+    switches={
       "--vit": "the ViT regime (AdamW, StableAdamW) into <mode>/vit/",
-      "--max-in-row": "AdamW + skip, a step accepted after 10 skips, into <mode>/max_in_row/"})
+      "--max-in-row": "AdamW + skip, a step accepted after 10 skips, into <mode>/max_in_row/",
+    },
+  )
   regimes = ("vit",) if args.vit else REGIMES
   for switch in ("vit", "max_in_row"):
     if getattr(args, switch):
@@ -193,13 +240,19 @@ def main():
     raise SystemExit(f"no finished runs in {args.out}/runs.csv")
   for regime in regimes:
     plot(args, runs, table, regime)
-  common.write_numbers(args, "Loss spikes: AdamW, StableAdamW, Adam-atan2 and skipped steps", [
+  common.write_numbers(
+    args,
+    "Loss spikes: AdamW, StableAdamW, Adam-atan2 and skipped steps",
+    [
       f"Spike: `spikes.events(loss, {', '.join(f'{k}={v}' for k, v in LOSS_SPIKE.items())})`: "
       "above 2x the running median of the previous 20 steps plus 0.1 nats; points within "
       "10 steps are one event. Height: the largest loss in the event. First spike: its "
       "step, averaged over the seeds that spiked. Final loss: mean of the last 10% of "
-      "steps. Skipped steps: spike_skips of each seed (adamw+skip).", "",
-      *common.table(list(table[0]), table)])
+      "steps. Skipped steps: spike_skips of each seed (adamw+skip).",
+      "",
+      *common.table(list(table[0]), table),
+    ],
+  )
 
 
 if __name__ == "__main__":

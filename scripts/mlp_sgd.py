@@ -11,8 +11,9 @@ import common
 
 
 def main():
-  common.sp_vs_mup("mlp_sgd", __doc__, pack=11, title="MLP, SGD",
-                   heading="MLP + SGD on Fashion-MNIST, SP vs muP")
+  common.sp_vs_mup(
+    "mlp_sgd", __doc__, pack=11, title="MLP, SGD", heading="MLP + SGD on Fashion-MNIST, SP vs muP"
+  )
 
 
 if __name__ == "__main__":

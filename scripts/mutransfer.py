@@ -12,8 +12,13 @@ import common
 
 
 def main():
-  common.sp_vs_mup("mutransfer", __doc__, pack=10, title="GPT, Adam",
-                   heading="muTransfer: GPT on GCIDE, Adam, SP vs muP")
+  common.sp_vs_mup(
+    "mutransfer",
+    __doc__,
+    pack=10,
+    title="GPT, Adam",
+    heading="muTransfer: GPT on GCIDE, Adam, SP vs muP",
+  )
 
 
 if __name__ == "__main__":

@@ -33,14 +33,16 @@ def groups(layers) -> dict:
   finite = sorted({spikes.depth(l) for l in layers if math.isfinite(spikes.depth(l))})
   half = finite[len(finite) // 2] if finite else 0
   alone = [l for l in layers if l.endswith("kernel") or spikes.depth(l) == 0]
-  return {**{l: [l] for l in alone},
-          "early": [l for l in layers if spikes.depth(l) < half],
-          "late": [l for l in layers if spikes.depth(l) >= half]}
+  return {
+    **{l: [l] for l in alone},
+    "early": [l for l in layers if spikes.depth(l) < half],
+    "late": [l for l in layers if spikes.depth(l) >= half],
+  }
 
 
 CAUSES = {  # what counts as an RMS event
-    "spike": lambda x: spikes.detect(x, **RMS_SPIKE),
-    "over 1": lambda x: spikes.crossings(x, 1.0),  # v stops covering g^2
+  "spike": lambda x: spikes.detect(x, **RMS_SPIKE),
+  "over 1": lambda x: spikes.crossings(x, 1.0),  # v stops covering g^2
 }
 
 
@@ -49,13 +51,20 @@ def rows_for(runs, label, cause: str) -> list:
   out = []
   for name, members in groups(runs[0]["rms"]).items():
     for w in WINDOWS:
-      s = spikes.pooled(series, members, follow_window=w, loss_spike=LOSS_SPIKE,
-                        find=CAUSES[cause])
-      out.append({"runs": label, "RMS event": cause, "layer": name, "W": w,
-                  "RMS events": s["rms_spikes"],
-                  "loss spikes": s["loss_spikes"], "P(follow)": s["p_follow"],
-                  "P by chance": s["p_chance"],
-                  "ratio": s["p_follow"] / s["p_chance"] if s["p_chance"] else float("nan")})
+      s = spikes.pooled(series, members, follow_window=w, loss_spike=LOSS_SPIKE, find=CAUSES[cause])
+      out.append(
+        {
+          "runs": label,
+          "RMS event": cause,
+          "layer": name,
+          "W": w,
+          "RMS events": s["rms_spikes"],
+          "loss spikes": s["loss_spikes"],
+          "P(follow)": s["p_follow"],
+          "P by chance": s["p_chance"],
+          "ratio": s["p_follow"] / s["p_chance"] if s["p_chance"] else float("nan"),
+        }
+      )
   return out
 
 
@@ -82,10 +91,15 @@ def leads(runs, max_lead: int) -> list:
 
 
 def main():
-  args = common.parse("rms_spikes", __doc__, pack=3,
-                      switches={"--vit": "the ViT runs of loss_spikes.py --vit, into <mode>/vit/"})
-  source = os.path.join(common.REPO, "experiments", "loss_spikes", args.mode,
-                        *(["vit"] if args.vit else []))
+  args = common.parse(
+    "rms_spikes",
+    __doc__,
+    pack=3,
+    switches={"--vit": "the ViT runs of loss_spikes.py --vit, into <mode>/vit/"},
+  )
+  source = os.path.join(
+    common.REPO, "experiments", "loss_spikes", args.mode, *(["vit"] if args.vit else [])
+  )
   if args.vit:
     args.out = os.path.join(args.out, "vit")
     os.makedirs(args.out, exist_ok=True)
@@ -97,8 +111,10 @@ def main():
     sys.exit(f"no AdamW runs in {source}/runs.csv")
   table, lines = [], []
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, axes = plt.subplots(1, len(regimes), figsize=(6 * len(regimes), 3.5), squeeze=False)
   for ax, regime in zip(axes[0], regimes):
     mine = [r for r in runs if r["regime"] == regime]
@@ -111,22 +127,33 @@ def main():
     ax.set_title(f"{regime}: loss spike step - nearest RMS_t spike (any layer)", fontsize=9)
     ax.set_xlabel("lag (positive: the RMS spike came first)")
     within = [d for d in lags if 1 <= d <= 8]
-    lines.append(f"- {regime}: {len(lags)} loss spikes with an RMS spike within "
-                 f"{max(WINDOWS)} steps (any layer); median lag "
-                 f"{np.median(lags) if lags else float('nan'):.1f}; lag in [1, 8]: "
-                 f"{len(within)}; lag <= 0: {sum(d <= 0 for d in lags)}. RMS_t of some layer "
-                 f"went over 1 within {MAX_LEAD} steps before {len(ahead)} of {len(found)} loss "
-                 f"spikes, a median {np.median(ahead) if ahead else float('nan'):.0f} steps "
-                 f"before (range {min(ahead, default='-')}-{max(ahead, default='-')}).")
+    lines.append(
+      f"- {regime}: {len(lags)} loss spikes with an RMS spike within "
+      f"{max(WINDOWS)} steps (any layer); median lag "
+      f"{np.median(lags) if lags else float('nan'):.1f}; lag in [1, 8]: "
+      f"{len(within)}; lag <= 0: {sum(d <= 0 for d in lags)}. RMS_t of some layer "
+      f"went over 1 within {MAX_LEAD} steps before {len(ahead)} of {len(found)} loss "
+      f"spikes, a median {np.median(ahead) if ahead else float('nan'):.0f} steps "
+      f"before (range {min(ahead, default='-')}-{max(ahead, default='-')})."
+    )
   fig.tight_layout()
   fig.savefig(os.path.join(args.out, "lags.png"), dpi=100)
-  common.write_numbers(args, "Do RMS spikes predict loss spikes? AdamW runs of loss_spikes", [
+  common.write_numbers(
+    args,
+    "Do RMS spikes predict loss spikes? AdamW runs of loss_spikes",
+    [
       f"AdamW runs of every b2 and seed ({os.path.relpath(source, common.REPO)}/runs.csv). Loss "
       f"spike: `spikes.events(loss, {LOSS_SPIKE})`; RMS_t spike: > 2x its running median "
       "of 20 steps, consecutive steps one event; RMS_t over 1: a step where it rises above "
       "1 (`spikes.crossings`). P(follow): the fraction of RMS events with a loss spike "
       "within W steps after (the same step included). Chance: the same probability for an "
-      "RMS event placed uniformly at random in its run. ratio: P(follow) / chance.", "", *lines, "", *common.table(list(table[0]), table)])
+      "RMS event placed uniformly at random in its run. ratio: P(follow) / chance.",
+      "",
+      *lines,
+      "",
+      *common.table(list(table[0]), table),
+    ],
+  )
 
 
 if __name__ == "__main__":

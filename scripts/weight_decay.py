@@ -66,14 +66,23 @@ def swept(mode: str) -> str:
 def point(mode, r, x) -> dict:
   loss = r["final_eval_loss"]
   ok = loss is not None and math.isfinite(loss) and not r["diverged"]
-  return dict(mode=mode, width=r["model.width"], steps=r["steps"], seed=r["seed"], x=x,
-              eval_loss=loss if ok else math.inf)
+  return dict(
+    mode=mode,
+    width=r["model.width"],
+    steps=r["steps"],
+    seed=r["seed"],
+    x=x,
+    eval_loss=loss if ok else math.inf,
+  )
 
 
 def mode_points(mode, base_rows, own_rows) -> list:
   """A mode's decayed runs: its own sweep's, and the base sweep's (coupled) converted."""
-  pts = [point(mode, r, at_base(mode, WD.LR * r["optimizer.weight_decay"], r["steps"]))
-         for r in base_rows if r["optimizer.weight_decay"] > 0]
+  pts = [
+    point(mode, r, at_base(mode, WD.LR * r["optimizer.weight_decay"], r["steps"]))
+    for r in base_rows
+    if r["optimizer.weight_decay"] > 0
+  ]
   return pts + [point(mode, r, r[swept(mode)]) for r in own_rows if r[swept(mode)] > 0]
 
 
@@ -82,8 +91,10 @@ def seed_mean(pts) -> list:
   groups = {}
   for p in pts:
     groups.setdefault((p["mode"], p["width"], p["steps"], p["x"]), []).append(p["eval_loss"])
-  return [dict(mode=m, width=w, steps=s, x=x, eval_loss=float(np.mean(v)), seeds=len(v))
-          for (m, w, s, x), v in sorted(groups.items())]
+  return [
+    dict(mode=m, width=w, steps=s, x=x, eval_loss=float(np.mean(v)), seeds=len(v))
+    for (m, w, s, x), v in sorted(groups.items())
+  ]
 
 
 def optima(pts, means) -> dict:
@@ -127,9 +138,13 @@ def figure(args, means, found, cells, ref, name, top) -> None:
     best = {label: found[(mode, w, s)]["log_x"] for label, w, s in cells}
     panels.append((title(mode), cs, best, refs))
   finite = [p["eval_loss"] for p in means if math.isfinite(p["eval_loss"])]
-  transfer.plot_curves(panels, os.path.join(args.out, name), "log2 lambda (timescale: log2 tau)",
-                       "held-out loss at the end (mean of seeds)",
-                       ylim=(0.95 * min(finite), min(max(finite), top * min(finite))))
+  transfer.plot_curves(
+    panels,
+    os.path.join(args.out, name),
+    "log2 lambda (timescale: log2 tau)",
+    "held-out loss at the end (mean of seeds)",
+    ylim=(0.95 * min(finite), min(max(finite), top * min(finite))),
+  )
 
 
 def spread(o) -> float:
@@ -145,13 +160,22 @@ def optimum_table(found, cells, base, ref) -> list:
       o = found[(mode, w, s)]
       seeds = [o["seeds"][k]["log_x"] for k in sorted(o["seeds"])]
       hidden = decay(mode, o["x"], "hidden", w, base, s)
-      rows.append({"mode": mode, "width": w, "steps": s, "log2 x*": o["log_x"],
-                   "per seed": " / ".join(f"{v:.2f}" for v in seeds),
-                   "spread": spread(o),
-                   "edge": o["at_edge"] or any(v["at_edge"] for v in o["seeds"].values()),
-                   "best loss": o["eval_loss"], "no decay": ref[(w, s)],
-                   "hidden decay/step": hidden, "hidden tau/T": 1.0 / (hidden * s),
-                   "in/out decay/step": decay(mode, o["x"], "input", w, base, s)})
+      rows.append(
+        {
+          "mode": mode,
+          "width": w,
+          "steps": s,
+          "log2 x*": o["log_x"],
+          "per seed": " / ".join(f"{v:.2f}" for v in seeds),
+          "spread": spread(o),
+          "edge": o["at_edge"] or any(v["at_edge"] for v in o["seeds"].values()),
+          "best loss": o["eval_loss"],
+          "no decay": ref[(w, s)],
+          "hidden decay/step": hidden,
+          "hidden tau/T": 1.0 / (hidden * s),
+          "in/out decay/step": decay(mode, o["x"], "input", w, base, s),
+        }
+      )
   return rows
 
 
@@ -185,10 +209,12 @@ def drift_lines(found, width_cells, step_cells) -> list:
     f = slope(found, mode, width_cells)
     fmt = lambda v: f"{v[0]:+.2f} (seeds {', '.join(f'{x:+.2f}' for x in v[1])})"
     parts = [f"{label} {fmt(v)}" for label, v in w.items() if label != "drift"]
-    lines.append(f"- **{mode}**: across width, drift **{w['drift']:.2f}**; shift from the "
-                 f"base width: {'; '.join(parts)}; slope vs log2 width "
-                 f"{f['slope']:+.2f} ± {f['stderr']:.2f}. Across steps: "
-                 f"{'; '.join(f'{label} {fmt(v)}' for label, v in t.items() if label != 'drift')}.")
+    lines.append(
+      f"- **{mode}**: across width, drift **{w['drift']:.2f}**; shift from the "
+      f"base width: {'; '.join(parts)}; slope vs log2 width "
+      f"{f['slope']:+.2f} ± {f['stderr']:.2f}. Across steps: "
+      f"{'; '.join(f'{label} {fmt(v)}' for label, v in t.items() if label != 'drift')}."
+    )
   return lines
 
 
@@ -204,8 +230,10 @@ def equivalence(means, widths) -> list:
         d = decay(p["mode"], p["x"], "hidden", w, widths[0], p["steps"])
         by_decay.setdefault(round(math.log2(d), 6), []).append(p["eval_loss"])
     gaps = [max(v) - min(v) for v in by_decay.values() if len(v) == 3]
-    lines.append(f"- width {w}: {len(gaps)} decays run in all three; largest gap in "
-                 f"seed-mean loss {max(gaps, default=math.nan):.2g}")
+    lines.append(
+      f"- width {w}: {len(gaps)} decays run in all three; largest gap in "
+      f"seed-mean loss {max(gaps, default=math.nan):.2g}"
+    )
   return lines
 
 
@@ -219,16 +247,26 @@ def seed_004(means, found, cells) -> list:
       o = found[(mode, w, s)]
       x = math.log2(SEED_004 if mode != "timescale" else 1.0 / (SEED_004 * WD.LR * s))
       inside = min(xs) <= x <= max(xs)
-      rows.append({"mode": mode, "width": w, "steps": s, "log2 x at 0.1": x,
-                   "log2 x* - that": o["log_x"] - x,
-                   "loss at 0.1": float(np.interp(x, xs, ys)) if inside else math.nan,
-                   "best loss": o["eval_loss"]})
+      rows.append(
+        {
+          "mode": mode,
+          "width": w,
+          "steps": s,
+          "log2 x at 0.1": x,
+          "log2 x* - that": o["log_x"] - x,
+          "loss at 0.1": float(np.interp(x, xs, ys)) if inside else math.nan,
+          "best loss": o["eval_loss"],
+        }
+      )
   return rows
 
 
 def write(args, table, drifts, equal, s004, shape) -> None:
   T, base = shape["steps"], shape["widths"][0]
-  common.write_numbers(args, "Weight decay modes across width and steps: MLP, muP AdamW", [
+  common.write_numbers(
+    args,
+    "Weight decay modes across width and steps: MLP, muP AdamW",
+    [
       f"Held-out loss at the end (2048 test images), muP AdamW at lr {WD.LR:g}, "
       f"{len(shape['seeds'])} seeds. x: lambda, or tau in timescale mode. log2 x*: the "
       "optimum of the seed-mean curve (vertex of a parabola through the best grid point and "
@@ -239,16 +277,26 @@ def write(args, table, drifts, equal, s004, shape) -> None:
       "the input and output weights (muP lr exponent 1/2, against the hidden's 1); no "
       "decay: the held-out loss at lambda = 0 (coupled runs). "
       f"The width-{base} runs at {T} and "
-      f"{4 * T} steps are shared by all modes (coupled runs, lambda converted).", "",
-      *common.table(list(table[0]), table), "",
-      "Shift of the optimal log2 x (seed mean, then per seed in the same order):", "",
-      *drifts, "",
+      f"{4 * T} steps are shared by all modes (coupled runs, lambda converted).",
+      "",
+      *common.table(list(table[0]), table),
+      "",
+      "Shift of the optimal log2 x (seed mean, then per seed in the same order):",
+      "",
+      *drifts,
+      "",
       "Check: width_scaled, independent and timescale at equal per-step decay (the same "
-      "optimizer at a fixed lr):", "", *equal, "",
+      "optimizer at a fixed lr):",
+      "",
+      *equal,
+      "",
       f"Seed 004's lambda = {SEED_004} in each mode (timescale: the tau whose hidden decay "
       f"equals coupled 0.1 at the base width, 1 / (0.1 lr T)); loss at 0.1 interpolated "
-      "between grid points, nan outside the grid:", "",
-      *common.table(list(s004[0]), s004)])
+      "between grid points, nan outside the grid:",
+      "",
+      *common.table(list(s004[0]), s004),
+    ],
+  )
 
 
 def main():
@@ -266,9 +314,14 @@ def main():
   figure(args, means, found, width_cells, ref, "width.png", top=1.6)
   figure(args, means, found, step_cells, ref, "steps.png", top=2.5)
   cells = width_cells + step_cells[1:]
-  write(args, optimum_table(found, cells, base, ref),
-        drift_lines(found, width_cells, step_cells), equivalence(means, shape["widths"]),
-        seed_004(means, found, cells), shape)
+  write(
+    args,
+    optimum_table(found, cells, base, ref),
+    drift_lines(found, width_cells, step_cells),
+    equivalence(means, shape["widths"]),
+    seed_004(means, found, cells),
+    shape,
+  )
 
 
 if __name__ == "__main__":

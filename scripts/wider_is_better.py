@@ -24,6 +24,7 @@ def main():
   args = common.parse("wider_is_better", __doc__, pack=10)
   workdir, rows = common.sweep(args, "mutransfer")
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -52,22 +53,42 @@ def main():
     ax.set_yscale("log")
     ax.legend(fontsize=7)
     final = {w: float(transfer.smooth(curves[w][1], WINDOW)[-1]) for w in widths}
-    summary.append(dict(parametrization=p, log2_lr=math.log2(lr), fraction=out["fraction"],
-                        holds_from=out["holds_from"], steps=out["steps"][-1],
-                        **{f"final@{w}": final[w] for w in widths}))
-    held = (f"at every step from step {out['holds_from']} on" if out["holds_from"] is not None
-            else "not at the last step")
-    lines.append(f"- {label} at lr 2^{math.log2(lr):.0f}: loss strictly decreasing in width at "
-                 f"{out['fraction']:.0%} of {len(out['steps'])} logged steps; {held}")
+    summary.append(
+      dict(
+        parametrization=p,
+        log2_lr=math.log2(lr),
+        fraction=out["fraction"],
+        holds_from=out["holds_from"],
+        steps=out["steps"][-1],
+        **{f"final@{w}": final[w] for w in widths},
+      )
+    )
+    held = (
+      f"at every step from step {out['holds_from']} on"
+      if out["holds_from"] is not None
+      else "not at the last step"
+    )
+    lines.append(
+      f"- {label} at lr 2^{math.log2(lr):.0f}: loss strictly decreasing in width at "
+      f"{out['fraction']:.0%} of {len(out['steps'])} logged steps; {held}"
+    )
   axes[0].set_ylabel(f"training loss (trailing mean of {WINDOW} logged steps)")
   fig.tight_layout()
   fig.savefig(os.path.join(args.out, "wider_is_better.png"), dpi=110)
-  common.write_numbers(args, "Wider is better at fixed hyperparameters (GPT, Adam)",
-                       ["The lr of each parametrization is its best grid point at the smallest "
-                        "width; a red line marks a step where some wider model is not lower. fraction: of "
-                        "logged steps, strictly decreasing in width; holds_from: the first step "
-                        "from which it is so at every later step.", "",
-                        *common.table(list(summary[0]), summary), "", *lines])
+  common.write_numbers(
+    args,
+    "Wider is better at fixed hyperparameters (GPT, Adam)",
+    [
+      "The lr of each parametrization is its best grid point at the smallest "
+      "width; a red line marks a step where some wider model is not lower. fraction: of "
+      "logged steps, strictly decreasing in width; holds_from: the first step "
+      "from which it is so at every later step.",
+      "",
+      *common.table(list(summary[0]), summary),
+      "",
+      *lines,
+    ],
+  )
 
 
 if __name__ == "__main__":

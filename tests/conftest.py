@@ -28,6 +28,7 @@ def pytest_unconfigure(config):
 def real_data():
   """The real data sets (GCIDE, Fashion-MNIST) in ./data, fetched once if missing."""
   from adamlab import data
+
   root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
   os.environ.setdefault("ADAMLAB_DATA", root)
   data.fetch(os.environ["ADAMLAB_DATA"], log=lambda *_: None)

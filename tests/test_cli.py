@@ -10,15 +10,30 @@ ROOT = pathlib.Path(__file__).parents[1]
 
 
 def adamlab(*args, cwd=ROOT):
-  return subprocess.run([sys.executable, "-m", "adamlab.cli", *args], cwd=cwd,
-                        capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", "adamlab.cli", *args],
+    cwd=cwd,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def test_coordcheck_writes_csv_png_and_slopes(tmp_path):
   out = tmp_path / "cc"
-  r = adamlab("coordcheck", "--config", "configs/mlp.py:mup,adamw", "--widths", "16,32,64",
-              "--steps", "2", "--out", str(out), "--config.model.base_width=16",
-              "--config.optimizer.learning_rate=0.01")
+  r = adamlab(
+    "coordcheck",
+    "--config",
+    "configs/mlp.py:mup,adamw",
+    "--widths",
+    "16,32,64",
+    "--steps",
+    "2",
+    "--out",
+    str(out),
+    "--config.model.base_width=16",
+    "--config.optimizer.learning_rate=0.01",
+  )
   assert r.returncode == 0, r.stderr
   rows = list(csv.DictReader(open(out / "coords.csv")))
   assert {r["width"] for r in rows} == {"16", "32", "64"}

@@ -19,13 +19,17 @@ def example(name):
 
 # (example, keyword arguments, the layer whose SP slope grows): the readout's output,
 # whose size under SP at one learning rate grows with width after a few Adam steps.
-CASES = [("pytree_mlp", {}, "w_out"), ("nnx_mlp", {}, "out"),
-         ("linen_transformer", {"tied": False}, "readout"),
-         ("linen_transformer", {"tied": True}, "logits")]
+CASES = [
+  ("pytree_mlp", {}, "w_out"),
+  ("nnx_mlp", {}, "out"),
+  ("linen_transformer", {"tied": False}, "readout"),
+  ("linen_transformer", {"tied": True}, "logits"),
+]
 
 
-@pytest.mark.parametrize("name,kwargs,readout", CASES,
-                         ids=["pytree", "nnx", "linen_untied", "linen_tied"])
+@pytest.mark.parametrize(
+  "name,kwargs,readout", CASES, ids=["pytree", "nnx", "linen_untied", "linen_tied"]
+)
 def test_coordinate_check_is_flat_under_mup_and_not_under_sp(name, kwargs, readout):
   module = example(name)
   mup = module.coordinate_check("mup", widths=WIDTHS, **kwargs)

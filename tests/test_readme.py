@@ -8,7 +8,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def test_library_quickstart_runs():
   text = (ROOT / "README.md").read_text()
-  block = text.split("<!-- library-quickstart:start -->")[1].split("<!-- library-quickstart:end -->")[0]
+  block = text.split("<!-- library-quickstart:start -->")[1].split(
+    "<!-- library-quickstart:end -->"
+  )[0]
   code = "\n".join(re.findall(r"```python\n(.*?)```", block, re.S))
   namespace = {}
   exec(compile(code, "README.md", "exec"), namespace)
@@ -29,10 +31,16 @@ def test_readme_is_a_front_page():
 
 def test_ci_runs_the_readme_test_command():
   text = (ROOT / "README.md").read_text()
-  commands = [line for line in text.splitlines()
-              if line.startswith("python3 -m pip install -q -e '.[dev]'")]
+  commands = [
+    line for line in text.splitlines() if line.startswith("python3 -m pip install -q -e '.[dev]'")
+  ]
   assert len(commands) == 1  # the README's one test command
   assert commands[0] in (ROOT / ".ci" / "run").read_text().splitlines()
-  for check in ("ruff check", "ruff format --check", "mypy", "mkdocs build --strict",
-                "python3 -m pytest"):
+  for check in (
+    "ruff check",
+    "ruff format --check",
+    "mypy",
+    "mkdocs build --strict",
+    "python3 -m pytest",
+  ):
     assert check in commands[0]

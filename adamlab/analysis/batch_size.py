@@ -45,5 +45,4 @@ def doubling_gains(batch_sizes, steps_needed) -> list:
   """Per consecutive pair of batch sizes (sorted): speedup = steps(b_from) / steps(b_to).
   For a doubling, 2 is perfect scaling and 1 is no gain at all."""
   pts = _points(batch_sizes, steps_needed)
-  return [dict(b_from=b0, b_to=b1, speedup=s0 / s1)
-          for (b0, s0), (b1, s1) in zip(pts, pts[1:])]
+  return [dict(b_from=b0, b_to=b1, speedup=s0 / s1) for (b0, s0), (b1, s1) in zip(pts, pts[1:])]

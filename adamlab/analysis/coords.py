@@ -15,8 +15,11 @@ def slopes(rows, step=None, x: str = "width"):
   for r in rows:
     if r["step"] == step:
       by_layer.setdefault(r["layer"], []).append((math.log2(r[x]), math.log2(r["l1"])))
-  return {layer: float(np.polyfit(np.array(pts)[:, 0], np.array(pts)[:, 1], 1)[0])
-          for layer, pts in by_layer.items() if len(pts) > 1}
+  return {
+    layer: float(np.polyfit(np.array(pts)[:, 0], np.array(pts)[:, 1], 1)[0])
+    for layer, pts in by_layer.items()
+    if len(pts) > 1
+  }
 
 
 def write_csv(rows, path) -> None:
@@ -36,19 +39,26 @@ def read_csv(path):
 def plot(rows, path, title: str = "", x: str = "width") -> None:
   """A panel per step: log2 width (or depth) against l1 (log scale), a line per layer."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   steps = sorted({r["step"] for r in rows})
   layers = sorted({r["layer"] for r in rows})
-  fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), sharey=True,
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    1, len(steps), figsize=(3.2 * len(steps), 3.2), sharey=True, squeeze=False
+  )
   cmap = plt.get_cmap("viridis")
   for ax, step in zip(axes[0], steps):
     for i, layer in enumerate(layers):
       pts = sorted((r[x], r["l1"]) for r in rows if r["step"] == step and r["layer"] == layer)
-      ax.plot([math.log2(w) for w, _ in pts], [v for _, v in pts], marker=".",
-              color=cmap(i / max(1, len(layers) - 1)), label=layer)
+      ax.plot(
+        [math.log2(w) for w, _ in pts],
+        [v for _, v in pts],
+        marker=".",
+        color=cmap(i / max(1, len(layers) - 1)),
+        label=layer,
+      )
     ax.set_yscale("log")
     ax.set_title(f"step {step}")
     ax.set_xlabel(f"log2 {x}")

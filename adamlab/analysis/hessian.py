@@ -31,8 +31,9 @@ def _scale(tree, s):
   return jax.tree.map(lambda x: x * s, tree)
 
 
-def top_eigenvalue(loss_fn, params, iters: int = 20, seed: int = 0, tol: float = 1e-4,
-                   precond=None):
+def top_eigenvalue(
+  loss_fn, params, iters: int = 20, seed: int = 0, tol: float = 1e-4, precond=None
+):
   """(Rayleigh-quotient estimate, iterations used) of the dominant Hessian eigenvalue.
 
   Power iteration converges to the eigenvalue of largest |lambda|, so the result is
@@ -43,8 +44,9 @@ def top_eigenvalue(loss_fn, params, iters: int = 20, seed: int = 0, tol: float =
   """
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  v = jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, x.dtype)
-                                   for k, x in zip(keys, leaves)])
+  v = jax.tree.unflatten(
+    treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+  )
   lam, i, _ = power_iteration(loss_fn, params, v, iters, tol, precond)
   return lam, i
 
@@ -94,12 +96,20 @@ def adam_preconditioner(nu, count, b2: float, eps: float):
   return jax.tree.map(lambda n: jnp.sqrt(n / correction) + eps, nu)
 
 
-def preconditioned_sharpness(loss_fn, params, nu, count, b2: float, eps: float,
-                             iters: int = 20, seed: int = 0, tol: float = 1e-4):
+def preconditioned_sharpness(
+  loss_fn,
+  params,
+  nu,
+  count,
+  b2: float,
+  eps: float,
+  iters: int = 20,
+  seed: int = 0,
+  tol: float = 1e-4,
+):
   """(estimate, iterations used) of the top eigenvalue of P^-1/2 H P^-1/2, P from
   `adam_preconditioner(nu, count, b2, eps)`: Adam's preconditioned sharpness."""
-  return top_eigenvalue(loss_fn, params, iters, seed, tol,
-                        adam_preconditioner(nu, count, b2, eps))
+  return top_eigenvalue(loss_fn, params, iters, seed, tol, adam_preconditioner(nu, count, b2, eps))
 
 
 def adam_threshold(lr, b1: float = 0.9):
@@ -129,9 +139,12 @@ def edge_summary(steps, sharpness, lrs, tol: float = 0.1) -> dict:
     return dict(first=None, max_ratio=float(np.max(ratio)), after_median=None, after_within=None)
   i = int(hit[0])
   after = ratio[i:]
-  return dict(first=int(np.asarray(steps)[i]), max_ratio=float(np.max(ratio[:i + 1])),
-              after_median=float(np.median(after)),
-              after_within=float(np.mean(np.abs(after - 1.0) <= tol)))
+  return dict(
+    first=int(np.asarray(steps)[i]),
+    max_ratio=float(np.max(ratio[: i + 1])),
+    after_median=float(np.median(after)),
+    after_within=float(np.mean(np.abs(after - 1.0) <= tol)),
+  )
 
 
 def spike_summary(steps, sharpness, thresholds, spikes, tol: float = 0.1) -> dict:
@@ -159,9 +172,13 @@ def spike_summary(steps, sharpness, thresholds, spikes, tol: float = 0.1) -> dic
     at.append(float(ratio[i]) if i >= 0 else None)
     before.append(int(steps[i]) if i >= 0 else None)
   known = [r for r in at if r is not None]
-  return dict(first=int(steps[hit[0]]) if len(hit) else None,
-              crossings=[int(steps[i]) for i in up],
-              max_ratio=float(np.max(ratio)), median_ratio=float(np.median(ratio)),
-              at_spike=at, before=before,
-              at_or_above=float(np.mean(np.asarray(known) >= 1.0 - tol)) if known else None,
-              measured_fraction=float(np.mean(ratio >= 1.0 - tol)))
+  return dict(
+    first=int(steps[hit[0]]) if len(hit) else None,
+    crossings=[int(steps[i]) for i in up],
+    max_ratio=float(np.max(ratio)),
+    median_ratio=float(np.median(ratio)),
+    at_spike=at,
+    before=before,
+    at_or_above=float(np.mean(np.asarray(known) >= 1.0 - tol)) if known else None,
+    measured_fraction=float(np.mean(ratio >= 1.0 - tol)),
+  )

@@ -34,12 +34,23 @@ def classify(scales: list, optima: list, curves: list, threshold: float = 0.01) 
     cause = set()
     for a in range(len(scales)):
       for b in range(a + 1, len(scales)):
-        differ = [k for k in set(scales[a]) | set(scales[b]) if scales[a].get(k) != scales[b].get(k)]
+        differ = [
+          k for k in set(scales[a]) | set(scales[b]) if scales[a].get(k) != scales[b].get(k)
+        ]
         if len(differ) == 1 and _key(chosen[a]) != _key(chosen[b]):
           cause.add(differ[0])
     s = max(spread(c[field]) for c in curves)
-    rows.append(dict(field=field, optima=chosen, shifts=shifts, cause=sorted(cause), spread=s,
-                     sensitive=s > threshold, scale_sensitive=shifts and s > threshold))
+    rows.append(
+      dict(
+        field=field,
+        optima=chosen,
+        shifts=shifts,
+        cause=sorted(cause),
+        spread=s,
+        sensitive=s > threshold,
+        scale_sensitive=shifts and s > threshold,
+      )
+    )
   return rows
 
 
@@ -50,6 +61,7 @@ def _key(v):
 def plot(field: str, curves: list, labels: list, path: str) -> None:
   """Loss vs value of one hyperparameter, one curve per scale (diverged points left out)."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 

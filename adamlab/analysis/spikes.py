@@ -20,19 +20,21 @@ Events are lists of step indices into the series; `n` is the series length.
 import numpy as np
 
 
-def detect(values, k: float = 2.0, window: int = 20, min_history: int = 5,
-           floor: float = 0.0, gap: int = 1) -> list:
+def detect(
+  values, k: float = 2.0, window: int = 20, min_history: int = 5, floor: float = 0.0, gap: int = 1
+) -> list:
   """Sorted first indices of spike events in `values` (see the module docstring)."""
   return [start for start, _ in events(values, k, window, min_history, floor, gap)]
 
 
-def events(values, k: float = 2.0, window: int = 20, min_history: int = 5,
-           floor: float = 0.0, gap: int = 1) -> list:
+def events(
+  values, k: float = 2.0, window: int = 20, min_history: int = 5, floor: float = 0.0, gap: int = 1
+) -> list:
   """[(first, last)] spike points of each event of `detect`, both inclusive."""
   x = np.asarray(values, dtype=float)
   points = []
   for t in range(len(x)):
-    history = x[max(0, t - window):t]
+    history = x[max(0, t - window) : t]
     history = history[np.isfinite(history)]
     if len(history) < min_history:
       continue
@@ -50,8 +52,9 @@ def events(values, k: float = 2.0, window: int = 20, min_history: int = 5,
 def heights(values, found) -> list:
   """The largest value of each event [(first, last)] (inf if any is not finite)."""
   x = np.asarray(values, dtype=float)
-  return [float(np.max(np.where(np.isfinite(x[a:b + 1]), x[a:b + 1], np.inf)))
-          for a, b in found]
+  return [
+    float(np.max(np.where(np.isfinite(x[a : b + 1]), x[a : b + 1], np.inf))) for a, b in found
+  ]
 
 
 def _followed(causes, effects, window: int) -> np.ndarray:
@@ -80,15 +83,22 @@ def chance_exact(effects, window: int, n: int) -> float:
   return float(np.mean(_followed(np.arange(n), effects, window)))
 
 
-def chance_probability(num_causes: int, effects, window: int, n: int,
-                       trials: int = 1000, seed: int = 0) -> float:
+def chance_probability(
+  num_causes: int, effects, window: int, n: int, trials: int = 1000, seed: int = 0
+) -> float:
   """Monte-Carlo follow probability of `num_causes` causes placed uniformly at random
   (without replacement) in [0, n), averaged over `trials`; nan if no causes."""
   if num_causes <= 0 or n <= 0:
     return float("nan")
   rng = np.random.default_rng(seed)
-  return float(np.mean([follow_probability(rng.choice(n, num_causes, replace=False),
-                                           effects, window, n) for _ in range(trials)]))
+  return float(
+    np.mean(
+      [
+        follow_probability(rng.choice(n, num_causes, replace=False), effects, window, n)
+        for _ in range(trials)
+      ]
+    )
+  )
 
 
 def lag(causes, effects, max_lag: int) -> list:
@@ -128,8 +138,14 @@ def lead(causes, effects, max_lead: int) -> list:
   return out
 
 
-def summary(rms_by_layer: dict, loss, k: float = 2.0, window: int = 20,
-            follow_window: int = 10, loss_spike=None) -> list:
+def summary(
+  rms_by_layer: dict,
+  loss,
+  k: float = 2.0,
+  window: int = 20,
+  follow_window: int = 10,
+  loss_spike=None,
+) -> list:
   """One row per layer: layer, rms_spikes, loss_spikes (event indices), p_follow (loss spike
   within follow_window after an RMS spike), p_chance (the exact chance value), median_lag
   (of `lag` within follow_window; nan if none). Spikes are `detect(x, k, window)`;
@@ -141,15 +157,28 @@ def summary(rms_by_layer: dict, loss, k: float = 2.0, window: int = 20,
   for layer, rms in rms_by_layer.items():
     rms_spikes = detect(rms, k, window)
     lags = lag(rms_spikes, loss_spikes, follow_window)
-    rows.append(dict(layer=layer, rms_spikes=rms_spikes, loss_spikes=loss_spikes,
-                     p_follow=follow_probability(rms_spikes, loss_spikes, follow_window, n),
-                     p_chance=p_chance,
-                     median_lag=float(np.median(lags)) if lags else float("nan")))
+    rows.append(
+      dict(
+        layer=layer,
+        rms_spikes=rms_spikes,
+        loss_spikes=loss_spikes,
+        p_follow=follow_probability(rms_spikes, loss_spikes, follow_window, n),
+        p_chance=p_chance,
+        median_lag=float(np.median(lags)) if lags else float("nan"),
+      )
+    )
   return rows
 
 
-def pooled(runs, layers, k: float = 2.0, window: int = 20, follow_window: int = 10,
-           loss_spike=None, find=None) -> dict:
+def pooled(
+  runs,
+  layers,
+  k: float = 2.0,
+  window: int = 20,
+  follow_window: int = 10,
+  loss_spike=None,
+  find=None,
+) -> dict:
   """RMS-spike -> loss-spike statistics pooled over runs and over the given layers.
 
   runs: [(rms_by_layer, loss)]. Every RMS spike event of a listed layer in any run is
@@ -172,10 +201,14 @@ def pooled(runs, layers, k: float = 2.0, window: int = 20, follow_window: int = 
       followed += int(np.sum(_followed(c, effects, follow_window))) if c else 0
       chance += [p0] * len(c)
       lags += lag(c, effects, follow_window)
-  return dict(rms_spikes=causes, loss_spikes=loss_events,
-              p_follow=followed / causes if causes else float("nan"),
-              p_chance=float(np.mean(chance)) if chance else float("nan"),
-              median_lag=float(np.median(lags)) if lags else float("nan"), lags=lags)
+  return dict(
+    rms_spikes=causes,
+    loss_spikes=loss_events,
+    p_follow=followed / causes if causes else float("nan"),
+    p_chance=float(np.mean(chance)) if chance else float("nan"),
+    median_lag=float(np.median(lags)) if lags else float("nan"),
+    lags=lags,
+  )
 
 
 def depth(layer: str) -> float:

@@ -64,9 +64,13 @@ def optima(rows, x: str, metric: str, by, base: float = 2.0) -> list:
     if best is None:
       row.update(log_x=None, **{x: None, metric: None}, at_edge=None, refined=False, points=0)
     else:
-      row.update(log_x=best["x"], **{x: base ** best["x"], metric: best["loss"]},
-                 at_edge=best["at_edge"], refined=best["refined"],
-                 points=sum(_finite(r.get(metric)) for r in members))
+      row.update(
+        log_x=best["x"],
+        **{x: base ** best["x"], metric: best["loss"]},
+        at_edge=best["at_edge"],
+        refined=best["refined"],
+        points=sum(_finite(r.get(metric)) for r in members),
+      )
     out.append(row)
   return out
 
@@ -86,9 +90,11 @@ def fit_exponent(widths, log_optima, sigma=None) -> dict:
   sigma says (never down). Returns {slope, stderr, intercept, n}; with fewer than two
   points, slope is nan; with exactly two and no sigma, stderr is nan.
   """
-  pts = [(math.log2(w), y, 1.0 if sigma is None else s)
-         for w, y, s in zip(widths, log_optima, sigma if sigma is not None else [None] * len(widths))
-         if y is not None and math.isfinite(y)]
+  pts = [
+    (math.log2(w), y, 1.0 if sigma is None else s)
+    for w, y, s in zip(widths, log_optima, sigma if sigma is not None else [None] * len(widths))
+    if y is not None and math.isfinite(y)
+  ]
   n = len(pts)
   if n < 2:
     return dict(slope=math.nan, stderr=math.nan, intercept=math.nan, n=n)
@@ -102,8 +108,9 @@ def fit_exponent(widths, log_optima, sigma=None) -> dict:
     scale = chi2 / dof if dof > 0 else math.nan
   else:
     scale = max(1.0, chi2 / dof) if dof > 0 else 1.0
-  return dict(slope=float(slope), stderr=float(math.sqrt(cov[0, 0] * scale)),
-              intercept=float(intercept), n=n)
+  return dict(
+    slope=float(slope), stderr=float(math.sqrt(cov[0, 0] * scale)), intercept=float(intercept), n=n
+  )
 
 
 def smooth(values, window: int):
@@ -133,9 +140,13 @@ def wider_is_better(curves: dict, window: int = 1) -> dict:
   bad = np.sum(~(np.diff(losses, axis=0) < 0), axis=0)
   broken = np.flatnonzero(bad)
   start = 0 if not len(broken) else int(broken[-1]) + 1
-  return dict(steps=[int(s) for s in steps], ordered=[bool(b == 0) for b in bad],
-              fraction=float(np.mean(bad == 0)), violations=[int(b) for b in bad],
-              holds_from=int(steps[start]) if start < len(steps) else None)
+  return dict(
+    steps=[int(s) for s in steps],
+    ordered=[bool(b == 0) for b in bad],
+    fraction=float(np.mean(bad == 0)),
+    violations=[int(b) for b in bad],
+    holds_from=int(steps[start]) if start < len(steps) else None,
+  )
 
 
 def plot_curves(panels, path: str, xlabel: str, ylabel: str = "loss", ylim=None) -> None:
@@ -146,11 +157,13 @@ def plot_curves(panels, path: str, xlabel: str, ylabel: str = "loss", ylim=None)
   the swept hyperparameter). Non-finite ys are left out (a diverged run ends its line).
   """
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), sharey=True,
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    1, len(panels), figsize=(4.2 * len(panels), 3.6), sharey=True, squeeze=False
+  )
   for ax, (title, curves, best, *refs) in zip(axes[0], panels):
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(curves), 1)))
     for color, (label, (xs, ys)) in zip(colors, curves.items()):

@@ -30,8 +30,8 @@ def attention_scale(cfg, parametrization: str) -> float:
   """1/sqrt(head_dim) (SP, NTK) or 1/head_dim times a constant equal at base width (muP)."""
   hd, base_hd = head_dim(cfg, cfg.width), head_dim(cfg, cfg.base_width)
   if parametrization in LINEAR_ATTENTION:
-    return base_hd ** -0.5 * base_hd / hd
-  return hd ** -0.5
+    return base_hd**-0.5 * base_hd / hd
+  return hd**-0.5
 
 
 def rotary(x, positions):
@@ -45,7 +45,6 @@ def rotary(x, positions):
 
 
 class Attention(nnx.Module):
-
   def __init__(self, cfg, dtype, causal: bool, scale: float):
     d, hd = cfg.width, head_dim(cfg, cfg.width)
     self.heads = d // hd
@@ -140,12 +139,12 @@ def check_heads(cfg):
 
 # What each block keeps for the backward pass (JAX's named checkpoint policies).
 REMAT = {
-    "none": None,  # whatever autodiff saves
-    # Option 1: only the block's input (the checkpoint's argument); the rest is recomputed.
-    "block": jax.checkpoint_policies.nothing_saveable,
-    # Option 2: the projections x @ W, which have no batch dimensions; the batched
-    # q.k^T and probs @ v are recomputed, so no T x T probabilities are kept.
-    "no_attention": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  "none": None,  # whatever autodiff saves
+  # Option 1: only the block's input (the checkpoint's argument); the rest is recomputed.
+  "block": jax.checkpoint_policies.nothing_saveable,
+  # Option 2: the projections x @ W, which have no batch dimensions; the batched
+  # q.k^T and probs @ v are recomputed, so no T x T probabilities are kept.
+  "no_attention": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 
 
@@ -155,10 +154,12 @@ def block_fn(graphdef, remat: str, scanned: bool, with_records: bool):
   Records come back as outputs (keys without the "block{i}." prefix): a traced function
   cannot write into the caller's dict.
   """
+
   def apply(state, x, key):
     records = {} if with_records else None
     x = nnx.merge(graphdef, state)(x, records, "", key)
     return x, records or {}
+
   if remat == "none":
     return apply
   # prevent_cse keeps XLA from merging the recomputation back into the forward pass;

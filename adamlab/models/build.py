@@ -28,47 +28,63 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 def default_config(name: str) -> ml_collections.ConfigDict:
   """The `model` section for `name`, every field explained."""
   common = dict(
-      name=name,  # gpt, vit or mlp
-      width=128,  # d_model (hidden width of the MLP)
-      base_width=128,  # the width whose model every parametrization equals (SP)
-      dtype="float32",  # compute dtype (parameters stay float32): float32 or bfloat16
-      zero_init_readout=False,  # muP option: readout starts at zero
-      dropout=0.0,  # dropout rate in training (residual branches; MLP hidden layers)
+    name=name,  # gpt, vit or mlp
+    width=128,  # d_model (hidden width of the MLP)
+    base_width=128,  # the width whose model every parametrization equals (SP)
+    dtype="float32",  # compute dtype (parameters stay float32): float32 or bfloat16
+    zero_init_readout=False,  # muP option: readout starts at zero
+    dropout=0.0,  # dropout rate in training (residual branches; MLP hidden layers)
   )
   if name == "mlp":
-    return ml_collections.ConfigDict(dict(
-        common, input_dim=28 * 28,  # flattened input size
-        num_classes=10, use_bias=False))
+    return ml_collections.ConfigDict(
+      dict(
+        common,
+        input_dim=28 * 28,  # flattened input size
+        num_classes=10,
+        use_bias=False,
+      )
+    )
   blocks = dict(
-      depth=2,  # transformer blocks
-      num_heads=4,  # attention heads; must divide width and base_width
-      head_dim=ml_collections.config_dict.placeholder(int),  # set: fixed head size, heads grow
-      mlp="gelu",  # gelu (4x) or swiglu
-      mlp_ratio=4,  # MLP hidden size / width
-      qk_layernorm=False,  # LayerNorm on queries and keys
-      zero_init_query=False,  # muP option: query projection starts at zero
-      # What each block keeps for the backward pass: none (all), block (its input only,
-      # the rest recomputed) or no_attention (all but the T x T attention probabilities)
-      remat="none",
-      scan_layers=False,  # run the blocks as one lax.scan: compiles one block, not depth
-      # Depth transfer: residual branches times (depth / base_depth)^-alpha, block lr and
-      # eps to match (optim.parametrize). alpha 0: off, standard practice (alpha > 0
-      # needs base_depth); 1/2: Depth-muP (Tensor Programs VI); 1: CompleteP (Dey et al. 2025)
-      base_depth=ml_collections.config_dict.placeholder(int),
-      alpha=0.0,
+    depth=2,  # transformer blocks
+    num_heads=4,  # attention heads; must divide width and base_width
+    head_dim=ml_collections.config_dict.placeholder(int),  # set: fixed head size, heads grow
+    mlp="gelu",  # gelu (4x) or swiglu
+    mlp_ratio=4,  # MLP hidden size / width
+    qk_layernorm=False,  # LayerNorm on queries and keys
+    zero_init_query=False,  # muP option: query projection starts at zero
+    # What each block keeps for the backward pass: none (all), block (its input only,
+    # the rest recomputed) or no_attention (all but the T x T attention probabilities)
+    remat="none",
+    scan_layers=False,  # run the blocks as one lax.scan: compiles one block, not depth
+    # Depth transfer: residual branches times (depth / base_depth)^-alpha, block lr and
+    # eps to match (optim.parametrize). alpha 0: off, standard practice (alpha > 0
+    # needs base_depth); 1/2: Depth-muP (Tensor Programs VI); 1: CompleteP (Dey et al. 2025)
+    base_depth=ml_collections.config_dict.placeholder(int),
+    alpha=0.0,
   )
   if name == "gpt":
-    return ml_collections.ConfigDict(dict(
-        common, **blocks, vocab_size=256,  # byte-level tokens
+    return ml_collections.ConfigDict(
+      dict(
+        common,
+        **blocks,
+        vocab_size=256,  # byte-level tokens
         seq_len=128,  # context length
         positions="learned",  # learned or rotary
         z_loss=0.0,  # weight of logsumexp^2 in the loss (PaLM)
         tied_embeddings=False,  # readout = embedding^T (times the output role's multiplier)
-    ))
-  return ml_collections.ConfigDict(dict(
-      common, **blocks, image_size=28, channels=1, patch_size=4, num_classes=10,
+      )
+    )
+  return ml_collections.ConfigDict(
+    dict(
+      common,
+      **blocks,
+      image_size=28,
+      channels=1,
+      patch_size=4,
+      num_classes=10,
       pool="cls",  # cls token or gap (global average pooling)
-  ))
+    )
+  )
 
 
 def validate(config) -> None:
@@ -102,8 +118,9 @@ def validate(config) -> None:
     raise ConfigError("model.positions", cfg.positions, ("learned", "rotary"))
   if cfg.name == "vit":
     if cfg.image_size % cfg.patch_size:
-      raise ConfigError("model.patch_size", cfg.patch_size,
-                        f"a divisor of model.image_size ({cfg.image_size})")
+      raise ConfigError(
+        "model.patch_size", cfg.patch_size, f"a divisor of model.image_size ({cfg.image_size})"
+      )
     if cfg.pool not in ("cls", "gap"):
       raise ConfigError("model.pool", cfg.pool, ("cls", "gap"))
   # The model and the optimizer share these two (through the table).
@@ -114,13 +131,18 @@ def validate(config) -> None:
 def _check_depth(cfg) -> None:
   if cfg.base_depth is not None and (not isinstance(cfg.base_depth, int) or cfg.base_depth < 1):
     raise ConfigError("model.base_depth", cfg.base_depth, "None or an integer >= 1")
-  if not (isinstance(cfg.alpha, (int, float)) and not isinstance(cfg.alpha, bool)
-          and 0 <= cfg.alpha <= 1):
-    raise ConfigError("model.alpha", cfg.alpha, "a number in [0, 1] (0 off, 1/2 Depth-muP, "
-                      "1 CompleteP)")
+  if not (
+    isinstance(cfg.alpha, (int, float)) and not isinstance(cfg.alpha, bool) and 0 <= cfg.alpha <= 1
+  ):
+    raise ConfigError(
+      "model.alpha", cfg.alpha, "a number in [0, 1] (0 off, 1/2 Depth-muP, 1 CompleteP)"
+    )
   if cfg.alpha and cfg.base_depth is None:  # (else alpha would silently do nothing)
-    raise ConfigError("model.base_depth", None, "an integer >= 1 when model.alpha > 0: the "
-                      "depth the model scales from")
+    raise ConfigError(
+      "model.base_depth",
+      None,
+      "an integer >= 1 when model.alpha > 0: the depth the model scales from",
+    )
 
 
 def _construct(config, width: int):
@@ -142,12 +164,15 @@ def table(config, family: str):
   True) are `optim.parametrize`'s arguments."""
   opt = config.get("optimizer", {})
   return optim.parametrize(
-      base=param_shapes(config, config.model.base_width),
-      target=param_shapes(config, config.model.width),
-      parametrization=config.get("parametrization", "sp"), optimizer=family,
-      alignment=config.get("alignment", "full"),
-      per_layer_lr=opt.get("per_layer_lr", True), scale_eps=opt.get("scale_eps", True),
-      **depth_rule(config.model))  # (both shape trees hold the target's blocks)
+    base=param_shapes(config, config.model.base_width),
+    target=param_shapes(config, config.model.width),
+    parametrization=config.get("parametrization", "sp"),
+    optimizer=family,
+    alignment=config.get("alignment", "full"),
+    per_layer_lr=opt.get("per_layer_lr", True),
+    scale_eps=opt.get("scale_eps", True),
+    **depth_rule(config.model),
+  )  # (both shape trees hold the target's blocks)
 
 
 def build(config, key: jax.Array, family: str):

@@ -27,8 +27,16 @@ def value(p: nnx.Param, dtype) -> jax.Array:
 class Dense(nnx.Module):
   """y = x @ (multiplier * kernel) + bias. Kernel (fan_in, fan_out): last axis fan-out."""
 
-  def __init__(self, fan_in: int, fan_out: int, axes, *, use_bias: bool = False,
-               init: str = "normal", dtype=jnp.float32):
+  def __init__(
+    self,
+    fan_in: int,
+    fan_out: int,
+    axes,
+    *,
+    use_bias: bool = False,
+    init: str = "normal",
+    dtype=jnp.float32,
+  ):
     self.kernel = param((fan_in, fan_out), init, axes)
     self.bias = param((fan_out,), "zeros", axes[-1:]) if use_bias else None
     self.dtype = dtype

@@ -24,4 +24,3 @@ def accuracy(logits, labels):
   gather: XLA:CPU's argmax is a slow variadic reduction, too slow for every step."""
   picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
   return jnp.mean(picked >= jnp.max(logits, axis=-1))
-

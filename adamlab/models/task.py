@@ -22,6 +22,7 @@ def _flops(batch_size, tokens, depth, width, n_params) -> float:
 
 class LanguageModel(NamedTuple):
   """Next-token prediction on text; a step trains on batch_size * seq_len tokens."""
+
   seq_len: int
   vocab_size: int
   depth: int
@@ -31,9 +32,11 @@ class LanguageModel(NamedTuple):
 
   def objective(self, apply):
     """loss(params, inputs, targets, records=None, dropout_key=None) -> (loss, {"accuracy"})."""
+
     def loss(params, inputs, targets, records=None, dropout_key=None):
       logits = apply(params, inputs, records, dropout_key)
       return lm_loss(logits, targets, self.z_loss), {"accuracy": accuracy(logits, targets)}
+
     return loss
 
   def items_per_step(self, batch_size: int) -> int:
@@ -58,6 +61,7 @@ class Classifier(NamedTuple):
   attention). image_shape: the (H, W, C) the model takes, or None when it takes
   flattened images of input_dim values.
   """
+
   num_classes: int
   input_dim: int
   image_shape: Optional[Tuple[int, int, int]]
@@ -68,9 +72,11 @@ class Classifier(NamedTuple):
 
   def objective(self, apply):
     """loss(params, inputs, targets, records=None, dropout_key=None) -> (loss, {"accuracy"})."""
+
     def loss(params, inputs, targets, records=None, dropout_key=None):
       value, acc = classification_loss(apply(params, inputs, records, dropout_key), targets)
       return value, {"accuracy": acc}
+
     return loss
 
   def items_per_step(self, batch_size: int) -> int:
@@ -82,15 +88,20 @@ class Classifier(NamedTuple):
   def fixed_batch(self, batch_size: int, key):
     k1, k2 = jax.random.split(key)
     shape = (batch_size,) + (self.image_shape or (self.input_dim,))
-    return (jax.random.normal(k1, shape),
-            jax.random.randint(k2, (batch_size,), 0, self.num_classes))
+    return (
+      jax.random.normal(k1, shape),
+      jax.random.randint(k2, (batch_size,), 0, self.num_classes),
+    )
 
   def check_data(self, source) -> None:
     """ConfigError unless the source's images have the shape the model takes."""
     shape = source.train[0].shape[1:]
     if self.image_shape is not None and shape != self.image_shape:
-      raise ConfigError("model.image_size", self.image_shape[0],
-                        f"the data's image shape {shape} (with model.channels)")
+      raise ConfigError(
+        "model.image_size",
+        self.image_shape[0],
+        f"the data's image shape {shape} (with model.channels)",
+      )
     if self.image_shape is None and int(np.prod(shape)) != self.input_dim:
       raise ConfigError("model.input_dim", self.input_dim, f"{int(np.prod(shape))}")
 
@@ -98,11 +109,17 @@ class Classifier(NamedTuple):
 def task(model):
   """The task of a config's `model` section."""
   if model.name == "gpt":
-    return LanguageModel(model.seq_len, model.vocab_size, model.depth, model.width,
-                         model.get("z_loss", 0.0))
+    return LanguageModel(
+      model.seq_len, model.vocab_size, model.depth, model.width, model.get("z_loss", 0.0)
+    )
   if model.name == "vit":
     side = model.image_size
-    return Classifier(model.num_classes, side * side * model.channels,
-                      (side, side, model.channels), (side // model.patch_size) ** 2 + 1,
-                      model.depth, model.width)
+    return Classifier(
+      model.num_classes,
+      side * side * model.channels,
+      (side, side, model.channels),
+      (side // model.patch_size) ** 2 + 1,
+      model.depth,
+      model.width,
+    )
   return Classifier(model.num_classes, model.input_dim, None)

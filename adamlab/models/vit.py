@@ -15,13 +15,13 @@ def patchify(images, patch: int):
 
 
 class ViT(nnx.Module):
-
   def __init__(self, cfg, parametrization: str, dtype):
     d, p = cfg.width, cfg.patch_size
     self.patch = p
     tokens = (cfg.image_size // p) ** 2
-    self.patch_embed = Dense(p * p * cfg.channels, d, ("patch", "embed"), use_bias=True,
-                             dtype=dtype)
+    self.patch_embed = Dense(
+      p * p * cfg.channels, d, ("patch", "embed"), use_bias=True, dtype=dtype
+    )
     self.cls = param((d,), "normal", ("embed",)) if cfg.pool == "cls" else None
     self.pos_embed = param((tokens + (cfg.pool == "cls"), d), "normal", ("seq", "embed"))
     scale = attention_scale(cfg, parametrization)
@@ -29,8 +29,13 @@ class ViT(nnx.Module):
     self.remat = cfg.get("remat", "none")  # what a block keeps for the backward pass
     self.scan_layers = cfg.get("scan_layers", False)  # the blocks as one lax.scan
     self.final_norm = LayerNorm(d, "embed")
-    self.head = Dense(d, cfg.num_classes, ("embed", "classes"),
-                      init="zeros" if cfg.zero_init_readout else "normal", dtype=dtype)
+    self.head = Dense(
+      d,
+      cfg.num_classes,
+      ("embed", "classes"),
+      init="zeros" if cfg.zero_init_readout else "normal",
+      dtype=dtype,
+    )
     self.dtype = dtype
 
   def __call__(self, images, records=None, dropout_key=None):

@@ -8,32 +8,78 @@ from adamlab.optim.adam_atan2 import ScaleByAdamAtan2State, adam_atan2, scale_by
 from adamlab.optim.chain import DECAY_MODES, scale_by_parametrization, with_learning_rate
 from adamlab.optim.init import apply_multipliers, init_params
 from adamlab.optim.parametrization import (
-    ALIGNMENTS, FAMILIES, PARAMETRIZATIONS, ROLES, DepthExponents, Exponents, LeafScale,
-    branch_multiplier, decay_width_multipliers, depth_exponents, eps_multipliers, exponents,
-    forward_multipliers, in_blocks, init_stds, lr_multipliers, parametrize)
+  ALIGNMENTS,
+  FAMILIES,
+  PARAMETRIZATIONS,
+  ROLES,
+  DepthExponents,
+  Exponents,
+  LeafScale,
+  branch_multiplier,
+  decay_width_multipliers,
+  depth_exponents,
+  eps_multipliers,
+  exponents,
+  forward_multipliers,
+  in_blocks,
+  init_stds,
+  lr_multipliers,
+  parametrize,
+)
 from adamlab.optim.schedules import SCHEDULES, constant, warmup_cosine, wsd
 from adamlab.optim.skip_spikes import SkipSpikesState, skip_spikes, skip_stats
 from adamlab.optim.stable_adam import (
-    ScaleByStableAdamState, adamw, last_rms, scale_by_stable_adam, stable_adamw)
+  ScaleByStableAdamState,
+  adamw,
+  last_rms,
+  scale_by_stable_adam,
+  stable_adamw,
+)
 from adamlab.optim.state import learning_rate, states_of
 
 __all__ = (
-    # Transforms and their states.
-    "scale_by_stable_adam", "ScaleByStableAdamState",
-    "scale_by_adam_atan2", "ScaleByAdamAtan2State",
-    "scale_by_parametrization", "with_learning_rate",
-    "skip_spikes", "SkipSpikesState",
-    # Aliases.
-    "adamw", "stable_adamw", "adam_atan2",
-    # Parametrizations.
-    "parametrize", "LeafScale", "init_params", "apply_multipliers",
-    "exponents", "Exponents", "depth_exponents", "DepthExponents",
-    "branch_multiplier", "in_blocks",
-    "lr_multipliers", "eps_multipliers", "forward_multipliers", "init_stds",
-    "decay_width_multipliers",
-    "PARAMETRIZATIONS", "FAMILIES", "ALIGNMENTS", "ROLES", "DECAY_MODES",
-    # Schedules.
-    "constant", "warmup_cosine", "wsd", "SCHEDULES",
-    # Telemetry.
-    "last_rms", "skip_stats", "learning_rate", "states_of",
+  # Transforms and their states.
+  "scale_by_stable_adam",
+  "ScaleByStableAdamState",
+  "scale_by_adam_atan2",
+  "ScaleByAdamAtan2State",
+  "scale_by_parametrization",
+  "with_learning_rate",
+  "skip_spikes",
+  "SkipSpikesState",
+  # Aliases.
+  "adamw",
+  "stable_adamw",
+  "adam_atan2",
+  # Parametrizations.
+  "parametrize",
+  "LeafScale",
+  "init_params",
+  "apply_multipliers",
+  "exponents",
+  "Exponents",
+  "depth_exponents",
+  "DepthExponents",
+  "branch_multiplier",
+  "in_blocks",
+  "lr_multipliers",
+  "eps_multipliers",
+  "forward_multipliers",
+  "init_stds",
+  "decay_width_multipliers",
+  "PARAMETRIZATIONS",
+  "FAMILIES",
+  "ALIGNMENTS",
+  "ROLES",
+  "DECAY_MODES",
+  # Schedules.
+  "constant",
+  "warmup_cosine",
+  "wsd",
+  "SCHEDULES",
+  # Telemetry.
+  "last_rms",
+  "skip_stats",
+  "learning_rate",
+  "states_of",
 )

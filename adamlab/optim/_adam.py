@@ -20,8 +20,7 @@ def leaf_eps(eps, eps_scale, tree):
   if eps_scale is None:
     return jax.tree.map(lambda _: eps, tree)
   masked = lambda x: isinstance(x, optax.MaskedNode)  # (leaves optax.masked left out)
-  return jax.tree.map(lambda u, s: u if masked(u) else eps * s, tree, eps_scale,
-                      is_leaf=masked)
+  return jax.tree.map(lambda u, s: u if masked(u) else eps * s, tree, eps_scale, is_leaf=masked)
 
 
 def zeros_moments(params, mu_dtype):

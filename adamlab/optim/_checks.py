@@ -36,15 +36,25 @@ def _concrete(value: Any) -> Optional[float]:
   return float(array)
 
 
-def number(name: str, value: Any, lo: Optional[float] = None, hi: Optional[float] = None,
-           *, open_lo: bool = False, open_hi: bool = False, allowed: str = "") -> None:
+def number(
+  name: str,
+  value: Any,
+  lo: Optional[float] = None,
+  hi: Optional[float] = None,
+  *,
+  open_lo: bool = False,
+  open_hi: bool = False,
+  allowed: str = "",
+) -> None:
   """A finite real number in [lo, hi] (open ends where asked); schedules are skipped."""
   if callable(value):
     return
   lo_text = "-inf" if lo is None else f"{lo:g}"
   hi_text = "inf" if hi is None else f"{hi:g}"
-  allowed = allowed or (f"a finite number in {'(' if open_lo else '['}{lo_text}, "
-                        f"{hi_text}{')' if open_hi or hi is None else ']'}")
+  allowed = allowed or (
+    f"a finite number in {'(' if open_lo else '['}{lo_text}, "
+    f"{hi_text}{')' if open_hi or hi is None else ']'}"
+  )
   try:
     x = _concrete(value)
   except (TypeError, ValueError):

@@ -46,11 +46,17 @@ def _prod(shape) -> int:
 
 def _fan_in_axes(where: str, base: tuple, shape: tuple, changed: list) -> Sequence[int]:
   rank = len(shape)
-  valid = [k for k in range(1, rank)
-           if sum(i < k for i in changed) <= 1 and sum(i >= k for i in changed) <= 1]
+  valid = [
+    k
+    for k in range(1, rank)
+    if sum(i < k for i in changed) <= 1 and sum(i >= k for i in changed) <= 1
+  ]
   if not valid:
-    fail_described(where, f"{shape}, grown from {base} in axes {tuple(changed)}",
-                   "at most one width axis in fan-in and one in fan-out: pass fan_in_axes")
+    fail_described(
+      where,
+      f"{shape}, grown from {base} in axes {tuple(changed)}",
+      "at most one width axis in fan-in and one in fan-out: pass fan_in_axes",
+    )
   if rank >= 3:
     products = [k for k in valid if _single_side_is_product(base, k)]
     if len(products) == 1:
@@ -59,8 +65,11 @@ def _fan_in_axes(where: str, base: tuple, shape: tuple, changed: list) -> Sequen
     return tuple(range(rank - 1))
   if len(valid) == 1:
     return tuple(range(valid[0]))
-  return fail_described(where, f"{shape}, grown from {base}, with ambiguous fan-in axes",
-                        f"one of {[tuple(range(k)) for k in valid]}: pass fan_in_axes")
+  return fail_described(
+    where,
+    f"{shape}, grown from {base}, with ambiguous fan-in axes",
+    f"one of {[tuple(range(k)) for k in valid]}: pass fan_in_axes",
+  )
 
 
 def _single_side_is_product(base: tuple, k: int) -> bool:
@@ -87,14 +96,15 @@ def role(path, base, shape, fan_in_axes: Optional[Callable] = None) -> LeafRole:
   where = leaf_name(path)
   base, shape = tuple(base), tuple(shape)
   if len(base) != len(shape):
-    fail_described(where, f"{shape}, of another rank than the base's {base}",
-                   "of the base's rank")
+    fail_described(where, f"{shape}, of another rank than the base's {base}", "of the base's rank")
   changed = [i for i, (b, s) in enumerate(zip(base, shape)) if b != s]
   ratios = {Fraction(shape[i], base[i]) for i in changed if base[i] > 0}
   if len(ratios) > 1:
-    fail_described(where, f"{shape}, grown from {base} by " +
-                   " and ".join(str(r) for r in sorted(ratios)),
-                   "grown by one width ratio (only width dimensions may differ)")
+    fail_described(
+      where,
+      f"{shape}, grown from {base} by " + " and ".join(str(r) for r in sorted(ratios)),
+      "grown by one width ratio (only width dimensions may differ)",
+    )
   given = fan_in_axes(path_names(path), shape) if fan_in_axes else None
   if given is not None:
     fan_in = tuple(a % len(shape) for a in given)
@@ -130,17 +140,26 @@ def check_one_width(roles: Any, allow_narrower: bool) -> None:
   width = max(counts, key=lambda ratio: counts[ratio])
   for p, r in grown:
     if r.ratio != width:
-      fail_described(leaf_name(p), f"grown by {r.ratio}",
-                     f"grown by the model's width ratio {width}: only width dimensions "
-                     "may differ between base and target")
+      fail_described(
+        leaf_name(p),
+        f"grown by {r.ratio}",
+        f"grown by the model's width ratio {width}: only width dimensions "
+        "may differ between base and target",
+      )
   fans = {r.role for _, r in grown}
   if not fans & {"hidden", "output"} or not fans & {"hidden", "input"}:
     # A width feature one layer makes, another consumes: its fan-in grows somewhere.
-    fail_described(leaf_name(grown[0][0]), f"grown by {width} in its {fans.pop()} fan "
-                   "alone", "matched by a leaf whose other fan grows (a width dimension "
-                   "is one layer's fan-out and the next one's fan-in): only width "
-                   "dimensions may differ between base and target")
+    fail_described(
+      leaf_name(grown[0][0]),
+      f"grown by {width} in its {fans.pop()} fan alone",
+      "matched by a leaf whose other fan grows (a width dimension "
+      "is one layer's fan-out and the next one's fan-in): only width "
+      "dimensions may differ between base and target",
+    )
   if width < 1 and not allow_narrower:
-    fail("target / base width ratio", str(width),
-         ">= 1: is the target narrower than the base (base and target swapped)? "
-         "Pass allow_narrower=True to mean it")
+    fail(
+      "target / base width ratio",
+      str(width),
+      ">= 1: is the target narrower than the base (base and target swapped)? "
+      "Pass allow_narrower=True to mean it",
+    )

@@ -23,6 +23,7 @@ class ScaleByAdamAtan2State(NamedTuple):
     mu: first moment, like the params.
     nu: second moment, like the params.
   """
+
   count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
   mu: optax.Updates
   nu: optax.Updates
@@ -36,12 +37,12 @@ def _check_atan2_args(b1, b2, a, b) -> None:
 
 
 def scale_by_adam_atan2(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    a: float = 1.27,
-    b: float = 1.0,
-    *,
-    mu_dtype: Any = None,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  a: float = 1.27,
+  b: float = 1.0,
+  *,
+  mu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""Rescale updates by Adam-atan2's direction.
 
@@ -88,26 +89,28 @@ def scale_by_adam_atan2(
     count = optax.safe_increment(state.count)
 
     _, mu, nu, mu_hat, nu_hat = _adam.moments(updates, state.mu, state.nu, count, b1, b2)
-    u = jax.tree.map(lambda g, m, v: (a * atan2_of_square(m, (b * b) * v)).astype(g.dtype),
-                     updates, mu_hat, nu_hat)
-    return u, ScaleByAdamAtan2State(count, _adam.cast_like(mu, state.mu),
-                                    _adam.cast_like(nu, state.nu))
+    u = jax.tree.map(
+      lambda g, m, v: (a * atan2_of_square(m, (b * b) * v)).astype(g.dtype), updates, mu_hat, nu_hat
+    )
+    return u, ScaleByAdamAtan2State(
+      count, _adam.cast_like(mu, state.mu), _adam.cast_like(nu, state.nu)
+    )
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
 def adam_atan2(
-    learning_rate: optax.ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    a: float = 1.27,
-    b: float = 1.0,
-    *,
-    weight_decay: optax.ScalarOrSchedule = 1e-4,
-    mask: Any = None,
-    mu_dtype: Any = None,
-    parametrization: Any = None,
-    weight_decay_mode: str = "coupled",
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  a: float = 1.27,
+  b: float = 1.0,
+  *,
+  weight_decay: optax.ScalarOrSchedule = 1e-4,
+  mask: Any = None,
+  mu_dtype: Any = None,
+  parametrization: Any = None,
+  weight_decay_mode: str = "coupled",
 ) -> optax.GradientTransformation:
   r"""Adam-atan2 with decoupled weight decay and an optional width table.
 
@@ -152,6 +155,11 @@ def adam_atan2(
     Optimizers, arXiv:2407.05872 (Appendix C).
   """
   direction = scale_by_adam_atan2(b1, b2, a, b, mu_dtype=mu_dtype)
-  return with_learning_rate(direction, learning_rate, weight_decay, mask,
-                            parametrization=parametrization,
-                            weight_decay_mode=weight_decay_mode)
+  return with_learning_rate(
+    direction,
+    learning_rate,
+    weight_decay,
+    mask,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+  )

@@ -8,7 +8,11 @@ import optax
 
 from adamlab.optim import _checks
 from adamlab.optim.parametrization import (
-    _masked_like, check_params, decay_width_multipliers, lr_multipliers)
+  _masked_like,
+  check_params,
+  decay_width_multipliers,
+  lr_multipliers,
+)
 
 # How an alias adds decoupled weight decay (`with_learning_rate`).
 DECAY_MODES = ("coupled", "independent", "width_scaled")
@@ -58,15 +62,17 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    scaled = jax.tree.map(lambda u, k: u if k == 1.0 else u * k, updates,
-                          _masked_like(mults, updates))
+    scaled = jax.tree.map(
+      lambda u, k: u if k == 1.0 else u * k, updates, _masked_like(mults, updates)
+    )
     return scaled, state
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _add_decayed_weights(weight_decay: Any, mask: Any = None, *,
-                         scales: Any = None) -> optax.GradientTransformation:
+def _add_decayed_weights(
+  weight_decay: Any, mask: Any = None, *, scales: Any = None
+) -> optax.GradientTransformation:
   """`optax.add_decayed_weights` with a static per-leaf factor: u + weight_decay * s * p.
 
   scales: a tree like params of Python floats (None: `optax.add_decayed_weights`
@@ -98,13 +104,13 @@ def _add_decayed_weights(weight_decay: Any, mask: Any = None, *,
 
 
 def with_learning_rate(
-    direction: optax.GradientTransformation,
-    learning_rate: optax.ScalarOrSchedule,
-    weight_decay: optax.ScalarOrSchedule = 0.0,
-    mask: Any = None,
-    *,
-    parametrization: Any = None,
-    weight_decay_mode: str = "coupled",
+  direction: optax.GradientTransformation,
+  learning_rate: optax.ScalarOrSchedule,
+  weight_decay: optax.ScalarOrSchedule = 0.0,
+  mask: Any = None,
+  *,
+  parametrization: Any = None,
+  weight_decay_mode: str = "coupled",
 ) -> optax.GradientTransformation:
   r"""An optimizer from an update direction: the chain every alias here shares.
 
@@ -160,14 +166,18 @@ def with_learning_rate(
   if weight_decay_mode == "independent":
     # The chain's update is already -lr * direction here: the decay enters negated.
     negated = (lambda n: -weight_decay(n)) if callable(weight_decay) else -weight_decay
-    return optax.chain(direction, scale_by_parametrization(parametrization), lr,
-                       optax.add_decayed_weights(negated, mask))
+    return optax.chain(
+      direction,
+      scale_by_parametrization(parametrization),
+      lr,
+      optax.add_decayed_weights(negated, mask),
+    )
   scales = None
   if weight_decay_mode == "width_scaled":
     scales = decay_width_multipliers(parametrization)
   return optax.chain(
-      direction,
-      _add_decayed_weights(weight_decay, mask, scales=scales),
-      scale_by_parametrization(parametrization),
-      lr,
+    direction,
+    _add_decayed_weights(weight_decay, mask, scales=scales),
+    scale_by_parametrization(parametrization),
+    lr,
   )

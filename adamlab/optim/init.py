@@ -91,5 +91,6 @@ def apply_multipliers(table: Any, params: Any) -> Any:
   """
   check_params(table, params)
   is_scale = lambda x: isinstance(x, LeafScale)
-  return jax.tree.map(lambda s, p: p if s.multiplier == 1.0 else p * s.multiplier,
-                      table, params, is_leaf=is_scale)
+  return jax.tree.map(
+    lambda s, p: p if s.multiplier == 1.0 else p * s.multiplier, table, params, is_leaf=is_scale
+  )

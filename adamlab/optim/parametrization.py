@@ -45,7 +45,6 @@ The depth rule assumes aligned blocks whatever `alignment` says of width: that i
 case both papers' tables are. At depth == base_depth nothing changes.
 """
 
-
 import dataclasses
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
@@ -64,11 +63,11 @@ ALIGNMENTS = ("full", "none")
 # Programs V (no multipliers; init var 1/fan_in, 1/fan_in, 1/fan_in^2) -- the same
 # model as Everett's mup up to the a/b/c symmetry.
 _AB = {
-    "sp": ((0.0, 0.0, 0.0), (0.0, 0.5, 0.5)),
-    "ntk": ((0.0, 0.5, 0.5), (0.0, 0.0, 0.0)),
-    "mup": ((-0.5, 0.0, 0.5), (0.5, 0.5, 0.5)),
-    "mfp": ((0.0, 0.5, 1.0), (0.0, 0.0, 0.0)),
-    "mup_tp5": ((0.0, 0.0, 0.0), (0.0, 0.5, 1.0)),
+  "sp": ((0.0, 0.0, 0.0), (0.0, 0.5, 0.5)),
+  "ntk": ((0.0, 0.5, 0.5), (0.0, 0.0, 0.0)),
+  "mup": ((-0.5, 0.0, 0.5), (0.5, 0.5, 0.5)),
+  "mfp": ((0.0, 0.5, 1.0), (0.0, 0.0, 0.0)),
+  "mup_tp5": ((0.0, 0.0, 0.0), (0.0, 0.5, 1.0)),
 }
 # Adam's a + c per role for Theta(1) updates: the fan-in sum grows as n (aligned)
 # or sqrt(n) (not aligned) for hidden and output layers, not at all for inputs.
@@ -84,14 +83,14 @@ class Exponents(NamedTuple):
     c: learning-rate exponent.
     g: gradient-scale exponent at init (Adam's eps must follow it).
   """
+
   a: float
   b: float
   c: float
   g: float
 
 
-def exponents(parametrization: str, optimizer: str = "adam",
-              alignment: str = "full") -> dict:
+def exponents(parametrization: str, optimizer: str = "adam", alignment: str = "full") -> dict:
   """Width exponents per role for a parametrization, optimizer family and alignment.
 
   Adam moves a layer's effective weight by m^-(a + c) per coordinate; SGD's step also
@@ -150,6 +149,7 @@ class DepthExponents(NamedTuple):
     c: learning rate m_L^-c.
     g: gradient scale m_L^-g (Adam's eps must follow it).
   """
+
   alpha: float
   c: float
   g: float
@@ -214,8 +214,9 @@ def branch_multiplier(depth: float, base_depth: float, alpha: float) -> float:
 
 
 def _check_alpha(alpha) -> None:
-  _checks.number("alpha", alpha, 0.0, 1.0,
-                 allowed="a number in [0, 1] (1/2 Depth-muP, 1 CompleteP)")
+  _checks.number(
+    "alpha", alpha, 0.0, 1.0, allowed="a number in [0, 1] (1/2 Depth-muP, 1 CompleteP)"
+  )
 
 
 def _depth_ratio(depth, base_depth) -> float:
@@ -271,6 +272,7 @@ class LeafScale:
       embedding's use as the output layer.
     shape: the target shape the table was built for (`init` checks it).
   """
+
   role: str
   width_mult: float
   multiplier: float
@@ -284,22 +286,22 @@ class LeafScale:
 
 
 def parametrize(
-    *,
-    base: Any,
-    target: Any,
-    parametrization: str = "mup",
-    optimizer: str = "adam",
-    alignment: str = "full",
-    per_layer_lr: bool = True,
-    scale_eps: bool = True,
-    constants: Optional[Mapping[str, Mapping[str, float]]] = None,
-    base_std: Any = None,
-    depth: Optional[float] = None,
-    base_depth: Optional[float] = None,
-    alpha: Optional[float] = None,
-    in_block: Optional[Callable[[tuple], bool]] = None,
-    fan_in_axes: Optional[Callable[[tuple, tuple], Optional[Sequence[int]]]] = None,
-    allow_narrower: bool = False,
+  *,
+  base: Any,
+  target: Any,
+  parametrization: str = "mup",
+  optimizer: str = "adam",
+  alignment: str = "full",
+  per_layer_lr: bool = True,
+  scale_eps: bool = True,
+  constants: Optional[Mapping[str, Mapping[str, float]]] = None,
+  base_std: Any = None,
+  depth: Optional[float] = None,
+  base_depth: Optional[float] = None,
+  alpha: Optional[float] = None,
+  in_block: Optional[Callable[[tuple], bool]] = None,
+  fan_in_axes: Optional[Callable[[tuple, tuple], Optional[Sequence[int]]]] = None,
+  allow_narrower: bool = False,
 ) -> Any:
   r"""The per-leaf table that a model (init, multipliers) and an optimizer share.
 
@@ -381,17 +383,16 @@ def parametrize(
   in_block = in_block or in_blocks
   check_same_tree(target, base, "target", "base")
   roles = jax.tree_util.tree_map_with_path(
-      lambda p, b, t: _roles.role(p, _shape(b), _shape(t), fan_in_axes), base, target)
+    lambda p, b, t: _roles.role(p, _shape(b), _shape(t), fan_in_axes), base, target
+  )
   _roles.check_one_width(roles, allow_narrower)
   stds = _base_stds(base_std, target)
   adam_eps = scale_eps and optimizer == "adam"
   a_out = exps["output"].a
 
   def leaf(path, r, t, std=None) -> LeafScale:
-    scale = _width_scale(r, exps[r.role], constants.get(r.role, {}), std, per_layer_lr,
-                         adam_eps)
-    scale = dataclasses.replace(scale, shape=_shape(t),
-                                readout_multiplier=r.width_mult ** -a_out)
+    scale = _width_scale(r, exps[r.role], constants.get(r.role, {}), std, per_layer_lr, adam_eps)
+    scale = dataclasses.replace(scale, shape=_shape(t), readout_multiplier=r.width_mult**-a_out)
     if rule is None or not in_block(_roles.path_names(path)):
       return scale
     return _depth_scale(scale, rule, per_layer_lr, adam_eps)
@@ -414,7 +415,8 @@ def _base_stds(base_std, params):
   if not isinstance(base_std, (int, float)):
     check_same_tree(params, base_std, "target", "base_std")
     jax.tree_util.tree_map_with_path(
-        lambda p, s: _checks.positive(f"base_std{jax.tree_util.keystr(p)}", s), base_std)
+      lambda p, s: _checks.positive(f"base_std{jax.tree_util.keystr(p)}", s), base_std
+    )
     return base_std
   _checks.positive("base_std", base_std)
   return jax.tree.map(lambda _: float(base_std), params)
@@ -423,23 +425,27 @@ def _base_stds(base_std, params):
 def _width_scale(r, e: Exponents, k, std, per_layer_lr, adam_eps) -> LeafScale:
   m = r.width_mult
   if std is None:
-    std = 1.0 if r.base_fan_in == 1 else r.base_fan_in ** -0.5
+    std = 1.0 if r.base_fan_in == 1 else r.base_fan_in**-0.5
   return LeafScale(
-      role=r.role, width_mult=m,
-      multiplier=k.get("multiplier", 1.0) * m ** -e.a,
-      init_std=k.get("init_std", 1.0) * std * m ** -e.b,
-      lr=k.get("lr", 1.0) * (m ** -e.c if per_layer_lr else 1.0),
-      eps=k.get("eps", 1.0) * (m ** -e.g if adam_eps else 1.0),
-      decay_width_mult=m ** e.c if per_layer_lr else 1.0)
+    role=r.role,
+    width_mult=m,
+    multiplier=k.get("multiplier", 1.0) * m**-e.a,
+    init_std=k.get("init_std", 1.0) * std * m**-e.b,
+    lr=k.get("lr", 1.0) * (m**-e.c if per_layer_lr else 1.0),
+    eps=k.get("eps", 1.0) * (m**-e.g if adam_eps else 1.0),
+    decay_width_mult=m**e.c if per_layer_lr else 1.0,
+  )
 
 
 def _depth_scale(scale: LeafScale, rule, per_layer_lr, adam_eps) -> LeafScale:
   """A block leaf's scale: depth's factors times width's (all 1.0 at m_L = 1)."""
   m_depth, d = rule
   return dataclasses.replace(
-      scale, lr=scale.lr * (m_depth ** -d.c if per_layer_lr else 1.0),
-      eps=scale.eps * (m_depth ** -d.g if adam_eps else 1.0),
-      branch_multiplier=m_depth ** -d.alpha)
+    scale,
+    lr=scale.lr * (m_depth**-d.c if per_layer_lr else 1.0),
+    eps=scale.eps * (m_depth**-d.g if adam_eps else 1.0),
+    branch_multiplier=m_depth**-d.alpha,
+  )
 
 
 def _checked_constants(constants) -> dict:
@@ -456,9 +462,13 @@ def _check_some_block(roles, in_block, is_role, depth) -> None:
   # A predicate that matches nothing would silently leave depth out of the table.
   paths = jax.tree_util.tree_flatten_with_path(roles, is_leaf=is_role)[0]
   if not any(in_block(_roles.path_names(path)) for path, _ in paths):
-    _checks.fail("in_block", in_block, f"a predicate matching the leaves inside residual "
-                 f"branches (depth = {depth!r}, but it matched no leaf; default: a "
-                 "'blocks' key in the path)")
+    _checks.fail(
+      "in_block",
+      in_block,
+      f"a predicate matching the leaves inside residual "
+      f"branches (depth = {depth!r}, but it matched no leaf; default: a "
+      "'blocks' key in the path)",
+    )
 
 
 def _is_leaf(x) -> bool:
@@ -467,23 +477,28 @@ def _is_leaf(x) -> bool:
 
 def check_same_tree(tree: Any, other: Any, name: str, other_name: str) -> None:
   """ValueError naming the leaves one tree has and the other lacks."""
-  paths = lambda t: {jax.tree_util.keystr(p) for p, _ in
-                     jax.tree_util.tree_flatten_with_path(t, is_leaf=_is_leaf)[0]}
+  paths = lambda t: {
+    jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(t, is_leaf=_is_leaf)[0]
+  }
   mine, theirs = paths(tree), paths(other)
   if mine == theirs:
     if jax.tree.structure(tree, is_leaf=_is_leaf) != jax.tree.structure(  # type: ignore[operator]
-        other, is_leaf=_is_leaf):
-      _checks.fail_described(other_name, "a tree of other node types",
-                             f"the structure of {name} (the same containers, not only "
-                             "the same keys)")
+      other, is_leaf=_is_leaf
+    ):
+      _checks.fail_described(
+        other_name,
+        "a tree of other node types",
+        f"the structure of {name} (the same containers, not only the same keys)",
+      )
     return
   missing, extra = sorted(mine - theirs), sorted(theirs - mine)
   show = lambda keys: ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
   _checks.fail_described(
-      other_name, f"a tree lacking {show(missing)}" if missing else
-      f"a tree with extra leaves {show(extra)}",
-      f"the structure of {name}" + (f" (it also has extra {show(extra)})"
-                                    if missing and extra else ""))
+    other_name,
+    f"a tree lacking {show(missing)}" if missing else f"a tree with extra leaves {show(extra)}",
+    f"the structure of {name}"
+    + (f" (it also has extra {show(extra)})" if missing and extra else ""),
+  )
 
 
 def check_params(table: Any, params: Any) -> None:
@@ -496,13 +511,19 @@ def check_params(table: Any, params: Any) -> None:
     if isinstance(p, optax.MaskedNode) or p is None:
       return
     if not isinstance(s, LeafScale):
-      _checks.fail("parametrization", type(s).__name__,
-                   "a table from optim.parametrize (one LeafScale per leaf)")
+      _checks.fail(
+        "parametrization",
+        type(s).__name__,
+        "a table from optim.parametrize (one LeafScale per leaf)",
+      )
     if _shape(p) != s.shape:
       _checks.fail_described(
-          _roles.leaf_name(path), f"of shape {_shape(p)}",
-          f"of shape {s.shape}, the target shape the table was built for (a table of "
-          "another width? build it with target=these params)")
+        _roles.leaf_name(path),
+        f"of shape {_shape(p)}",
+        f"of shape {s.shape}, the target shape the table was built for (a table of "
+        "another width? build it with target=these params)",
+      )
+
   jax.tree_util.tree_map_with_path(one, table, params, is_leaf=_is_leaf)
 
 
@@ -549,7 +570,11 @@ def lr_multipliers(table: Any) -> Any:
 
 
 lr_multipliers.__doc__ = _accessor_doc(
-    """learning-rate multipliers k, which `scale_by_parametrization` applies""", "lr", "lr_multipliers", "{'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}")
+  """learning-rate multipliers k, which `scale_by_parametrization` applies""",
+  "lr",
+  "lr_multipliers",
+  "{'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}",
+)
 
 
 def eps_multipliers(table: Any) -> Any:
@@ -557,7 +582,11 @@ def eps_multipliers(table: Any) -> Any:
 
 
 eps_multipliers.__doc__ = _accessor_doc(
-    """Adam epsilon multipliers, which the Adam aliases apply to eps""", "eps", "eps_multipliers", "{'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}")
+  """Adam epsilon multipliers, which the Adam aliases apply to eps""",
+  "eps",
+  "eps_multipliers",
+  "{'w_hid': 0.25, 'w_in': 0.5, 'w_out': 0.5}",
+)
 
 
 def forward_multipliers(table: Any) -> Any:
@@ -565,8 +594,12 @@ def forward_multipliers(table: Any) -> Any:
 
 
 forward_multipliers.__doc__ = _accessor_doc(
-    """forward multipliers m^-a, which the model applies to each leaf
-  (`apply_multipliers` folds them into the params)""", "multiplier", "forward_multipliers", "{'w_hid': 1.0, 'w_in': 2.0, 'w_out': 0.5}")
+  """forward multipliers m^-a, which the model applies to each leaf
+  (`apply_multipliers` folds them into the params)""",
+  "multiplier",
+  "forward_multipliers",
+  "{'w_hid': 1.0, 'w_in': 2.0, 'w_out': 0.5}",
+)
 
 
 def init_stds(table: Any) -> Any:
@@ -574,7 +607,11 @@ def init_stds(table: Any) -> Any:
 
 
 init_stds.__doc__ = _accessor_doc(
-    """init stds sigma_0 m^-b, which `init_params` draws with""", "init_std", "init_stds", "{'w_hid': 0.0625, 'w_in': 0.125, 'w_out': 0.0625}")
+  """init stds sigma_0 m^-b, which `init_params` draws with""",
+  "init_std",
+  "init_stds",
+  "{'w_hid': 0.0625, 'w_in': 0.125, 'w_out': 0.0625}",
+)
 
 
 def decay_width_multipliers(table: Any) -> Any:
@@ -582,5 +619,9 @@ def decay_width_multipliers(table: Any) -> Any:
 
 
 decay_width_multipliers.__doc__ = _accessor_doc(
-    """weight-decay width multipliers m^c (the inverse of the width part
-  of k), which weight_decay_mode="width_scaled" applies""", "decay_width_mult", "decay_width_multipliers", "{'w_hid': 4.0, 'w_in': 2.0, 'w_out': 2.0}")
+  """weight-decay width multipliers m^c (the inverse of the width part
+  of k), which weight_decay_mode="width_scaled" applies""",
+  "decay_width_mult",
+  "decay_width_multipliers",
+  "{'w_hid': 4.0, 'w_in': 2.0, 'w_out': 2.0}",
+)

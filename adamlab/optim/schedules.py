@@ -21,8 +21,9 @@ def _check(peak, warmup_steps, total_steps=None, final_lr_ratio=0.0) -> None:
   _checks.number("final_lr_ratio", final_lr_ratio, 0.0, 1.0)
 
 
-def warmup_cosine(peak: float, warmup_steps: int, total_steps: int,
-                  final_lr_ratio: float = 0.0) -> optax.Schedule:
+def warmup_cosine(
+  peak: float, warmup_steps: int, total_steps: int, final_lr_ratio: float = 0.0
+) -> optax.Schedule:
   r"""Linear warmup from 0 to `peak`, then cosine decay to `peak * final_lr_ratio`.
 
   .. math::
@@ -50,12 +51,21 @@ def warmup_cosine(peak: float, warmup_steps: int, total_steps: int,
     Restarts, arXiv:1608.03983.
   """
   _check(peak, warmup_steps, total_steps, final_lr_ratio)
-  return _times(peak, optax.warmup_cosine_decay_schedule(
-      0.0, 1.0, warmup_steps, max(total_steps, warmup_steps + 1), end_value=final_lr_ratio))
+  return _times(
+    peak,
+    optax.warmup_cosine_decay_schedule(
+      0.0, 1.0, warmup_steps, max(total_steps, warmup_steps + 1), end_value=final_lr_ratio
+    ),
+  )
 
 
-def wsd(peak: float, warmup_steps: int, total_steps: int, final_lr_ratio: float = 0.0,
-        decay_fraction: float = 0.2) -> optax.Schedule:
+def wsd(
+  peak: float,
+  warmup_steps: int,
+  total_steps: int,
+  final_lr_ratio: float = 0.0,
+  decay_fraction: float = 0.2,
+) -> optax.Schedule:
   r"""Warmup-stable-decay: linear warmup, constant, linear decay over the last fraction.
 
   .. math::
@@ -87,11 +97,17 @@ def wsd(peak: float, warmup_steps: int, total_steps: int, final_lr_ratio: float 
   _checks.number("decay_fraction", decay_fraction, 0.0, 1.0, open_lo=True)
   decay_steps = max(1, round(total_steps * decay_fraction))
   stable_end = max(warmup_steps, total_steps - decay_steps)
-  return _times(peak, optax.join_schedules(
-      [optax.linear_schedule(0.0, 1.0, warmup_steps),
-       optax.constant_schedule(1.0),
-       optax.linear_schedule(1.0, final_lr_ratio, decay_steps)],
-      [warmup_steps, stable_end]))
+  return _times(
+    peak,
+    optax.join_schedules(
+      [
+        optax.linear_schedule(0.0, 1.0, warmup_steps),
+        optax.constant_schedule(1.0),
+        optax.linear_schedule(1.0, final_lr_ratio, decay_steps),
+      ],
+      [warmup_steps, stable_end],
+    ),
+  )
 
 
 def constant(peak: float, warmup_steps: int = 0) -> optax.Schedule:
@@ -119,9 +135,12 @@ def constant(peak: float, warmup_steps: int = 0) -> optax.Schedule:
     arXiv:1706.02677 (linear warmup).
   """
   _check(peak, warmup_steps)
-  return _times(peak, optax.join_schedules(
-      [optax.linear_schedule(0.0, 1.0, warmup_steps), optax.constant_schedule(1.0)],
-      [warmup_steps]))
+  return _times(
+    peak,
+    optax.join_schedules(
+      [optax.linear_schedule(0.0, 1.0, warmup_steps), optax.constant_schedule(1.0)], [warmup_steps]
+    ),
+  )
 
 
 def _times(peak, unit: optax.Schedule) -> optax.Schedule:

@@ -34,6 +34,7 @@ class SkipSpikesState(NamedTuple):
     skipped: bool, whether the last step was skipped (for either reason).
     inner_state: the wrapped optimizer's state.
   """
+
   windows: dict
   accepted: jax.Array
   in_row: jax.Array
@@ -79,8 +80,9 @@ def _values(metric: str, updates, loss) -> tuple:
   values = {}
   if "loss" in _monitored(metric):
     if loss is None:
-      raise ValueError(f"loss = None: must be passed to update(..., loss=loss) with "
-                       f"skip_spikes(metric={metric!r})")
+      raise ValueError(
+        f"loss = None: must be passed to update(..., loss=loss) with skip_spikes(metric={metric!r})"
+      )
     values["loss"] = jnp.asarray(loss, jnp.float32)
   grad_norm = optax.tree_utils.tree_norm(updates).astype(jnp.float32)
   if "grad_norm" in _monitored(metric):
@@ -92,11 +94,11 @@ def _values(metric: str, updates, loss) -> tuple:
 
 
 def skip_spikes(
-    inner: optax.GradientTransformation,
-    k: float,
-    window: int,
-    metric: str = "loss",
-    max_in_row: int = 0,
+  inner: optax.GradientTransformation,
+  k: float,
+  window: int,
+  metric: str = "loss",
+  max_in_row: int = 0,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Skip steps whose loss or gradient norm spikes or is not finite.
 
@@ -156,10 +158,14 @@ def skip_spikes(
 
   def init_fn(params):
     return SkipSpikesState(
-        windows={n: jnp.zeros([window], jnp.float32) for n in names},
-        accepted=zero(jnp.int32), in_row=zero(jnp.int32), skips=zero(jnp.int32),
-        nonfinite_skips=zero(jnp.int32), skipped=zero(jnp.bool_),
-        inner_state=inner.init(params))
+      windows={n: jnp.zeros([window], jnp.float32) for n in names},
+      accepted=zero(jnp.int32),
+      in_row=zero(jnp.int32),
+      skips=zero(jnp.int32),
+      nonfinite_skips=zero(jnp.int32),
+      skipped=zero(jnp.bool_),
+      inner_state=inner.init(params),
+    )
 
   def update_fn(updates, state, params=None, *, loss=None, **extra_args):
     values, finite = _values(metric, updates, loss)
@@ -169,21 +175,24 @@ def skip_spikes(
     spike, nonfinite = _decide(state, values, finite, k, window, max_in_row)
     skip = spike | nonfinite
     slot = state.accepted % window
-    windows = {n: jnp.where(skip, state.windows[n], state.windows[n].at[slot].set(values[n]))
-               for n in names}
+    windows = {
+      n: jnp.where(skip, state.windows[n], state.windows[n].at[slot].set(values[n])) for n in names
+    }
 
     new_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     new_updates = jax.tree.map(lambda u: jnp.where(skip, jnp.zeros_like(u), u), new_updates)
-    inner_state = jax.tree.map(lambda new, old: jnp.where(skip, old, new),
-                               inner_state, state.inner_state)
+    inner_state = jax.tree.map(
+      lambda new, old: jnp.where(skip, old, new), inner_state, state.inner_state
+    )
     return new_updates, SkipSpikesState(
-        windows=windows,
-        accepted=state.accepted + (~skip).astype(jnp.int32),
-        in_row=jnp.where(spike, state.in_row + 1, jnp.where(nonfinite, state.in_row, 0)),
-        skips=state.skips + spike.astype(jnp.int32),
-        nonfinite_skips=state.nonfinite_skips + nonfinite.astype(jnp.int32),
-        skipped=skip,
-        inner_state=inner_state)
+      windows=windows,
+      accepted=state.accepted + (~skip).astype(jnp.int32),
+      in_row=jnp.where(spike, state.in_row + 1, jnp.where(nonfinite, state.in_row, 0)),
+      skips=state.skips + spike.astype(jnp.int32),
+      nonfinite_skips=state.nonfinite_skips + nonfinite.astype(jnp.int32),
+      skipped=skip,
+      inner_state=inner_state,
+    )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -214,5 +223,4 @@ def skip_stats(opt_state: Any) -> Optional[dict]:
   if len(found) > 1:
     raise ValueError(f"opt_state holds {len(found)} SkipSpikesState: must hold at most one")
   s = found[0]
-  return {"spike_skipped": s.skipped, "spike_skips": s.skips,
-          "nonfinite_skips": s.nonfinite_skips}
+  return {"spike_skipped": s.skipped, "spike_skips": s.skips, "nonfinite_skips": s.nonfinite_skips}

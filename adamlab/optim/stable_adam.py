@@ -28,6 +28,7 @@ class ScaleByStableAdamState(NamedTuple):
     nu: second moment u_t, like the params.
     rms: per-tensor RMS_t of the last step, float32 scalars like the params.
   """
+
   count: jax.Array  # type: ignore[assignment]  # optax's name; shadows tuple.count
   mu: optax.Updates
   nu: optax.Updates
@@ -46,14 +47,14 @@ def _check_clip(clip_threshold) -> None:
 
 
 def scale_by_stable_adam(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    clip_threshold: Optional[float] = 1.0,
-    *,
-    eps_scale: Any = None,
-    mu_dtype: Any = None,
-    track_rms: bool = True,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  clip_threshold: Optional[float] = 1.0,
+  *,
+  eps_scale: Any = None,
+  mu_dtype: Any = None,
+  track_rms: bool = True,
 ) -> optax.GradientTransformation:
   r"""Adam's direction with per-tensor update clipping (StableAdamW).
 
@@ -126,25 +127,26 @@ def scale_by_stable_adam(
 
     out = jax.tree.map(one, updates, g32, mu_hat, nu_hat, nu, eps_tree)
     u, rms = _adam.unzip(out, updates, 2)
-    return u, ScaleByStableAdamState(count, _adam.cast_like(mu, state.mu),
-                                     _adam.cast_like(nu, state.nu), rms)
+    return u, ScaleByStableAdamState(
+      count, _adam.cast_like(mu, state.mu), _adam.cast_like(nu, state.nu), rms
+    )
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
 def stable_adamw(
-    learning_rate: optax.ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    *,
-    weight_decay: optax.ScalarOrSchedule = 1e-4,
-    clip_threshold: Optional[float] = 1.0,
-    mask: Any = None,
-    mu_dtype: Any = None,
-    parametrization: Any = None,
-    weight_decay_mode: str = "coupled",
-    track_rms: bool = True,
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  *,
+  weight_decay: optax.ScalarOrSchedule = 1e-4,
+  clip_threshold: Optional[float] = 1.0,
+  mask: Any = None,
+  mu_dtype: Any = None,
+  parametrization: Any = None,
+  weight_decay_mode: str = "coupled",
+  track_rms: bool = True,
 ) -> optax.GradientTransformation:
   r"""StableAdamW: AdamW whose step is clipped per tensor by its RMS_t.
 
@@ -199,25 +201,36 @@ def stable_adamw(
     arXiv:1711.05101.
   """
   direction = scale_by_stable_adam(
-      b1, b2, eps, clip_threshold, eps_scale=eps_multipliers(parametrization),
-      mu_dtype=mu_dtype, track_rms=track_rms)
-  return with_learning_rate(direction, learning_rate, weight_decay, mask,
-                            parametrization=parametrization,
-                            weight_decay_mode=weight_decay_mode)
+    b1,
+    b2,
+    eps,
+    clip_threshold,
+    eps_scale=eps_multipliers(parametrization),
+    mu_dtype=mu_dtype,
+    track_rms=track_rms,
+  )
+  return with_learning_rate(
+    direction,
+    learning_rate,
+    weight_decay,
+    mask,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+  )
 
 
 def adamw(
-    learning_rate: optax.ScalarOrSchedule,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    *,
-    weight_decay: optax.ScalarOrSchedule = 1e-4,
-    mask: Any = None,
-    mu_dtype: Any = None,
-    parametrization: Any = None,
-    weight_decay_mode: str = "coupled",
-    track_rms: bool = True,
+  learning_rate: optax.ScalarOrSchedule,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  *,
+  weight_decay: optax.ScalarOrSchedule = 1e-4,
+  mask: Any = None,
+  mu_dtype: Any = None,
+  parametrization: Any = None,
+  weight_decay_mode: str = "coupled",
+  track_rms: bool = True,
 ) -> optax.GradientTransformation:
   r"""AdamW with a width (and depth) table: per-leaf learning rate and eps.
 
@@ -261,10 +274,19 @@ def adamw(
     Everett et al. 2024, Scaling Exponents Across Parameterizations and
     Optimizers, arXiv:2407.05872.
   """
-  return stable_adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay,
-                      clip_threshold=None, mask=mask, mu_dtype=mu_dtype,
-                      parametrization=parametrization, weight_decay_mode=weight_decay_mode,
-                      track_rms=track_rms)
+  return stable_adamw(
+    learning_rate,
+    b1,
+    b2,
+    eps,
+    weight_decay=weight_decay,
+    clip_threshold=None,
+    mask=mask,
+    mu_dtype=mu_dtype,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+    track_rms=track_rms,
+  )
 
 
 def _rms(g32, v_new, e, count, b2):
@@ -276,7 +298,7 @@ def _rms(g32, v_new, e, count, b2):
   mean into one pass over g and nu instead of writing g^2 and u_t to memory first.
   """
   dt = g32.dtype
-  c = (1 - b2**count.astype(dt)).astype(dt)
+  c = (1 - b2 ** count.astype(dt)).astype(dt)
   # (tiny: c eps^2 must not flush to 0 for eps below ~1e-18, or 0/0 comes back)
   floor = jnp.maximum(c * e * e, jnp.finfo(dt).tiny)
   ratio = g32 * (g32 / jnp.maximum(v_new, floor))
@@ -311,6 +333,8 @@ def last_rms(opt_state: Any) -> Any:
   """
   found = states_of(opt_state, ScaleByStableAdamState)
   if len(found) != 1:
-    raise ValueError(f"opt_state holds {len(found)} ScaleByStableAdamState: must hold "
-                     "exactly one (from stable_adamw, adamw or scale_by_stable_adam)")
+    raise ValueError(
+      f"opt_state holds {len(found)} ScaleByStableAdamState: must hold "
+      "exactly one (from stable_adamw, adamw or scale_by_stable_adam)"
+    )
   return found[0].rms

@@ -27,7 +27,8 @@ def states_of(opt_state: Any, cls: type) -> list:
     1
   """
   found = optax.tree_utils.tree_get_all_with_path(
-      opt_state, cls.__name__, filtering=lambda _, v: isinstance(v, cls))
+    opt_state, cls.__name__, filtering=lambda _, v: isinstance(v, cls)
+  )
   return [s for _, s in found]
 
 

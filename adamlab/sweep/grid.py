@@ -23,10 +23,10 @@ import re
 from adamlab.train.config import load
 from adamlab.errors import ConfigError
 
+
 def load_sweep(path_arg: str) -> dict:
   """The dict of a sweep file `path[:arg]`."""
-  return load_spec(path_arg, "get_sweep", dict(fixed={}, axes=[], best_of=None,
-                                               metric="eval_loss"))
+  return load_spec(path_arg, "get_sweep", dict(fixed={}, axes=[], best_of=None, metric="eval_loss"))
 
 
 def load_spec(path_arg: str, getter: str, defaults: dict) -> dict:
@@ -48,7 +48,9 @@ def load_spec(path_arg: str, getter: str, defaults: dict) -> dict:
     if key not in keys:
       raise ConfigError(f"{getter[4:]}.{key}", out[key], "a known key: " + ", ".join(keys))
   if not isinstance(out.get("base"), str):
-    raise ConfigError(f"{getter[4:]}.base", out.get("base"), "a config path like configs/gpt.py:mup")
+    raise ConfigError(
+      f"{getter[4:]}.base", out.get("base"), "a config path like configs/gpt.py:mup"
+    )
   return {**defaults, **out}
 
 

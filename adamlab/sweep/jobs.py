@@ -73,7 +73,7 @@ def group(sweep: dict, todo: list, pack: int) -> list:
     config = grid.run_config(sweep, values)
     key = pack_key(config) if not config.rewind_skip else rid  # rewinds cannot be packed
     groups.setdefault(key, []).append((rid, values))
-  return [runs[i:i + pack] for runs in groups.values() for i in range(0, len(runs), pack)]
+  return [runs[i : i + pack] for runs in groups.values() for i in range(0, len(runs), pack)]
 
 
 def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
@@ -96,14 +96,26 @@ def train(sweep: dict, workdir: str, job: list, block: bool = False) -> dict:
   log_path = os.path.join(workdir, "logs", next(iter(claims)) + ".log")  # a pack's: its first run's
   os.makedirs(os.path.dirname(log_path), exist_ok=True)
   if len(claims) == 1:
-    (rid, (values, _)), = claims.items()
-    cmd = [sys.executable, "-m", "adamlab.cli", "train", "--workdir", os.path.join(workdir, rid),
-           "--config=" + sweep["base"], *grid.flags(_overrides(sweep, values, workdir))]
+    ((rid, (values, _)),) = claims.items()
+    cmd = [
+      sys.executable,
+      "-m",
+      "adamlab.cli",
+      "train",
+      "--workdir",
+      os.path.join(workdir, rid),
+      "--config=" + sweep["base"],
+      *grid.flags(_overrides(sweep, values, workdir)),
+    ]
   else:
-    spec = dict(base=sweep["base"], runs=[
+    spec = dict(
+      base=sweep["base"],
+      runs=[
         dict(workdir=os.path.join(workdir, rid), overrides=_overrides(sweep, values, workdir))
-        for rid, (values, _) in claims.items()])
-    spec_path = log_path[:-len(".log")] + ".pack.json"
+        for rid, (values, _) in claims.items()
+      ],
+    )
+    spec_path = log_path[: -len(".log")] + ".pack.json"
     write_json(spec_path, spec)
     cmd = [sys.executable, "-m", "adamlab.sweep.pack", spec_path]
   try:
@@ -134,8 +146,9 @@ def _train_process(cmd, log_path, locks) -> int:
     if STOP.is_set():
       return EXIT_PREEMPTED  # (nothing started: the runs resume next time)
     # The locks go with the child, which dies with us: no orphan trains unclaimed.
-    child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=locks,
-                             preexec_fn=_die_with_parent)
+    child = subprocess.Popen(
+      cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=locks, preexec_fn=_die_with_parent
+    )
     _children.add(child)
   try:
     return child.wait()
@@ -156,11 +169,20 @@ def _record(workdir, rid, values) -> str:
   losses = [r["loss"] for r in rows if isinstance(r.get("loss"), float)]
   evals = [r["eval_loss"] for r in rows if isinstance(r.get("eval_loss"), float)]
   diverged = stopped or not losses or not math.isfinite(losses[-1])
-  write_json(result_path(workdir, rid), dict(
-      id=rid, values=values, diverged=diverged, steps=final.get("step", 0),
-      final_loss=losses[-1] if losses else None, best_loss=min(losses) if losses else None,
-      final_eval_loss=evals[-1] if evals else None, best_eval_loss=min(evals) if evals else None,
-      final_eval_accuracy=final.get("eval_accuracy")))
+  write_json(
+    result_path(workdir, rid),
+    dict(
+      id=rid,
+      values=values,
+      diverged=diverged,
+      steps=final.get("step", 0),
+      final_loss=losses[-1] if losses else None,
+      best_loss=min(losses) if losses else None,
+      final_eval_loss=evals[-1] if evals else None,
+      best_eval_loss=min(evals) if evals else None,
+      final_eval_accuracy=final.get("eval_accuracy"),
+    ),
+  )
   return "diverged" if diverged else "done"
 
 
@@ -191,4 +213,3 @@ def _die_with_parent():
 
 def result_path(workdir, rid):
   return os.path.join(workdir, rid, "result.json")
-

@@ -38,8 +38,15 @@ def check_executor(workers: int, pack: int) -> None:
       raise ConfigError(field, value, "an integer >= 1")
 
 
-def run(sweep_path: str, workdir: str, workers: int = 1, backend: str = "local", pack: int = 1,
-        address: str = "", log=print) -> dict:
+def run(
+  sweep_path: str,
+  workdir: str,
+  workers: int = 1,
+  backend: str = "local",
+  pack: int = 1,
+  address: str = "",
+  log=print,
+) -> dict:
   """Run every missing run of the sweep; returns {run_id: status}."""
   check_executor(workers, pack)
   sweep, planned, plan = prepare(sweep_path, workdir)
@@ -56,18 +63,29 @@ def check_preempted(status: dict) -> None:
   """Preempted (with the runs stopped by it checkpointed) if a signal ended the sweep."""
   stopped = sum(s == jobs.PREEMPTED for s in status.values())
   if jobs.STOP.is_set() or stopped:
-    raise Preempted(f"{stopped} run(s) stopped with a checkpoint; run the same command "
-                    "again to resume them")
+    raise Preempted(
+      f"{stopped} run(s) stopped with a checkpoint; run the same command again to resume them"
+    )
 
 
-def execute(sweep: dict, workdir: str, planned: list, workers: int = 1, backend: str = "local",
-            pack: int = 1, address: str = "", log=print) -> dict:
+def execute(
+  sweep: dict,
+  workdir: str,
+  planned: list,
+  workers: int = 1,
+  backend: str = "local",
+  pack: int = 1,
+  address: str = "",
+  log=print,
+) -> dict:
   """Train the planned runs that have no result yet, `workers` jobs at a time."""
   status = {rid: "done" for rid, _ in planned if os.path.exists(jobs.result_path(workdir, rid))}
   todo = [(rid, values) for rid, values in planned if rid not in status]
   work = jobs.group(sweep, todo, pack)
-  log(f"sweep: {len(planned)} runs, {len(status)} already done, {len(todo)} to run "
-      f"({len(work)} jobs), {workers} worker(s), {backend}")
+  log(
+    f"sweep: {len(planned)} runs, {len(status)} already done, {len(todo)} to run "
+    f"({len(work)} jobs), {workers} worker(s), {backend}"
+  )
   t0, finished_jobs = time.time(), 0
 
   def done(job_status):
@@ -77,9 +95,11 @@ def execute(sweep: dict, workdir: str, planned: list, workers: int = 1, backend:
     finished = sum(status.get(r) in ("done", "diverged", "failed") for r, _ in todo)
     failed = sum(s == "failed" for s in status.values())
     eta = (time.time() - t0) / max(1, finished) * (len(todo) - finished)
-    log(f"sweep: {sum(s in ('done', 'diverged') for s in status.values())}/{len(planned)} done, "
-        f"{max(0, min(workers, len(work) - finished_jobs))} running, {failed} failed, "
-        f"ETA {eta / 60:.1f} min  [{', '.join(f'{r}: {s}' for r, s in job_status.items())}]")
+    log(
+      f"sweep: {sum(s in ('done', 'diverged') for s in status.values())}/{len(planned)} done, "
+      f"{max(0, min(workers, len(work) - finished_jobs))} running, {failed} failed, "
+      f"ETA {eta / 60:.1f} min  [{', '.join(f'{r}: {s}' for r, s in job_status.items())}]"
+    )
 
   map_jobs = _ray_map if backend == "ray" else _thread_map
   # Runs another process has claimed are tried again at the end, waiting for the claim.
@@ -103,4 +123,5 @@ def _thread_map(sweep, workdir, work, workers, address, done, block):
 
 def _ray_map(sweep, workdir, work, workers, address, done, block):
   from adamlab.sweep import ray_backend
+
   ray_backend.map_jobs(sweep, workdir, work, workers, address, done, block)

@@ -17,8 +17,9 @@ from adamlab.train.train import EXIT_STOPPED, TrainingStopped, run_pack
 def main(spec_path: str):
   with open(spec_path) as f:
     spec = json.load(f)
-  configs = [load(["--config=" + spec["base"]] + flags(run["overrides"]))[0]
-             for run in spec["runs"]]
+  configs = [
+    load(["--config=" + spec["base"]] + flags(run["overrides"]))[0] for run in spec["runs"]
+  ]
   try:
     run_pack(configs, [run["workdir"] for run in spec["runs"]])
   except TrainingStopped as err:  # every run of the pack: each says why in stopped.txt

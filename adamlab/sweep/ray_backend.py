@@ -39,8 +39,12 @@ def map_jobs(sweep, workdir, work, workers, address, done, block):
   if not ray.is_initialized():
     forwarding = {s: signal.getsignal(s) is jobs.on_signal for s in SIGNALS}
     # Locally, `workers` CPUs for tasks of one CPU each bounds the jobs running at once.
-    ray.init(address=address or None, num_cpus=None if address else workers,
-             include_dashboard=False, log_to_driver=False)
+    ray.init(
+      address=address or None,
+      num_cpus=None if address else workers,
+      include_dashboard=False,
+      log_to_driver=False,
+    )
     for s in SIGNALS:  # ray.init installs its own SIGTERM handler, which aborts the driver
       if forwarding[s]:
         signal.signal(s, jobs.on_signal)
@@ -65,6 +69,7 @@ def map_jobs(sweep, workdir, work, workers, address, done, block):
 def _task(sweep, workdir, job, block, stop) -> dict:
   """jobs.train in a Ray worker, which stops it when the driver sets `stop`."""
   import ray
+
   jobs.STOP.clear()  # (a worker process runs tasks of earlier sweeps too)
   if ray.get(stop.is_set.remote()):
     jobs.STOP.set()

@@ -8,8 +8,14 @@ import os
 
 from adamlab.files import write_text
 
-COLUMNS = ("diverged", "final_loss", "best_loss", "final_eval_loss", "best_eval_loss",
-           "final_eval_accuracy")
+COLUMNS = (
+  "diverged",
+  "final_loss",
+  "best_loss",
+  "final_eval_loss",
+  "best_eval_loss",
+  "final_eval_accuracy",
+)
 
 
 def collect(workdir: str):
@@ -24,8 +30,14 @@ def collect(workdir: str):
     if os.path.exists(path):
       with open(path) as f:
         result = json.load(f)
-    rows.append(dict(id=run["id"], **run["values"], status="done" if result else "missing",
-                     **{k: result.get(k) for k in COLUMNS}))
+    rows.append(
+      dict(
+        id=run["id"],
+        **run["values"],
+        status="done" if result else "missing",
+        **{k: result.get(k) for k in COLUMNS},
+      )
+    )
   return plan["sweep"], fields, rows
 
 
@@ -61,8 +73,12 @@ def write(workdir: str) -> str:
   if sweep.get("best_of") in fields:
     best = best_per_group(rows, fields, sweep["best_of"], sweep.get("metric", "eval_loss"))
     if best:
-      md += ["", f"Best {sweep['best_of']} per group (lowest {sweep.get('metric', 'eval_loss')}):",
-             "", table(list(best[0]), best)]
+      md += [
+        "",
+        f"Best {sweep['best_of']} per group (lowest {sweep.get('metric', 'eval_loss')}):",
+        "",
+        table(list(best[0]), best),
+      ]
   text = "\n".join(md) + "\n"
   write_text(os.path.join(workdir, "results.md"), text)
   return text

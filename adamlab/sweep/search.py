@@ -32,16 +32,20 @@ from adamlab.files import write_json, write_text
 from adamlab.sweep import grid, jobs, local, results
 from adamlab.train.checks import check_config, check_dir, open_data
 
-DEFAULTS = dict(fixed={}, scales=[{}], space={}, baseline={}, metric="eval_loss", max_passes=3,
-                sensitivity=0.01)
+DEFAULTS = dict(
+  fixed={}, scales=[{}], space={}, baseline={}, metric="eval_loss", max_passes=3, sensitivity=0.01
+)
 
 
 def prepare(path_arg: str, workdir: str):
   """Load and check the search (every grid value at every scale) before anything runs."""
   spec = grid.load_spec(path_arg, "get_search", DEFAULTS)
   space, scales = spec["space"], spec["scales"]
-  if not isinstance(space, dict) or not space or not all(
-      isinstance(v, (list, tuple)) and v for v in space.values()):
+  if (
+    not isinstance(space, dict)
+    or not space
+    or not all(isinstance(v, (list, tuple)) and v for v in space.values())
+  ):
     raise ConfigError("search.space", space, "a non-empty dict of field -> non-empty list")
   if not isinstance(scales, list) or not scales or not all(isinstance(s, dict) for s in scales):
     raise ConfigError("search.scales", scales, "a non-empty list of dicts of overrides")
@@ -70,15 +74,23 @@ def _get(config, field):
   return config
 
 
-def run(path_arg: str, workdir: str, workers: int = 1, backend: str = "local", pack: int = 1,
-        address: str = "", log=print) -> dict:
+def run(
+  path_arg: str,
+  workdir: str,
+  workers: int = 1,
+  backend: str = "local",
+  pack: int = 1,
+  address: str = "",
+  log=print,
+) -> dict:
   """Run the search; returns {"choices": rows, "classification": rows, "failed": n}."""
   local.check_executor(workers, pack)
   spec, sweep, baselines = prepare(path_arg, workdir)
   os.makedirs(workdir, exist_ok=True)
   write_json(os.path.join(workdir, "search.json"), dict(search=spec))
-  execute = lambda planned: local.execute(sweep, workdir, planned, workers, backend, pack,
-                                         address, log)
+  execute = lambda planned: local.execute(
+    sweep, workdir, planned, workers, backend, pack, address, log
+  )
   with jobs.forwarding_signals():  # (between rounds too: a signal then ends the next)
     current, curves, choices, failed = _descend(spec, baselines, workdir, execute, log)
   rows = sensitivity.classify(spec["scales"], current, curves, spec["sensitivity"])
@@ -115,8 +127,16 @@ def _descend(spec, baselines, workdir, execute, log):
           current[i][field] = best
           changed.add(i)
         curves[i][field] = curve
-        choices.append(dict(scale=_label(spec["scales"][i]), **{"pass": pass_}, field=field,
-                            value=best, metric=dict(curve)[best], changed=i in changed))
+        choices.append(
+          dict(
+            scale=_label(spec["scales"][i]),
+            **{"pass": pass_},
+            field=field,
+            value=best,
+            metric=dict(curve)[best],
+            changed=i in changed,
+          )
+        )
     active = [i for i in active if i in changed]
     if not active:
       break
@@ -152,23 +172,41 @@ def _write(workdir, spec, choices, rows, curves):
     w.writeheader()
     w.writerows(choices)
   labels = [_label(s) for s in spec["scales"]]
-  lines = ["| scale | pass | field | chosen | " + spec["metric"] + " | changed |",
-           "|---|---|---|---|---|---|"]
-  lines += [f"| {c['scale']} | {c['pass']} | {c['field']} | {fmt(c['value'])} | "
-            f"{fmt(c['metric'])} | {c['changed']} |" for c in choices]
+  lines = [
+    "| scale | pass | field | chosen | " + spec["metric"] + " | changed |",
+    "|---|---|---|---|---|---|",
+  ]
+  lines += [
+    f"| {c['scale']} | {c['pass']} | {c['field']} | {fmt(c['value'])} | "
+    f"{fmt(c['metric'])} | {c['changed']} |"
+    for c in choices
+  ]
   write_text(os.path.join(workdir, "choices.md"), "\n".join(lines) + "\n")
-  table = ["| hyperparameter | " + " | ".join(f"optimum ({l})" for l in labels)
-           + " | optimum shifts | shifted by | loss spread | sensitive | sensitive to scale |",
-           "|---|" + "---|" * (len(labels) + 5)]
+  table = [
+    "| hyperparameter | "
+    + " | ".join(f"optimum ({l})" for l in labels)
+    + " | optimum shifts | shifted by | loss spread | sensitive | sensitive to scale |",
+    "|---|" + "---|" * (len(labels) + 5),
+  ]
   for r in rows:
-    table.append(f"| {r['field']} | " + " | ".join(fmt(v) for v in r["optima"])
-                 + f" | {r['shifts']} | {', '.join(r['cause']) or '-'} | "
-                 f"{fmt(r['spread'])} | {r['sensitive']} | {r['scale_sensitive']} |")
-  text = (f"Sensitivity threshold: {spec['sensitivity']} relative spread of the final "
-          f"{spec['metric']} over a hyperparameter's grid (inf: some values diverged).\n\n"
-          + "\n".join(table) + "\n")
+    table.append(
+      f"| {r['field']} | "
+      + " | ".join(fmt(v) for v in r["optima"])
+      + f" | {r['shifts']} | {', '.join(r['cause']) or '-'} | "
+      f"{fmt(r['spread'])} | {r['sensitive']} | {r['scale_sensitive']} |"
+    )
+  text = (
+    f"Sensitivity threshold: {spec['sensitivity']} relative spread of the final "
+    f"{spec['metric']} over a hyperparameter's grid (inf: some values diverged).\n\n"
+    + "\n".join(table)
+    + "\n"
+  )
   write_text(os.path.join(workdir, "classification.md"), text)
   os.makedirs(os.path.join(workdir, "sensitivity"), exist_ok=True)
   for field in spec["space"]:
-    sensitivity.plot(field, [c[field] for c in curves], labels,
-                     os.path.join(workdir, "sensitivity", field.split(".")[-1] + ".png"))
+    sensitivity.plot(
+      field,
+      [c[field] for c in curves],
+      labels,
+      os.path.join(workdir, "sensitivity", field.split(".")[-1] + ".png"),
+    )

@@ -4,5 +4,12 @@ from adamlab.train.checks import validate
 from adamlab.train.preemption import EXIT_PREEMPTED, Preempted
 from adamlab.train.train import EXIT_STOPPED, TrainingStopped, run, run_pack
 
-__all__ = ("validate", "EXIT_PREEMPTED", "Preempted", "EXIT_STOPPED", "TrainingStopped",
-           "run", "run_pack")
+__all__ = (
+  "validate",
+  "EXIT_PREEMPTED",
+  "Preempted",
+  "EXIT_STOPPED",
+  "TrainingStopped",
+  "run",
+  "run_pack",
+)

@@ -10,8 +10,8 @@ import orbax.checkpoint as ocp
 
 def manager(directory: str, every: int, keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      save_interval_steps=every, max_to_keep=keep, enable_async_checkpointing=True,
-      create=True)
+    save_interval_steps=every, max_to_keep=keep, enable_async_checkpointing=True, create=True
+  )
   return ocp.CheckpointManager(directory, options=options)
 
 
@@ -32,6 +32,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, log=print, max_s
       return step, state
     except Exception as err:  # any corruption Orbax or tensorstore reports
       first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-      log(f"checkpoint {step} is unreadable ({type(err).__name__}: {first}); "
-          "trying the previous one")
+      log(
+        f"checkpoint {step} is unreadable ({type(err).__name__}: {first}); trying the previous one"
+      )
   return None, None

@@ -24,8 +24,11 @@ def validate(config):
   # Every microbatch is split evenly over the data-parallel devices.
   per_step = config.grad_accum_steps * mesh.shape["data"] * mesh.shape["fsdp"]
   if config.batch_size % per_step:
-    raise ConfigError("batch_size", config.batch_size,
-                      f"a multiple of grad_accum_steps x mesh data x fsdp ({per_step})")
+    raise ConfigError(
+      "batch_size",
+      config.batch_size,
+      f"a multiple of grad_accum_steps x mesh data x fsdp ({per_step})",
+    )
   return (mesh,) + open_data(config)
 
 
@@ -35,16 +38,25 @@ def check_config(config):
   if "optimizer" not in config:
     raise ConfigError("optimizer", None, "a config section (see optimizer.default_config())")
   optimizer.validate(config.optimizer)
-  for field, lo in (("steps", 1), ("batch_size", 1), ("grad_accum_steps", 1),
-                    ("log_every", 1), ("eval_every", 1),
-                    ("eval_batches", 0), ("checkpoint_every", 1), ("keep_checkpoints", 1),
-                    ("max_nonfinite", 1), ("rewind_skip", 0)):
+  for field, lo in (
+    ("steps", 1),
+    ("batch_size", 1),
+    ("grad_accum_steps", 1),
+    ("log_every", 1),
+    ("eval_every", 1),
+    ("eval_batches", 0),
+    ("checkpoint_every", 1),
+    ("keep_checkpoints", 1),
+    ("max_nonfinite", 1),
+    ("rewind_skip", 0),
+  ):
     value = config[field]
     if not isinstance(value, int) or isinstance(value, bool) or value < lo:
       raise ConfigError(field, value, f"an integer >= {lo}")
   if config.batch_size % config.grad_accum_steps:
-    raise ConfigError("grad_accum_steps", config.grad_accum_steps,
-                      f"a divisor of batch_size ({config.batch_size})")
+    raise ConfigError(
+      "grad_accum_steps", config.grad_accum_steps, f"a divisor of batch_size ({config.batch_size})"
+    )
   if not 0 <= config.ema_decay < 1:
     raise ConfigError("ema_decay", config.ema_decay, "in [0, 1) (0 = off)")
   if "wandb" in config:  # (a config built without base(): W&B is off)
@@ -55,8 +67,9 @@ def check_wandb(section) -> None:
   """W&B's mode is one of WANDB_MODES, and wandb is installed when it is on."""
   check_one_of("wandb.mode", section.mode, metrics.WANDB_MODES)
   if section.mode != "off" and importlib.util.find_spec("wandb") is None:
-    raise ConfigError("wandb.mode", section.mode,
-                      "'off' unless wandb is installed (pip install 'adamlab[wandb]')")
+    raise ConfigError(
+      "wandb.mode", section.mode, "'off' unless wandb is installed (pip install 'adamlab[wandb]')"
+    )
 
 
 def open_data(config):
@@ -64,8 +77,9 @@ def open_data(config):
   hold the kind of examples the task reads, in the shape the model takes."""
   task = models.task(config.model)
   if data.kind(config.data.name) != task.data_kind:
-    raise ConfigError("data.name", config.data.name,
-                      f"a {task.data_kind} data set for model {config.model.name!r}")
+    raise ConfigError(
+      "data.name", config.data.name, f"a {task.data_kind} data set for model {config.model.name!r}"
+    )
   source = data.source(config)
   task.check_data(source)
   return task, source
@@ -89,8 +103,9 @@ def check_pack(configs, workdirs):
     if any(pack_key(c) != pack_key(configs[0]) for c in configs[1:]):
       raise ConfigError("pack", [w for w in workdirs], f"runs that differ only in {fields}")
     if configs[0].rewind_skip:
-      raise ConfigError("rewind_skip", configs[0].rewind_skip,
-                        "0 when runs are packed (they share their batches)")
+      raise ConfigError(
+        "rewind_skip", configs[0].rewind_skip, "0 when runs are packed (they share their batches)"
+      )
 
 
 def check_workdir(workdir: str, config) -> bool:
@@ -99,10 +114,13 @@ def check_workdir(workdir: str, config) -> bool:
   A field the saved config lacks (written before the field existed) matches its
   default value, so a run started by an older adamlab resumes.
   """
-  added = {None: {"grad_accum_steps": 1}, "data": data.default_config().to_dict(),
-           "model": models.default_config(config.model.name).to_dict(),
-           "optimizer": optimizer.default_config().to_dict(),
-           "wandb": metrics.wandb_config().to_dict()}
+  added = {
+    None: {"grad_accum_steps": 1},
+    "data": data.default_config().to_dict(),
+    "model": models.default_config(config.model.name).to_dict(),
+    "optimizer": optimizer.default_config().to_dict(),
+    "wandb": metrics.wandb_config().to_dict(),
+  }
   return check_dir(workdir, "config.json", json.loads(config.to_json()), "run", added)
 
 
@@ -133,9 +151,11 @@ def check_dir(workdir: str, name: str, spec: dict, what: str, added=None) -> boo
       saved[section] = {**json.loads(json.dumps(defaults)), **saved.get(section, {})}
   diff = _first_difference(saved, json.loads(json.dumps(spec)))
   if diff:
-    raise ConfigError("--workdir", workdir,
-                      f"a {what} of the same config to resume it (it differs at {diff}); "
-                      "use a new --workdir")
+    raise ConfigError(
+      "--workdir",
+      workdir,
+      f"a {what} of the same config to resume it (it differs at {diff}); use a new --workdir",
+    )
   return True
 
 

@@ -35,8 +35,9 @@ def train(workdir: str, argv) -> None:
 
 def main(argv=None) -> None:
   """python -m adamlab.train ARGS: the same as `adamlab train ARGS`."""
-  parser = argparse.ArgumentParser(prog="python -m adamlab.train",
-                                   description=f"python -m adamlab.train {USAGE}")
+  parser = argparse.ArgumentParser(
+    prog="python -m adamlab.train", description=f"python -m adamlab.train {USAGE}"
+  )
   parser.add_argument("--workdir", required=True)
   try:
     args, extra = parser.parse_known_args(argv)

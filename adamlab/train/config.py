@@ -23,7 +23,9 @@ def base(model_name: str) -> ml_collections.ConfigDict:
   config.seed = 0  # init and data seed
   config.steps = 1000  # training steps
   config.batch_size = 32  # global batch size
-  config.grad_accum_steps = 1  # microbatches per step, gradients summed in float32 (batch_size / this each)
+  config.grad_accum_steps = (
+    1  # microbatches per step, gradients summed in float32 (batch_size / this each)
+  )
   config.log_every = 10  # metrics are fetched from the devices every this many steps
   config.eval_every = 100  # held-out loss and accuracy
   config.eval_batches = 4  # held-out batches per evaluation
@@ -31,7 +33,9 @@ def base(model_name: str) -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3  # newest checkpoints kept
   config.ema_decay = 0.0  # EMA of the weights, evaluated too (0 = off)
   config.max_nonfinite = 5  # this many non-finite steps in a row stop the run (or rewind)
-  config.rewind_skip = 0  # > 0: on max_nonfinite, restart from the checkpoint, skip this many batches
+  config.rewind_skip = (
+    0  # > 0: on max_nonfinite, restart from the checkpoint, skip this many batches
+  )
   config.peak_flops = 0.0  # per-device peak FLOP/s for MFU (0: known GPUs/TPUs, else no MFU)
   config.distributed = False  # jax.distributed.initialize() for multi-host runs
   config.wandb = metrics.wandb_config()  # Weights & Biases beside TensorBoard (mode off)
@@ -56,8 +60,9 @@ def with_presets(config, arg: str) -> ml_collections.ConfigDict:
     elif preset in optimizer.OPTIMIZERS:
       config.optimizer.name = preset
     else:
-      raise ConfigError("config preset", preset,
-                        tuple(optim.PARAMETRIZATIONS) + tuple(optimizer.OPTIMIZERS))
+      raise ConfigError(
+        "config preset", preset, tuple(optim.PARAMETRIZATIONS) + tuple(optimizer.OPTIMIZERS)
+      )
   return config
 
 
@@ -82,8 +87,9 @@ def load(argv) -> tuple:
     raise ConfigError("--config", path, "an existing config file, e.g. configs/gpt.py")
   joined = ["adamlab"] + ours
   holder = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, flag_values=holder, lock_config=True,
-                                  sys_argv=joined)
+  config_flags.DEFINE_config_file(
+    "config", None, flag_values=holder, lock_config=True, sys_argv=joined
+  )
   try:
     holder(joined)
     config = holder.config
@@ -107,11 +113,15 @@ def _explain(err: Exception, ours) -> ConfigError:
     if isinstance(e, (AttributeError, KeyError)):
       found = re.search(r"'([A-Za-z0-9_]+)", str(e))
       name = found.group(1) if found else str(e)
-      flag = next((a.split("=")[0].lstrip("-") for a in ours
-                   if a.split("=")[0].endswith("." + name)), name)
+      flag = next(
+        (a.split("=")[0].lstrip("-") for a in ours if a.split("=")[0].endswith("." + name)), name
+      )
       hint = re.search(r'Did you mean "([^"]+)"', str(e))
-      return ConfigError(f"{flag}: no such field in the config"
-                         + (f" (did you mean {hint.group(1)}?)" if hint else ""))
+      return ConfigError(
+        f"{flag}: no such field in the config"
+        + (f" (did you mean {hint.group(1)}?)" if hint else "")
+      )
   last = str(chain[-1]).strip().splitlines()
-  return ConfigError(f"--config: {' '.join(ours)}: {type(chain[-1]).__name__}: "
-                     f"{last[-1] if last else ''}")
+  return ConfigError(
+    f"--config: {' '.join(ours)}: {type(chain[-1]).__name__}: {last[-1] if last else ''}"
+  )

@@ -26,6 +26,7 @@ def loss_fn(config, apply):
     records = {}
     value, _ = objective_fn(params, inputs, targets, records)
     return value, records
+
   return loss
 
 
@@ -37,7 +38,7 @@ def run(config, widths=None, steps: int = 5, seed: int = 0, batch=None, depths=N
   layers compare across depths.
   """
   inputs, targets = batch if batch is not None else fixed_batch(config, seed=seed)
-  sizes = ([("width", w) for w in widths or ()] + [("depth", d) for d in depths or ()])
+  sizes = [("width", w) for w in widths or ()] + [("depth", d) for d in depths or ()]
   rows = []
   for field, size in sizes:
     cfg = ml_collections.ConfigDict(config.to_dict())
@@ -45,8 +46,10 @@ def run(config, widths=None, steps: int = 5, seed: int = 0, batch=None, depths=N
     for t, records in _records(cfg, steps, seed, inputs, targets):
       if field == "depth":
         records = _ends(records, size)
-      rows += [dict(width=cfg.model.width, depth=cfg.model.get("depth", 0), step=t, layer=k,
-                    l1=float(v)) for k, v in records.items()]
+      rows += [
+        dict(width=cfg.model.width, depth=cfg.model.get("depth", 0), step=t, layer=k, l1=float(v))
+        for k, v in records.items()
+      ]
   return rows
 
 

@@ -15,9 +15,18 @@ from adamlab.errors import ConfigError
 
 AXES = ("data", "fsdp", "tensor")
 # Logical axis name (models' Param metadata) -> mesh axis.
-RULES = {"embed": "fsdp", "mlp": "tensor", "qkv": "tensor", "heads": "tensor",
-         "vocab": "tensor", "classes": None, "seq": None, "patch": None, "input": None,
-         "head_dim": None}
+RULES = {
+  "embed": "fsdp",
+  "mlp": "tensor",
+  "qkv": "tensor",
+  "heads": "tensor",
+  "vocab": "tensor",
+  "classes": None,
+  "seq": None,
+  "patch": None,
+  "input": None,
+  "head_dim": None,
+}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -40,10 +49,12 @@ def make_mesh(cfg, devices=None) -> jax.sharding.Mesh:
       raise ConfigError("mesh", dict(zip(AXES, sizes)), f"sizes that divide the {n} devices")
     sizes[sizes.index(-1)] = n // known
   if int(np.prod(sizes)) != n:
-    raise ConfigError("mesh", dict(zip(AXES, sizes)),
-                      f"sizes whose product is the number of devices ({n})")
-  return jax.make_mesh(tuple(sizes), AXES, devices=devices,
-                       axis_types=(jax.sharding.AxisType.Auto,) * 3)
+    raise ConfigError(
+      "mesh", dict(zip(AXES, sizes)), f"sizes whose product is the number of devices ({n})"
+    )
+  return jax.make_mesh(
+    tuple(sizes), AXES, devices=devices, axis_types=(jax.sharding.AxisType.Auto,) * 3
+  )
 
 
 def spec(shape, axes, mesh) -> P:

@@ -17,12 +17,14 @@ WANDB_ID = "wandb_id.txt"  # in a run directory: its W&B run id, which a resume 
 
 def wandb_config() -> ml_collections.ConfigDict:
   """The `wandb` section: Weights & Biases beside TensorBoard (off by default)."""
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       mode="off",  # off, online or offline (pip install 'adamlab[wandb]')
       project="",  # "": W&B's default project
       entity="",  # "": the logged-in user's default entity
       group="",  # a sweep sets its directory's name; the run's name is its directory's
-  ))
+    )
+  )
 
 
 class Writer:
@@ -35,10 +37,14 @@ class Writer:
     self.file = open(self.path, "a")
     from tensorboardX import SummaryWriter
     from tensorboardX.proto.summary_pb2 import Summary
+
     self.summary = Summary
     # purge_step: events of steps after the checkpoint are dropped, as they are redone.
-    self.tb = SummaryWriter(os.path.join(workdir, "tb"), flush_secs=30,
-                            purge_step=resume_step + 1 if resume_step else None)
+    self.tb = SummaryWriter(
+      os.path.join(workdir, "tb"),
+      flush_secs=30,
+      purge_step=resume_step + 1 if resume_step else None,
+    )
     self.wandb = open_wandb(workdir)
 
   def write(self, step: int, metrics: dict) -> None:
@@ -46,13 +52,15 @@ class Writer:
     self.file.write(json.dumps(row) + "\n")
     # One event holding every scalar of the step, on add_scalar's own path (its file
     # writer): add_scalar writes an event per scalar, a host cost paid every step.
-    values = [self.summary.Value(tag=k, simple_value=v) for k, v in row.items()
-              if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)]
+    values = [
+      self.summary.Value(tag=k, simple_value=v)
+      for k, v in row.items()
+      if k != "step" and isinstance(v, (int, float)) and math.isfinite(v)
+    ]
     self.tb._get_file_writer().add_summary(self.summary(value=values), step)
     if self.wandb is not None:  # (non-finite values too: W&B records NaN and inf)
       numbers = {k: v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
-      self.wandb.log({k: v for k, v in numbers.items() if isinstance(v, (int, float))},
-                     step=step)
+      self.wandb.log({k: v for k, v in numbers.items() if isinstance(v, (int, float))}, step=step)
 
   def flush(self, durable: bool = False) -> None:
     """Flushed lines survive a killed process; durable ones (fsync) a crashed machine too."""
@@ -86,17 +94,24 @@ def open_wandb(workdir: str):
   if settings["mode"] == "off":
     return None
   import wandb  # only here: W&B is an optional extra
+
   id_path = os.path.join(workdir, WANDB_ID)
   run_id = None  # a new run: W&B picks its id
   if os.path.exists(id_path):
     with open(id_path) as f:
       run_id = f.read().strip()
   run = wandb.init(
-      project=settings["project"] or None, entity=settings["entity"] or None,
-      group=settings["group"] or None, name=os.path.basename(os.path.abspath(workdir)),
-      id=run_id, resume="allow" if run_id else None, mode=settings["mode"], config=config,
-      dir=None if os.environ.get("WANDB_DIR") else workdir,
-      reinit="create_new")  # packed runs: one W&B run each, open at once
+    project=settings["project"] or None,
+    entity=settings["entity"] or None,
+    group=settings["group"] or None,
+    name=os.path.basename(os.path.abspath(workdir)),
+    id=run_id,
+    resume="allow" if run_id else None,
+    mode=settings["mode"],
+    config=config,
+    dir=None if os.environ.get("WANDB_DIR") else workdir,
+    reinit="create_new",
+  )  # packed runs: one W&B run each, open at once
   if run_id is None:
     write_text(id_path, run.id + "\n")
   return run
@@ -147,8 +162,9 @@ class Progress:
     eta = (self.total - step) / rate if rate > 0 else float("inf")
     eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
     line = f"step {step}/{self.total}  loss {loss:.4f}  {rate:.1f} steps/s  ETA {eta_text}"
-    print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr,
-          flush=True)
+    print(
+      ("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True
+    )
 
   def close(self) -> None:
     if self.tty:

@@ -26,65 +26,157 @@ class Optimizer(NamedTuple):
   hyperparams: tuple  # scalar arguments it injects (and a sweep may vmap over)
 
 
-def _adamw(learning_rate, b1, b2, eps, weight_decay, mask=None, *, parametrization=None,
-           weight_decay_mode="coupled"):
-  return optim.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay, mask=mask,
-                     parametrization=parametrization, weight_decay_mode=weight_decay_mode)
+def _adamw(
+  learning_rate,
+  b1,
+  b2,
+  eps,
+  weight_decay,
+  mask=None,
+  *,
+  parametrization=None,
+  weight_decay_mode="coupled",
+):
+  return optim.adamw(
+    learning_rate,
+    b1,
+    b2,
+    eps,
+    weight_decay=weight_decay,
+    mask=mask,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+  )
 
 
-def _stable_adamw(learning_rate, b1, b2, eps, weight_decay, clip_threshold=None, mask=None,
-                  *, parametrization=None, weight_decay_mode="coupled"):
-  return optim.stable_adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay,
-                            clip_threshold=clip_threshold, mask=mask,
-                            parametrization=parametrization,
-                            weight_decay_mode=weight_decay_mode)
+def _stable_adamw(
+  learning_rate,
+  b1,
+  b2,
+  eps,
+  weight_decay,
+  clip_threshold=None,
+  mask=None,
+  *,
+  parametrization=None,
+  weight_decay_mode="coupled",
+):
+  return optim.stable_adamw(
+    learning_rate,
+    b1,
+    b2,
+    eps,
+    weight_decay=weight_decay,
+    clip_threshold=clip_threshold,
+    mask=mask,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+  )
 
 
-def _adam_atan2(learning_rate, b1, b2, a, b, weight_decay, mask=None, *, parametrization=None,
-                weight_decay_mode="coupled"):
-  return optim.adam_atan2(learning_rate, b1, b2, a, b, weight_decay=weight_decay, mask=mask,
-                          parametrization=parametrization,
-                          weight_decay_mode=weight_decay_mode)
+def _adam_atan2(
+  learning_rate,
+  b1,
+  b2,
+  a,
+  b,
+  weight_decay,
+  mask=None,
+  *,
+  parametrization=None,
+  weight_decay_mode="coupled",
+):
+  return optim.adam_atan2(
+    learning_rate,
+    b1,
+    b2,
+    a,
+    b,
+    weight_decay=weight_decay,
+    mask=mask,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+  )
 
 
-def _lion(learning_rate, b1, b2, weight_decay, mask=None, *, parametrization=None,
-          weight_decay_mode="coupled"):
+def _lion(
+  learning_rate,
+  b1,
+  b2,
+  weight_decay,
+  mask=None,
+  *,
+  parametrization=None,
+  weight_decay_mode="coupled",
+):
   _checks.decay_rate("b1", b1)
   _checks.decay_rate("b2", b2)
-  return optim.with_learning_rate(optax.scale_by_lion(b1, b2), learning_rate, weight_decay,
-                                  mask, parametrization=parametrization,
-                                  weight_decay_mode=weight_decay_mode)
+  return optim.with_learning_rate(
+    optax.scale_by_lion(b1, b2),
+    learning_rate,
+    weight_decay,
+    mask,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+  )
 
 
-def _sgd(learning_rate, momentum, weight_decay, mask=None, *, parametrization=None,
-         weight_decay_mode="coupled"):
+def _sgd(
+  learning_rate,
+  momentum,
+  weight_decay,
+  mask=None,
+  *,
+  parametrization=None,
+  weight_decay_mode="coupled",
+):
   _checks.decay_rate("momentum", momentum)
-  return optim.with_learning_rate(optax.trace(momentum), learning_rate, weight_decay, mask,
-                                  parametrization=parametrization,
-                                  weight_decay_mode=weight_decay_mode)
+  return optim.with_learning_rate(
+    optax.trace(momentum),
+    learning_rate,
+    weight_decay,
+    mask,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+  )
 
 
-def _adafactor(learning_rate, weight_decay, clip_threshold=1.0, mask=None, *,
-               parametrization=None, weight_decay_mode="coupled"):
+def _adafactor(
+  learning_rate,
+  weight_decay,
+  clip_threshold=1.0,
+  mask=None,
+  *,
+  parametrization=None,
+  weight_decay_mode="coupled",
+):
   """Adafactor: factored second moments (optax's decay schedule 1 - t^-0.8), block-RMS
   update clipping (always on; 1 is its default), parameter scale."""
   _checks.positive("clip_threshold", clip_threshold)
   direction = optax.chain(
-      optax.scale_by_factored_rms(),
-      optax.clip_by_block_rms(clip_threshold),
-      optax.scale_by_param_block_rms())
-  return optim.with_learning_rate(direction, learning_rate, weight_decay, mask,
-                                  parametrization=parametrization,
-                                  weight_decay_mode=weight_decay_mode)
+    optax.scale_by_factored_rms(),
+    optax.clip_by_block_rms(clip_threshold),
+    optax.scale_by_param_block_rms(),
+  )
+  return optim.with_learning_rate(
+    direction,
+    learning_rate,
+    weight_decay,
+    mask,
+    parametrization=parametrization,
+    weight_decay_mode=weight_decay_mode,
+  )
+
 
 OPTIMIZERS = {
-    "adamw": Optimizer(_adamw, "adam", ("b1", "b2", "eps", "weight_decay")),
-    "stable_adamw": Optimizer(_stable_adamw, "adam",
-                              ("b1", "b2", "eps", "weight_decay", "clip_threshold")),
-    "adam_atan2": Optimizer(_adam_atan2, "adam", ("b1", "b2", "a", "b", "weight_decay")),
-    "lion": Optimizer(_lion, "adam", ("b1", "b2", "weight_decay")),
-    "sgd": Optimizer(_sgd, "sgd", ("momentum", "weight_decay")),
-    "adafactor": Optimizer(_adafactor, "adafactor", ("weight_decay", "clip_threshold")),
+  "adamw": Optimizer(_adamw, "adam", ("b1", "b2", "eps", "weight_decay")),
+  "stable_adamw": Optimizer(
+    _stable_adamw, "adam", ("b1", "b2", "eps", "weight_decay", "clip_threshold")
+  ),
+  "adam_atan2": Optimizer(_adam_atan2, "adam", ("b1", "b2", "a", "b", "weight_decay")),
+  "lion": Optimizer(_lion, "adam", ("b1", "b2", "weight_decay")),
+  "sgd": Optimizer(_sgd, "sgd", ("momentum", "weight_decay")),
+  "adafactor": Optimizer(_adafactor, "adafactor", ("weight_decay", "clip_threshold")),
 }
 # How decoupled weight decay meets the learning rate (`optim.with_learning_rate`), and
 # "timescale": lambda from the weights' EMA timescale (Wang and Aitchison).
@@ -114,7 +206,8 @@ def build_model(config, key: jax.Array):
 
 def default_config() -> ml_collections.ConfigDict:
   """The `optimizer` section of an experiment config, every field explained."""
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       name="stable_adamw",  # a key of OPTIMIZERS
       learning_rate=1e-3,  # peak learning rate (times per-leaf parametrization multipliers)
       b1=0.9,  # first-moment decay (adamw, stable_adamw, adam_atan2, lion)
@@ -150,7 +243,8 @@ def default_config() -> ml_collections.ConfigDict:
       skip_spikes_window=100,  # accepted steps in that window; no skipping before it is full
       skip_spikes_metric="loss",  # loss, grad_norm or both (a spike in either one)
       skip_spikes_max_in_row=0,  # accept the step after this many skips in a row (0 = no limit)
-  ))
+    )
+  )
 
 
 def validate(opt) -> None:
@@ -171,8 +265,9 @@ def validate(opt) -> None:
     _check_fields(full)
     schedule(full)
     _check_skip_spikes(full)
-    OPTIMIZERS[full.name].alias(learning_rate=full.learning_rate,
-                                **_alias_args(full, hyperparams(full)))
+    OPTIMIZERS[full.name].alias(
+      learning_rate=full.learning_rate, **_alias_args(full, hyperparams(full))
+    )
 
 
 class _as_config_error:
@@ -182,8 +277,7 @@ class _as_config_error:
     return self
 
   def __exit__(self, kind, error, tb):
-    if kind is not None and issubclass(kind, ValueError) and not isinstance(error,
-                                                                            ConfigError):
+    if kind is not None and issubclass(kind, ValueError) and not isinstance(error, ConfigError):
       raise ConfigError(f"optimizer.{error}") from None
     return False
 
@@ -202,8 +296,7 @@ def _check_fields(opt) -> None:
   _checks.integer("total_steps", opt.total_steps, 1)
   _checks.integer("warmup_steps", opt.warmup_steps, 0)
   if opt.warmup_steps > opt.total_steps:
-    _checks.fail("warmup_steps", opt.warmup_steps, f"<= optimizer.total_steps "
-                 f"({opt.total_steps})")
+    _checks.fail("warmup_steps", opt.warmup_steps, f"<= optimizer.total_steps ({opt.total_steps})")
 
 
 def _check_skip_spikes(opt) -> None:
@@ -219,16 +312,22 @@ def _validate_decay(opt) -> None:
   with _as_config_error():
     _checks.non_negative("weight_decay_timescale", tau)
   if mode != "timescale" and tau != 0:
-    raise ConfigError("optimizer.weight_decay_timescale", tau,
-                      "0 unless optimizer.weight_decay_mode is 'timescale'")
+    raise ConfigError(
+      "optimizer.weight_decay_timescale", tau, "0 unless optimizer.weight_decay_mode is 'timescale'"
+    )
   if mode == "timescale" and tau * opt.total_steps < 1:
     # A timescale under one step would remove more than the whole weight per step.
-    raise ConfigError("optimizer.weight_decay_timescale", tau,
-                      ">= 1 / optimizer.total_steps when optimizer.weight_decay_mode is "
-                      "'timescale'")
+    raise ConfigError(
+      "optimizer.weight_decay_timescale",
+      tau,
+      ">= 1 / optimizer.total_steps when optimizer.weight_decay_mode is 'timescale'",
+    )
   if mode == "timescale" and opt.weight_decay != 0:
-    raise ConfigError("optimizer.weight_decay", opt.weight_decay,
-                      "0 when optimizer.weight_decay_mode is 'timescale' (the timescale sets it)")
+    raise ConfigError(
+      "optimizer.weight_decay",
+      opt.weight_decay,
+      "0 when optimizer.weight_decay_mode is 'timescale' (the timescale sets it)",
+    )
 
 
 def _alias_args(opt, hp) -> dict:
@@ -246,8 +345,9 @@ def schedule(opt, peak=None) -> optax.Schedule:
   if opt.schedule == "warmup_cosine":
     return optim.warmup_cosine(peak, opt.warmup_steps, opt.total_steps, opt.final_lr_ratio)
   if opt.schedule == "wsd":
-    return optim.wsd(peak, opt.warmup_steps, opt.total_steps, opt.final_lr_ratio,
-                         opt.decay_fraction)
+    return optim.wsd(
+      peak, opt.warmup_steps, opt.total_steps, opt.final_lr_ratio, opt.decay_fraction
+    )
   return optim.constant(peak, opt.warmup_steps)
 
 
@@ -295,14 +395,24 @@ def build(opt, table, params, values=None) -> optax.GradientTransformationExtraA
   # hyperparams) and evaluates schedules (the learning rate, an independent decay) at
   # each step.
   alias = optax.inject_hyperparams(
-      OPTIMIZERS[opt.name].alias, static_args=("mask", "parametrization", "weight_decay_mode"))
-  tx = alias(learning_rate=schedule(opt, hp["learning_rate"]), mask=mask,
-             parametrization=table, **_alias_args(opt, hp))
+    OPTIMIZERS[opt.name].alias, static_args=("mask", "parametrization", "weight_decay_mode")
+  )
+  tx = alias(
+    learning_rate=schedule(opt, hp["learning_rate"]),
+    mask=mask,
+    parametrization=table,
+    **_alias_args(opt, hp),
+  )
   if opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   if opt.skip_spikes_k > 0:  # outermost: it sees the loss and the raw gradients
-    tx = optim.skip_spikes(tx, opt.skip_spikes_k, opt.skip_spikes_window, opt.skip_spikes_metric,
-                     opt.skip_spikes_max_in_row)
+    tx = optim.skip_spikes(
+      tx,
+      opt.skip_spikes_k,
+      opt.skip_spikes_window,
+      opt.skip_spikes_metric,
+      opt.skip_spikes_max_in_row,
+    )
   return optax.with_extra_args_support(tx)
 
 
@@ -328,5 +438,3 @@ def _weight_decay(opt, hp):
   # lr_t * k * lambda with lambda = 1 / (tau * lr_peak * k * T): k and lr_peak cancel.
   tau, steps = hp.pop("weight_decay_timescale"), opt.total_steps
   return (lambda count: unit(count) / (tau * steps)), "independent"
-
-

@@ -38,13 +38,14 @@ def rms_labels(rows, top: int = 5) -> list:
   peaks = {k: peak(rows, k) for k in keys}
   patch = [k for k in keys if "patch" in k[4:]][:MAX_LABELS]
   rest = sorted((k for k in keys if k not in patch), key=lambda k: -peaks[k])
-  chosen = patch + rest[:max(0, min(top, MAX_LABELS - len(patch)))]
+  chosen = patch + rest[: max(0, min(top, MAX_LABELS - len(patch)))]
   return sorted(chosen, key=lambda k: -peaks[k])
 
 
 def rms_figure(rows):
   """Per-layer RMS_t: named layers (rms_labels) in colour, the others thin, grey, unnamed."""
   import matplotlib.pyplot as plt
+
   keys = sorted({k for r in rows for k in r if k.startswith("rms/")})
   named = rms_labels(rows)
   fig, ax = plt.subplots(figsize=(9, 4))
@@ -54,20 +55,32 @@ def rms_figure(rows):
   colours = plt.get_cmap("tab10").colors
   for i, k in enumerate(named):
     p = peak(rows, k)
-    ax.plot(*series(rows, k), lw=1.4, color=colours[i % len(colours)], zorder=2,
-            label=f"{k[4:]} (max {p:.3g})")
+    ax.plot(
+      *series(rows, k),
+      lw=1.4,
+      color=colours[i % len(colours)],
+      zorder=2,
+      label=f"{k[4:]} (max {p:.3g})",
+    )
   ax.axhline(1.0, color="k", ls="--", lw=0.6)
   ax.set_xlabel("step")
   ax.set_ylabel("RMS_t per layer")
   ax.set_yscale("log")
   # Outside the axes: inside, the legend would hide the spikes it is there to name.
-  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-            title=f"{len(named)} of {len(keys)} layers", title_fontsize=7)
+  ax.legend(
+    fontsize=7,
+    loc="upper left",
+    bbox_to_anchor=(1.01, 1.0),
+    frameon=False,
+    title=f"{len(named)} of {len(keys)} layers",
+    title_fontsize=7,
+  )
   return fig
 
 
 def _loss_figure(rows, title: str):
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(6, 4))
   ax.plot(*series(rows, "loss"), lw=0.8, label="train")
   if any("eval_loss" in r for r in rows):
@@ -82,6 +95,7 @@ def _loss_figure(rows, title: str):
 
 def _lr_figure(rows):
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(6, 3))
   ax.plot(*series(rows, "lr"))
   ax.set_xlabel("step")
@@ -92,6 +106,7 @@ def _lr_figure(rows):
 def plot_run(workdir: str) -> list:
   """Write loss.png, lr.png and rms.png (when the optimizer records RMS_t); return the paths."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 

@@ -26,16 +26,28 @@ def initial_state(params, opt_state, rng, ema: bool = False) -> dict:
   rng: raw key data (dropout keys are folded from it and the step); ema: keep an EMA of
   the params, starting from them.
   """
-  state = dict(params=params, opt_state=opt_state, step=jnp.zeros([], jnp.int32),
-               nonfinite=jnp.zeros([], jnp.int32), streak_hit=jnp.zeros([], jnp.bool_),
-               data_offset=jnp.zeros([], jnp.int32), rng=rng)
+  state = dict(
+    params=params,
+    opt_state=opt_state,
+    step=jnp.zeros([], jnp.int32),
+    nonfinite=jnp.zeros([], jnp.int32),
+    streak_hit=jnp.zeros([], jnp.bool_),
+    data_offset=jnp.zeros([], jnp.int32),
+    rng=rng,
+  )
   if ema:
     state["ema"] = jax.tree.map(jnp.copy, params)
   return state
 
 
-def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False,
-                    max_nonfinite: int = 1 << 30, accum_steps: int = 1):
+def make_train_step(
+  objective,
+  tx,
+  ema_decay: float = 0.0,
+  dropout: bool = False,
+  max_nonfinite: int = 1 << 30,
+  accum_steps: int = 1,
+):
   """state, inputs, targets -> state, metrics. A non-finite loss or gradient skips the update.
 
   The gradient check is on their global norm, so a step whose gradients are finite but
@@ -63,17 +75,25 @@ def make_train_step(objective, tx, ema_decay: float = 0.0, dropout: bool = False
     grad_norm = optax.tree_utils.tree_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-    new = dict(state, params=keep(new_params, params),
-               opt_state=keep(opt_state, state["opt_state"]), step=state["step"] + 1,
-               nonfinite=jnp.where(finite, 0, state["nonfinite"] + 1))
+    new = dict(
+      state,
+      params=keep(new_params, params),
+      opt_state=keep(opt_state, state["opt_state"]),
+      step=state["step"] + 1,
+      nonfinite=jnp.where(finite, 0, state["nonfinite"] + 1),
+    )
     # Sticky: a streak of max_nonfinite that ends between two host checks is not lost.
     new["streak_hit"] = state["streak_hit"] | (new["nonfinite"] >= max_nonfinite)
     if ema_decay:
-      ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"],
-                         new_params)
+      ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"], new_params)
       new["ema"] = keep(ema, state["ema"])
-    metrics = dict(loss=loss, accuracy=aux["accuracy"], grad_norm=grad_norm,
-                   skipped=~finite, **step_metrics(updates, opt_state, new, finite))
+    metrics = dict(
+      loss=loss,
+      accuracy=aux["accuracy"],
+      grad_norm=grad_norm,
+      skipped=~finite,
+      **step_metrics(updates, opt_state, new, finite),
+    )
     return new, metrics
 
   return train_step
@@ -86,11 +106,13 @@ def loss_and_grads(objective, params, inputs, targets, key=None, accum_steps: in
   sharded in contiguous blocks over the devices, every microbatch spans all of them.
   Its dropout key is fold_in(key, i)."""
   value_and_grad = lambda x, y, k: jax.value_and_grad(
-      lambda p: objective(p, x, y, None, k), has_aux=True)(params)
+    lambda p: objective(p, x, y, None, k), has_aux=True
+  )(params)
   if accum_steps == 1:
     return value_and_grad(inputs, targets, key)
   split = lambda a: jnp.swapaxes(
-      a.reshape(a.shape[0] // accum_steps, accum_steps, *a.shape[1:]), 0, 1)
+    a.reshape(a.shape[0] // accum_steps, accum_steps, *a.shape[1:]), 0, 1
+  )
   f32 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float32), tree)
 
   def add(total, i_x_y):
@@ -98,8 +120,10 @@ def loss_and_grads(objective, params, inputs, targets, key=None, accum_steps: in
     out = value_and_grad(x, y, None if key is None else jax.random.fold_in(key, i))
     return jax.tree.map(jnp.add, total, f32(out)), None
 
-  zero = jax.tree.map(lambda a: jnp.zeros(a.shape, jnp.float32),
-                      jax.eval_shape(value_and_grad, split(inputs)[0], split(targets)[0], key))
+  zero = jax.tree.map(
+    lambda a: jnp.zeros(a.shape, jnp.float32),
+    jax.eval_shape(value_and_grad, split(inputs)[0], split(targets)[0], key),
+  )
   total, _ = jax.lax.scan(add, zero, (jnp.arange(accum_steps), split(inputs), split(targets)))
   (loss, aux), grads = jax.tree.map(lambda a: a / accum_steps, total)
   return (loss, aux), jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
@@ -111,10 +135,12 @@ def step_metrics(updates, opt_state, new, finite) -> dict:
   train state kept (the old one where the step was not finite)."""
   count = sum(u.size for u in jax.tree.leaves(updates))
   metrics = dict(
-      param_norm=optax.tree_utils.tree_norm(new["params"]),
-      update_rms=jnp.sqrt(sum(jnp.sum(jnp.square(u.astype(jnp.float32)))
-                              for u in jax.tree.leaves(updates)) / count),
-      **rms_metrics(opt_state))
+    param_norm=optax.tree_utils.tree_norm(new["params"]),
+    update_rms=jnp.sqrt(
+      sum(jnp.sum(jnp.square(u.astype(jnp.float32))) for u in jax.tree.leaves(updates)) / count
+    ),
+    **rms_metrics(opt_state),
+  )
   lr = optim.learning_rate(opt_state)
   if lr is not None:
     metrics["lr"] = lr
@@ -129,4 +155,5 @@ def make_eval_step(objective):
   def eval_step(params, inputs, targets):
     loss, aux = objective(params, inputs, targets)
     return loss, aux["accuracy"]
+
   return eval_step

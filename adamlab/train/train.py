@@ -34,8 +34,14 @@ from adamlab.train.preemption import Preempted, signals
 from adamlab.train.step import initial_state, make_eval_step, make_train_step
 
 # Peak dense bf16 FLOP/s per device, for the MFU estimate.
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12,
-              "TPU v5 lite": 197e12, "TPU v5": 459e12}
+PEAK_FLOPS = {
+  "H100": 989e12,
+  "H200": 989e12,
+  "A100": 312e12,
+  "TPU v4": 275e12,
+  "TPU v5 lite": 197e12,
+  "TPU v5": 459e12,
+}
 
 STOPPED = "stopped.txt"  # in a run directory: why non-finite steps ended the run
 EXIT_STOPPED = 3  # `adamlab train`'s exit code then
@@ -49,6 +55,7 @@ class TrainingStopped(RuntimeError):
 class Run:
   """What the host keeps of one run: its directory, checkpoints, metrics writer, whether
   it still trains (not stopped by non-finite steps), and its last logged metrics."""
+
   config: Any
   workdir: str
   ckpt: Any
@@ -59,6 +66,7 @@ class Run:
 
 class Setup(NamedTuple):
   """Everything built once: the jitted steps, the data, and how the state is laid out."""
+
   config: Any
   source: Any
   rows: Any  # the rows of the global batch this process reads
@@ -118,8 +126,9 @@ def open_runs(configs, workdirs) -> list:
       write_text(os.path.join(w, "config.json"), c.to_json(indent=1))
     if os.path.exists(os.path.join(w, STOPPED)):
       os.remove(os.path.join(w, STOPPED))
-    ckpt = checkpoint.manager(os.path.abspath(os.path.join(w, "checkpoints")),
-                              c.checkpoint_every, c.keep_checkpoints)
+    ckpt = checkpoint.manager(
+      os.path.abspath(os.path.join(w, "checkpoints")), c.checkpoint_every, c.keep_checkpoints
+    )
     runs.append(Run(c, w, ckpt))
   return runs
 
@@ -134,39 +143,67 @@ def setup(configs, mesh, task, source):
   params = jax.device_put(params, mesh_lib.param_shardings(model, mesh))
   values = [optimizer.hyperparams(c.optimizer) for c in configs]
   build_tx = lambda hp: optimizer.build(config.optimizer, table, params, hp)
-  on_mesh = lambda x: (x.sharding if isinstance(x.sharding, NamedSharding)
-                       and x.sharding.mesh == mesh else mesh_lib.replicated(mesh))
-  members = [initial_state(params, jax.jit(build_tx(v).init)(params),
-                           jax.random.key_data(key), ema=bool(config.ema_decay)) for v in values]
+  on_mesh = lambda x: (
+    x.sharding
+    if isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
+    else mesh_lib.replicated(mesh)
+  )
+  members = [
+    initial_state(
+      params,
+      jax.jit(build_tx(v).init)(params),
+      jax.random.key_data(key),
+      ema=bool(config.ema_decay),
+    )
+    for v in values
+  ]
   members = [jax.device_put(m, jax.tree.map(on_mesh, m)) for m in members]
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                          members[0])
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), members[0]
+  )
   # The run axis leads and is not sharded.
   shardings = jax.tree.map(lambda x: NamedSharding(mesh, P(None, *x.sharding.spec)), members[0])
   state = jax.device_put(_stack(members), shardings)
   rows = _process_rows(config.batch_size)
   objective = task.objective(apply)
-  train_step, names = _compile_train_step(config, objective, build_tx, values,
-                                          state, shardings, source, rows)
+  train_step, names = _compile_train_step(
+    config, objective, build_tx, values, state, shardings, source, rows
+  )
   n_params = sum(p.size for p in jax.tree.leaves(params))
   eval_step = make_eval_step(objective)
   evaluate = _over_runs(lambda p, hp, x, y: eval_step(p, x, y), len(configs))
   batch = mesh_lib.batch_sharding(mesh)  # (one object: jit's dispatch compares it each step)
   return Setup(
-      config, source, rows, lambda a: _put(a, batch), train_step,
-      jax.jit(lambda p, x, y: evaluate(p, {}, x, y)),
-      names, abstract, task.items_per_step(config.batch_size),
-      task.flops_per_step(config.batch_size, n_params) * len(configs), _peak_flops(config)), state
+    config,
+    source,
+    rows,
+    lambda a: _put(a, batch),
+    train_step,
+    jax.jit(lambda p, x, y: evaluate(p, {}, x, y)),
+    names,
+    abstract,
+    task.items_per_step(config.batch_size),
+    task.flops_per_step(config.batch_size, n_params) * len(configs),
+    _peak_flops(config),
+  ), state
 
 
 def _compile_train_step(config, objective, build_tx, values, state, shardings, source, rows):
   """The jitted step of the K runs: vmapped over their states and, when they differ,
   their optimizer hyperparameters (one run's are constants of the program)."""
-  hps = {} if len(values) == 1 else {
-      n: jnp.asarray([v[n] for v in values], jnp.float32) for n in values[0]}
+  hps = (
+    {}
+    if len(values) == 1
+    else {n: jnp.asarray([v[n] for v in values], jnp.float32) for n in values[0]}
+  )
   make = lambda hp: make_train_step(
-      objective, build_tx(hp or None), config.ema_decay, dropout=config.model.dropout > 0,
-      max_nonfinite=config.max_nonfinite, accum_steps=config.grad_accum_steps)
+    objective,
+    build_tx(hp or None),
+    config.ema_decay,
+    dropout=config.model.dropout > 0,
+    max_nonfinite=config.max_nonfinite,
+    accum_steps=config.grad_accum_steps,
+  )
   vmapped = _over_runs(lambda s, hp, x, y: make(hp)(s, x, y), len(values))
   shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in source.batch(0, rows)]
   names = sorted(jax.eval_shape(vmapped, state, hps, *shapes)[1])
@@ -207,8 +244,9 @@ def _stop_if_signalled(preemption, step: int) -> None:
   it resumes from what is on disk, the checkpoint of `step` (none at step 0)."""
   if preemption.signal is not None:
     done = "checkpointed" if step else "nothing trained yet"
-    raise Preempted(f"{preemption.signal} at step {step}: {done}; run the same command "
-                    "again to resume")
+    raise Preempted(
+      f"{preemption.signal} at step {step}: {done}; run the same command again to resume"
+    )
 
 
 def loop(s: Setup, runs, state, preemption, log) -> None:
@@ -227,10 +265,16 @@ def loop(s: Setup, runs, state, preemption, log) -> None:
       evaluate = step % c.eval_every == 0 or step == c.steps
       signalled = preemption.signal is not None
       # Metrics are written before any checkpoint, so a resume never leaves a gap.
-      if (step % c.log_every == 0 or evaluate or step % c.checkpoint_every == 0
-          or signalled):
-        _write_metrics(s, runs, state, pending, time.time() - t_log, evaluate,
-                       durable=step % c.checkpoint_every == 0 or signalled)
+      if step % c.log_every == 0 or evaluate or step % c.checkpoint_every == 0 or signalled:
+        _write_metrics(
+          s,
+          runs,
+          state,
+          pending,
+          time.time() - t_log,
+          evaluate,
+          durable=step % c.checkpoint_every == 0 or signalled,
+        )
         progress.update(step, next(r.last for r in runs if r.active)["loss"])
         pending, t_log = [], time.time()
         hit = np.asarray(jax.device_get(state["streak_hit"]))
@@ -247,8 +291,9 @@ def loop(s: Setup, runs, state, preemption, log) -> None:
             _stop_run(runs[i], _stop_message(c, step, runs[i], _member(state, i)), log)
       if signalled and step < c.steps:
         _save_all(runs, step, state, force=True)
-        raise Preempted(f"{preemption.signal} at step {step}: checkpointed; run the same "
-                        "command again to resume")
+        raise Preempted(
+          f"{preemption.signal} at step {step}: checkpointed; run the same command again to resume"
+        )
       if step % c.checkpoint_every == 0:  # (asking Orbax every step costs a sync)
         _save_all(runs, step, state)
     _save_all(runs, c.steps, state, force=True, unless_saved=True)
@@ -260,9 +305,11 @@ def _write_metrics(s: Setup, runs, state, pending, elapsed, evaluate, durable) -
   """Write the pending steps' metrics of every active run, with timing and evals."""
   fetched = jax.device_get(pending)
   elapsed = max(1e-9, elapsed)
-  timing = {"items_per_s": len(fetched) * s.items_per_step / elapsed,
-            "step_time_s": elapsed / len(fetched),
-            "model_tflops_per_s": s.flops_per_step * len(fetched) / elapsed / 1e12}
+  timing = {
+    "items_per_s": len(fetched) * s.items_per_step / elapsed,
+    "step_time_s": elapsed / len(fetched),
+    "model_tflops_per_s": s.flops_per_step * len(fetched) / elapsed / 1e12,
+  }
   if s.peak_flops:
     timing["mfu"] = s.flops_per_step * len(fetched) / elapsed / (s.peak_flops * jax.device_count())
   evals = _evaluate(s, state, len(runs)) if evaluate else None
@@ -286,9 +333,12 @@ def _evaluate(s: Setup, state, k: int) -> list:
   if not s.config.eval_batches:
     return out
   for name, params in (("eval", state["params"]),) + (
-      (("eval_ema", state["ema"]),) if "ema" in state else ()):
-    results = [s.eval_step(params, s.put(x), s.put(y)) for x, y in (
-        s.source.eval_batch(i, s.rows) for i in range(s.config.eval_batches))]
+    (("eval_ema", state["ema"]),) if "ema" in state else ()
+  ):
+    results = [
+      s.eval_step(params, s.put(x), s.put(y))
+      for x, y in (s.source.eval_batch(i, s.rows) for i in range(s.config.eval_batches))
+    ]
     losses, accs = (np.reshape(np.mean(a, axis=0), k) for a in zip(*jax.device_get(results)))
     for i in range(k):
       out[i][f"{name}_loss"] = float(losses[i])
@@ -313,9 +363,11 @@ def _stop_run(r: Run, message: str, log) -> None:
 def _stop_message(config, step, r: Run, state) -> str:
   """Checkpoint a run that hit max_nonfinite non-finite steps in a row; say why it ends."""
   checkpoint.save(r.ckpt, step, state, force=True)  # params were never touched
-  return (f"{config.max_nonfinite} non-finite steps in a row at step {step}; the last "
-          "good params are checkpointed. Lower the learning rate, or set rewind_skip to "
-          "restart from the checkpoint and skip batches.")
+  return (
+    f"{config.max_nonfinite} non-finite steps in a row at step {step}; the last "
+    "good params are checkpointed. Lower the learning rate, or set rewind_skip to "
+    "restart from the checkpoint and skip batches."
+  )
 
 
 def _rewind(config, state, r: Run, s: Setup, rewound_to, log):
@@ -330,17 +382,23 @@ def _rewind(config, state, r: Run, s: Setup, rewound_to, log):
   first_bad = now - streak + 1 if streak else now - config.log_every - k + 1
   step, restored = checkpoint.restore_latest(r.ckpt, s.abstract, log, max_step=first_bad - 1)
   if restored is None:
-    raise TrainingStopped(f"{k} non-finite steps in a row and no checkpoint before step "
-                          f"{first_bad} to rewind to")
+    raise TrainingStopped(
+      f"{k} non-finite steps in a row and no checkpoint before step {first_bad} to rewind to"
+    )
   if step == rewound_to:
-    raise TrainingStopped(f"non-finite steps again after rewinding to step {step}; "
-                          "the data is not the cause: lower the learning rate")
+    raise TrainingStopped(
+      f"non-finite steps again after rewinding to step {step}; "
+      "the data is not the cause: lower the learning rate"
+    )
   for newer in [n for n in r.ckpt.all_steps() if n > step]:
     r.ckpt.delete(newer)
   # The next batch is the one after the bad ones, plus rewind_skip more.
   skip = int(state["data_offset"][0]) + config.rewind_skip + now - step
-  restored.update(data_offset=jnp.asarray(skip, jnp.int32),
-                  nonfinite=jnp.zeros([], jnp.int32), streak_hit=jnp.zeros([], jnp.bool_))
+  restored.update(
+    data_offset=jnp.asarray(skip, jnp.int32),
+    nonfinite=jnp.zeros([], jnp.int32),
+    streak_hit=jnp.zeros([], jnp.bool_),
+  )
   log(f"{k} non-finite steps in a row: rewound to step {step}, skipping ahead {skip} batches")
   r.writer.close()
   r.writer = metrics_lib.Writer(r.workdir, resume_step=step)

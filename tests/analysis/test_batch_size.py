@@ -66,4 +66,5 @@ def test_doubling_gains():
   assert gains[2]["speedup"] == pytest.approx(4 / 3)
   assert gains[-1]["speedup"] == pytest.approx(125 / 112.5)
   assert batch_size.doubling_gains([16, 32, 64], [500, None, 200]) == [
-      dict(b_from=16, b_to=64, speedup=2.5)]
+    dict(b_from=16, b_to=64, speedup=2.5)
+  ]

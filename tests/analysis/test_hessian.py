@@ -15,6 +15,7 @@ def _quadratic(a):
   def loss(p):
     x = jnp.concatenate([p["u"], p["w"].ravel()])
     return 0.5 * x @ a @ x
+
   return loss
 
 
@@ -53,8 +54,9 @@ def _tiny_mlp(seed: int):
   k = jax.random.split(jax.random.PRNGKey(seed), 6)
   x = jax.random.normal(k[0], (16, 3))
   y = jax.random.normal(k[1], (16, 1))
-  params = dict(w1=jax.random.normal(k[2], (3, 4)), b1=jnp.zeros(4),
-                w2=jax.random.normal(k[3], (4, 1)) * 0.5)
+  params = dict(
+    w1=jax.random.normal(k[2], (3, 4)), b1=jnp.zeros(4), w2=jax.random.normal(k[3], (4, 1)) * 0.5
+  )
 
   def loss(p):
     return jnp.mean((jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] - y) ** 2)
@@ -91,7 +93,7 @@ def _pre_sharpness_np(h, d):
 
 def _v_hat_diag(nu, count, b2, eps):
   """sqrt(nu / (1 - b2^count)) + eps: Adam's P from the paper, written out in NumPy."""
-  return np.sqrt(np.asarray(nu, np.float64) / (1.0 - b2 ** count)) + eps
+  return np.sqrt(np.asarray(nu, np.float64) / (1.0 - b2**count)) + eps
 
 
 def test_preconditioned_sharpness_of_a_quadratic():
@@ -101,8 +103,9 @@ def test_preconditioned_sharpness_of_a_quadratic():
   d = _v_hat_diag(ravel_pytree(nu)[0], count, b2, eps)
   want = _pre_sharpness_np(a, d)
   assert want > 2 * np.linalg.eigvalsh(a).max() / d.max()  # differs from plain H / scale
-  lam, _ = hessian.preconditioned_sharpness(_quadratic(a), PARAMS, nu, count, b2, eps,
-                                            iters=500, tol=1e-7)
+  lam, _ = hessian.preconditioned_sharpness(
+    _quadratic(a), PARAMS, nu, count, b2, eps, iters=500, tol=1e-7
+  )
   assert lam == pytest.approx(want, rel=1e-3)
   # The same through the generalised power iteration with an explicit diagonal.
   p = hessian.adam_preconditioner(nu, count, b2, eps)
@@ -115,13 +118,15 @@ def test_preconditioned_sharpness_when_eps_dominates():
   a = _spd([5.0, 3.0, 2.0, 1.0, 0.5], seed=2)
   zeros = jax.tree.map(jnp.zeros_like, PARAMS)  # v_hat = 0: P = eps, so P^-1 H = H / eps
   for eps in (1e-1, 1e-3):
-    lam, _ = hessian.preconditioned_sharpness(_quadratic(a), PARAMS, zeros, 3, 0.95, eps,
-                                              iters=200, tol=1e-7)
+    lam, _ = hessian.preconditioned_sharpness(
+      _quadratic(a), PARAMS, zeros, 3, 0.95, eps, iters=200, tol=1e-7
+    )
     assert lam == pytest.approx(5.0 / eps, rel=1e-4)
   # A tiny v_hat next to a large eps is the same as none at all.
   tiny = jax.tree.map(lambda x: jnp.full_like(x, 1e-16), PARAMS)
-  lam, _ = hessian.preconditioned_sharpness(_quadratic(a), PARAMS, tiny, 3, 0.95, 1e-2,
-                                            iters=200, tol=1e-7)
+  lam, _ = hessian.preconditioned_sharpness(
+    _quadratic(a), PARAMS, tiny, 3, 0.95, 1e-2, iters=200, tol=1e-7
+  )
   assert lam == pytest.approx(500.0, rel=1e-4)
 
 
@@ -133,7 +138,7 @@ def test_preconditioned_sharpness_of_a_tiny_mlp():
   nu = unravel(jnp.exp(jax.random.uniform(key, flat.shape, minval=-10.0, maxval=-5.0)))
   count, b2, eps = 20, 0.95, 1e-8
   d = _v_hat_diag(ravel_pytree(nu)[0], count, b2, eps)
-  s = np.diag(d ** -0.5)
+  s = np.diag(d**-0.5)
   eigs = np.linalg.eigvalsh(s @ h @ s)
   assert eigs[np.argmax(np.abs(eigs))] == eigs.max()
   lam, _ = hessian.preconditioned_sharpness(loss, params, nu, count, b2, eps, iters=1000, tol=1e-8)
@@ -161,8 +166,9 @@ def test_spike_summary_on_constructed_series():
   steps = [0, 10, 20, 30, 40, 50, 60]
   ratio = [0.5, 0.8, 0.95, 1.2, 0.7, 1.05, 1.3]
   thresholds = [38.0] * 7
-  out = hessian.spike_summary(steps, np.multiply(ratio, thresholds), thresholds,
-                              spikes=[25, 30, 45, 61, 70], tol=0.1)
+  out = hessian.spike_summary(
+    steps, np.multiply(ratio, thresholds), thresholds, spikes=[25, 30, 45, 61, 70], tol=0.1
+  )
   assert out["first"] == 20 and out["crossings"] == [30, 50]
   assert out["max_ratio"] == pytest.approx(1.3) and out["median_ratio"] == pytest.approx(0.95)
   # Spike at 25 -> measurement 20 (0.95); at 30 -> 30 itself (1.2); 45 -> 40 (0.7); 61, 70 -> 60.

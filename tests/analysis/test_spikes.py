@@ -108,9 +108,18 @@ def test_pooled_counts_causes_over_runs_and_layers():
 
 
 def test_depth_orders_layers_from_the_input():
-  names = ["head.kernel", "blocks.1.mlp.up.kernel", "patch_embed.kernel", "blocks.0.attn.qkv.kernel"]
-  assert sorted(names, key=spikes.depth) == ["patch_embed.kernel", "blocks.0.attn.qkv.kernel",
-                                             "blocks.1.mlp.up.kernel", "head.kernel"]
+  names = [
+    "head.kernel",
+    "blocks.1.mlp.up.kernel",
+    "patch_embed.kernel",
+    "blocks.0.attn.qkv.kernel",
+  ]
+  assert sorted(names, key=spikes.depth) == [
+    "patch_embed.kernel",
+    "blocks.0.attn.qkv.kernel",
+    "blocks.1.mlp.up.kernel",
+    "head.kernel",
+  ]
 
 
 def test_detect_floor_and_gap_for_a_loss_that_trains_to_zero():
@@ -128,8 +137,11 @@ def test_detect_floor_and_gap_for_a_loss_that_trains_to_zero():
 
 def test_depth_orders_mlp_layers_from_the_input():
   layers = ["readout.kernel", "layers.1.kernel", "layers.0.kernel"]
-  assert sorted(layers, key=spikes.depth) == ["layers.0.kernel", "layers.1.kernel",
-                                              "readout.kernel"]
+  assert sorted(layers, key=spikes.depth) == [
+    "layers.0.kernel",
+    "layers.1.kernel",
+    "readout.kernel",
+  ]
   assert spikes.depth("blocks.3.attn.kernel") == 4 and spikes.depth("embed.embedding") == 0
 
 
@@ -143,7 +155,7 @@ def test_pooled_and_summary_take_the_loss_detector_of_a_loss_at_zero():
   out = spikes.pooled([({"a": rms}, loss)], ["a"], follow_window=4, loss_spike=kw)
   assert out["loss_spikes"] == 1 and out["rms_spikes"] == 2
   assert out["p_follow"] == 0.5 and out["lags"] == [2]
-  row, = spikes.summary({"a": rms}, loss, follow_window=4, loss_spike=kw)
+  (row,) = spikes.summary({"a": rms}, loss, follow_window=4, loss_spike=kw)
   assert row["loss_spikes"] == [30] and row["p_chance"] == pytest.approx(5 / 80)
   # Without the floor, every positive value after zeros is a spike: 30, 33 and 60.
   assert spikes.pooled([({"a": rms}, loss)], ["a"], follow_window=4)["loss_spikes"] == 3
@@ -165,6 +177,7 @@ def test_pooled_with_rms_crossing_one_as_the_cause():
   rms = np.full(60, 0.5)
   rms[36:42] = 3.0  # over 1 from step 36: a loss spike 4 steps later
   rms[10:12] = 1.5  # over 1, no loss spike after
-  out = spikes.pooled([({"a": rms}, loss)], ["a"], follow_window=5,
-                      find=lambda x: spikes.crossings(x, 1.0))
+  out = spikes.pooled(
+    [({"a": rms}, loss)], ["a"], follow_window=5, find=lambda x: spikes.crossings(x, 1.0)
+  )
   assert out["rms_spikes"] == 2 and out["p_follow"] == 0.5 and out["lags"] == [4]

@@ -23,16 +23,21 @@ def test_optimum_ignores_diverged_points_and_flags_the_edge():
 
 
 def test_optima_groups_rows_and_interpolates_in_log2():
-  rows = [dict(p=p, w=w, lr=2.0 ** k, loss=(k - c) ** 2)
-          for p, c in (("sp", -5.0), ("mup", -7.25)) for w in (32, 64) for k in range(-10, -2)]
+  rows = [
+    dict(p=p, w=w, lr=2.0**k, loss=(k - c) ** 2)
+    for p, c in (("sp", -5.0), ("mup", -7.25))
+    for w in (32, 64)
+    for k in range(-10, -2)
+  ]
   out = transfer.optima(rows, "lr", "loss", by=("p", "w"))
   assert [(o["p"], o["w"]) for o in out] == [("sp", 32), ("sp", 64), ("mup", 32), ("mup", 64)]
   assert [o["log_x"] for o in out] == pytest.approx([-5, -5, -7.25, -7.25])
-  assert out[2]["lr"] == pytest.approx(2 ** -7.25)
+  assert out[2]["lr"] == pytest.approx(2**-7.25)
   assert all(o["points"] == 8 and not o["at_edge"] for o in out)
-  ten = transfer.optima([dict(e=10.0 ** k, loss=(k + 8.5) ** 2) for k in range(-12, -4)],
-                        "e", "loss", by=(), base=10)
-  assert ten[0]["log_x"] == pytest.approx(-8.5) and ten[0]["e"] == pytest.approx(10 ** -8.5)
+  ten = transfer.optima(
+    [dict(e=10.0**k, loss=(k + 8.5) ** 2) for k in range(-12, -4)], "e", "loss", by=(), base=10
+  )
+  assert ten[0]["log_x"] == pytest.approx(-8.5) and ten[0]["e"] == pytest.approx(10**-8.5)
 
 
 def test_drift():
@@ -62,8 +67,11 @@ def test_fit_exponent_exact_and_noisy():
 
 def test_wider_is_better_counts_violations_after_smoothing():
   steps = [10, 20, 30, 40]
-  curves = {32: (steps, [3.0, 2.5, 2.0, 1.9]), 64: (steps, [2.9, 2.4, 2.05, 1.8]),
-            128: (steps, [2.8, 2.3, 1.9, 1.7])}
+  curves = {
+    32: (steps, [3.0, 2.5, 2.0, 1.9]),
+    64: (steps, [2.9, 2.4, 2.05, 1.8]),
+    128: (steps, [2.8, 2.3, 1.9, 1.7]),
+  }
   out = transfer.wider_is_better(curves)
   assert out["ordered"] == [True, True, False, True] and out["violations"] == [0, 0, 1, 0]
   assert out["fraction"] == 0.75 and out["holds_from"] == 40

@@ -27,15 +27,16 @@ def config(name="gpt", **model):
     c.data.name = "fashion_mnist"
     c.model.patch_size = 7
   c.model.update(model)
-  c.optimizer.update(dict(name="adamw", learning_rate=2 ** -6, warmup_steps=0,
-                          schedule="constant"))
+  c.optimizer.update(dict(name="adamw", learning_rate=2**-6, warmup_steps=0, schedule="constant"))
   return c
 
 
 @pytest.mark.parametrize("name", ["gpt", "vit"])
 def test_base_depth_is_todays_model_bit_for_bit(name):
   for alpha in (0.5, 1.0):
-    assert optimizer.model_table(config(name, base_depth=2, alpha=alpha)) == optimizer.model_table(config(name))
+    assert optimizer.model_table(config(name, base_depth=2, alpha=alpha)) == optimizer.model_table(
+      config(name)
+    )
   c = config(name, base_depth=2, alpha=1.0)
   today = coordcheck.run(config(name), widths=[32], steps=2)
   assert coordcheck.run(c, widths=[32], steps=2) == today  # every layer, every step
@@ -46,9 +47,14 @@ def test_deeper_models_scale_branches_and_block_learning_rates():
   model, table = optimizer.build_model(c, __import__("jax").random.PRNGKey(0))
   assert all(block.branch == 0.5 for block in model.blocks)  # (8 / 2)^-1/2
   plain = optimizer.model_table(config(depth=8))
-  up, plain_up = table["blocks"][3]["mlp"]["up"]["kernel"], plain["blocks"][3]["mlp"]["up"]["kernel"]
-  assert up.lr == pytest.approx(plain_up.lr * 4 ** -0.5)  # Adam: m_L^(alpha - 1)
-  assert table["embed"] == plain["embed"] and table["readout"]["kernel"] == plain["readout"]["kernel"]
+  up, plain_up = (
+    table["blocks"][3]["mlp"]["up"]["kernel"],
+    plain["blocks"][3]["mlp"]["up"]["kernel"],
+  )
+  assert up.lr == pytest.approx(plain_up.lr * 4**-0.5)  # Adam: m_L^(alpha - 1)
+  assert (
+    table["embed"] == plain["embed"] and table["readout"]["kernel"] == plain["readout"]["kernel"]
+  )
 
 
 def test_depth_coordinate_check():
@@ -62,21 +68,39 @@ def test_depth_coordinate_check():
 
 
 def test_the_cli_trains_a_deep_completep_model_and_checks_alpha(tmp_path):
-  run = [sys.executable, "-m", "adamlab.cli", "train", "--config", "configs/gpt.py:mup",
-         "--workdir", str(tmp_path / "run"), "--config.model.depth=8",
-         "--config.model.base_depth=2", "--config.model.alpha=1", "--config.model.width=32",
-         "--config.model.base_width=16", "--config.model.seq_len=16", "--config.steps=3",
-         "--config.optimizer.warmup_steps=1", "--config.eval_batches=1"]
+  run = [
+    sys.executable,
+    "-m",
+    "adamlab.cli",
+    "train",
+    "--config",
+    "configs/gpt.py:mup",
+    "--workdir",
+    str(tmp_path / "run"),
+    "--config.model.depth=8",
+    "--config.model.base_depth=2",
+    "--config.model.alpha=1",
+    "--config.model.width=32",
+    "--config.model.base_width=16",
+    "--config.model.seq_len=16",
+    "--config.steps=3",
+    "--config.optimizer.warmup_steps=1",
+    "--config.eval_batches=1",
+  ]
   r = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr
-  bad = subprocess.run(run[:-1] + ["--config.model.alpha=2"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=600)
+  bad = subprocess.run(
+    run[:-1] + ["--config.model.alpha=2"], cwd=ROOT, capture_output=True, text=True, timeout=600
+  )
   assert bad.returncode == 2 and "model.alpha = 2" in bad.stderr
 
 
 def test_alpha_without_a_base_depth_is_an_error():
-  with pytest.raises(ConfigError, match=r"^model.base_depth = None: must be an integer >= 1 "
-                                        r"when model.alpha > 0"):
+  with pytest.raises(
+    ConfigError,
+    match=r"^model.base_depth = None: must be an integer >= 1 "
+    r"when model.alpha > 0",
+  ):
     models.validate(config(alpha=0.5))
   models.validate(config(alpha=0.0))  # off needs no base depth
   models.validate(config(alpha=0.5, base_depth=2))

@@ -11,9 +11,14 @@ from adamlab.train import optimizer
 
 
 def config(name, parametrization="sp", width=32, base_width=32, **model):
-  c = ml_collections.ConfigDict(dict(model=models.default_config(name),
-                                     optimizer=optimizer.default_config(),
-                                     parametrization=parametrization, alignment="full"))
+  c = ml_collections.ConfigDict(
+    dict(
+      model=models.default_config(name),
+      optimizer=optimizer.default_config(),
+      parametrization=parametrization,
+      alignment="full",
+    )
+  )
   c.model.update(dict(width=width, base_width=base_width, **model))
   if name == "gpt":
     c.model.seq_len = 16
@@ -37,13 +42,16 @@ def test_every_parametrization_is_sp_at_base_width(name):
   for p in ("ntk", "mup", "mfp", "mup_tp5"):
     model, table = optimizer.build_model(config(name, p, 32, 32), jax.random.PRNGKey(0))
     assert {leaf.multiplier for leaf in jax.tree.leaves(table)} == {1.0}
-    jax.tree.map(np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(model, nnx.Param)),
-                 sp_params)
+    jax.tree.map(
+      np.testing.assert_array_equal, nnx.to_pure_dict(nnx.state(model, nnx.Param)), sp_params
+    )
     np.testing.assert_array_equal(model(x), sp_out)
 
 
 def test_gpt_roles_axes_and_table_drive_init():
-  model, table = optimizer.build_model(config("gpt", "mup", 128, 32, num_heads=4), jax.random.PRNGKey(0))
+  model, table = optimizer.build_model(
+    config("gpt", "mup", 128, 32, num_heads=4), jax.random.PRNGKey(0)
+  )
   roles = jax.tree.map(lambda e: e.role, table)
   assert roles["embed"] == "input" and roles["pos_embed"] == "input"
   assert roles["blocks"][0]["attn"]["qkv"]["kernel"] == "hidden"
@@ -57,7 +65,7 @@ def test_gpt_roles_axes_and_table_drive_init():
   assert model.readout.kernel.get_metadata("multiplier") == 0.5
   assert model.embed.get_metadata("multiplier") == 2.0
   qkv = model.blocks[0].attn.qkv.kernel[...]
-  assert float(jnp.std(qkv)) == pytest.approx(128 ** -0.5, rel=0.05)
+  assert float(jnp.std(qkv)) == pytest.approx(128**-0.5, rel=0.05)
   # ones-initialised scales start at an effective value of exactly 1.
   scale = model.final_norm.scale
   np.testing.assert_allclose(scale[...] * scale.get_metadata("multiplier"), 1.0, rtol=1e-6)
@@ -65,8 +73,9 @@ def test_gpt_roles_axes_and_table_drive_init():
 
 @pytest.mark.parametrize("name", ["gpt", "vit"])
 def test_options_and_bf16(name):
-  extra = dict(mlp="swiglu", qk_layernorm=True, zero_init_query=True, zero_init_readout=True,
-               dtype="bfloat16")
+  extra = dict(
+    mlp="swiglu", qk_layernorm=True, zero_init_query=True, zero_init_readout=True, dtype="bfloat16"
+  )
   if name == "gpt":
     extra.update(positions="rotary", z_loss=1e-4)
   else:
@@ -97,13 +106,13 @@ def test_vit_handles_224_rgb_and_names_the_patch_embedding():
 
 
 BAD = [
-    (dict(width=30), "model.width"),
-    (dict(base_width=30), "model.base_width"),
-    (dict(width=0), "model.width"),
-    (dict(base_width=-1), "model.base_width"),
-    (dict(patch_size=5), "model.patch_size"),
-    (dict(mlp="relu"), "model.mlp"),
-    (dict(dtype="float8"), "model.dtype"),
+  (dict(width=30), "model.width"),
+  (dict(base_width=30), "model.base_width"),
+  (dict(width=0), "model.width"),
+  (dict(base_width=-1), "model.base_width"),
+  (dict(patch_size=5), "model.patch_size"),
+  (dict(mlp="relu"), "model.mlp"),
+  (dict(dtype="float8"), "model.dtype"),
 ]
 
 
@@ -125,7 +134,7 @@ def test_fixed_head_dim_grows_the_heads():
   model, _ = optimizer.build_model(config("gpt", "mup", 64, 32, head_dim=16), jax.random.PRNGKey(0))
   attn = model.blocks[0].attn
   assert attn.heads == 4
-  assert attn.scale == pytest.approx(16 ** -0.5)  # head size fixed: muP's 1/d changes nothing
+  assert attn.scale == pytest.approx(16**-0.5)  # head size fixed: muP's 1/d changes nothing
   assert model(inputs("gpt")).shape == (2, 16, 256)
   with pytest.raises(ConfigError, match="^model.width = 64: must be a multiple of model.head_dim"):
     optimizer.build_model(config("gpt", "mup", 64, 32, head_dim=24), jax.random.PRNGKey(0))

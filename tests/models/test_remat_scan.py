@@ -24,9 +24,14 @@ SWITCHES = [(remat, scan) for scan in (False, True) for remat in ("none", "block
 
 
 def config(name, **model):
-  c = ml_collections.ConfigDict(dict(model=models.default_config(name),
-                                     optimizer=optimizer.default_config(),
-                                     parametrization="mup", alignment="full"))
+  c = ml_collections.ConfigDict(
+    dict(
+      model=models.default_config(name),
+      optimizer=optimizer.default_config(),
+      parametrization="mup",
+      alignment="full",
+    )
+  )
   c.model.update(dict(width=32, base_width=16, depth=2, num_heads=2))
   if name == "gpt":  # dropout too: each block's mask must be the same either way
     c.model.update(dict(seq_len=16, dropout=0.1, positions="rotary"))
@@ -72,11 +77,13 @@ def test_switches_keep_the_loss_trajectory(name):
 @pytest.mark.parametrize("name", ["gpt", "vit"])
 def test_scanned_blocks_keep_names_table_and_records(name):
   plain, table = optimizer.build_model(config(name, depth=3), jax.random.PRNGKey(0))
-  scanned, scanned_table = optimizer.build_model(config(name, depth=3, scan_layers=True, remat="block"),
-                                        jax.random.PRNGKey(0))
+  scanned, scanned_table = optimizer.build_model(
+    config(name, depth=3, scan_layers=True, remat="block"), jax.random.PRNGKey(0)
+  )
   assert jax.tree.structure(scanned_table) == jax.tree.structure(table)
-  axes = lambda m: [(p, v.get_metadata("axes")) for p, v in nnx.iter_graph(m)
-                    if isinstance(v, nnx.Param)]
+  axes = lambda m: [
+    (p, v.get_metadata("axes")) for p, v in nnx.iter_graph(m) if isinstance(v, nnx.Param)
+  ]
   assert axes(scanned) == axes(plain) and ("blocks", 2, "mlp", "up", "kernel") in dict(axes(plain))
   x = models.task(config(name).model).fixed_batch(2, jax.random.PRNGKey(1))[0]
   want, got = {}, {}
@@ -86,22 +93,34 @@ def test_scanned_blocks_keep_names_table_and_records(name):
 
 
 def test_bad_remat_names_the_field_and_the_choices():
-  with pytest.raises(ConfigError, match="^model.remat = 'all': must be one of 'none', "
-                                        "'block', 'no_attention'$"):
+  with pytest.raises(
+    ConfigError, match="^model.remat = 'all': must be one of 'none', 'block', 'no_attention'$"
+  ):
     optimizer.build_model(config("gpt", remat="all"), jax.random.PRNGKey(0))
 
 
-SMALL = ["--config", "configs/gpt.py:mup,stable_adamw", "--config.model.width=32",
-         "--config.model.base_width=16", "--config.model.depth=2", "--config.model.num_heads=2",
-         "--config.model.seq_len=32", "--config.batch_size=8", "--config.steps=6",
-         "--config.log_every=1", "--config.eval_every=100", "--config.eval_batches=1",
-         "--config.optimizer.warmup_steps=2"]
+SMALL = [
+  "--config",
+  "configs/gpt.py:mup,stable_adamw",
+  "--config.model.width=32",
+  "--config.model.base_width=16",
+  "--config.model.depth=2",
+  "--config.model.num_heads=2",
+  "--config.model.seq_len=32",
+  "--config.batch_size=8",
+  "--config.steps=6",
+  "--config.log_every=1",
+  "--config.eval_every=100",
+  "--config.eval_batches=1",
+  "--config.optimizer.warmup_steps=2",
+]
 
 
 def losses_of_runs(workdir, runs):
   """{name: losses} of `adamlab.train.run` for each {name: extra flags}, in this process."""
   from adamlab.train import run
   from adamlab.train.config import load
+
   out = {}
   for name, extra in runs.items():
     run(load(SMALL + extra)[0], os.path.join(workdir, name), log=lambda *_: None)
@@ -110,21 +129,30 @@ def losses_of_runs(workdir, runs):
   return out
 
 
-EIGHT = {"remat_block": ["--config.model.remat=block"],
-         "remat_no_attention": ["--config.model.remat=no_attention"],
-         "scan_layers": ["--config.model.scan_layers=True"]}
+EIGHT = {
+  "remat_block": ["--config.model.remat=block"],
+  "remat_no_attention": ["--config.model.remat=no_attention"],
+  "scan_layers": ["--config.model.scan_layers=True"],
+}
 MESH = ["--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
 
 
 def test_eight_devices_with_each_switch_match_one_device(tmp_path):
   one = losses_of_runs(str(tmp_path), {"one": []})["one"]
-  script = ("import json, sys; from tests.models.test_remat_scan import losses_of_runs, EIGHT, "
-            "MESH; print(json.dumps(losses_of_runs(sys.argv[1], "
-            "{k: v + MESH for k, v in EIGHT.items()})))")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "eight")], cwd=ROOT, env=env,
-                     capture_output=True, text=True, timeout=600)
+  script = (
+    "import json, sys; from tests.models.test_remat_scan import losses_of_runs, EIGHT, "
+    "MESH; print(json.dumps(losses_of_runs(sys.argv[1], "
+    "{k: v + MESH for k, v in EIGHT.items()})))"
+  )
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  r = subprocess.run(
+    [sys.executable, "-c", script, str(tmp_path / "eight")],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert r.returncode == 0, r.stderr
   eight = json.loads(r.stdout.strip().splitlines()[-1])
   assert len(one) == 6 and one[-1] < one[0]
@@ -136,6 +164,7 @@ def test_checkpoint_written_unscanned_loads_scanned(tmp_path):
   """The trainer's checkpoint of a run without scan restores into the state of a model
   with scan_layers (and remat) on, and gives the same loss."""
   from adamlab.train.config import load
+
   losses_of_runs(str(tmp_path), {"plain": ["--config.steps=3"]})
   c = load(SMALL + ["--config.model.scan_layers=True", "--config.model.remat=block"])[0]
   key = jax.random.PRNGKey(c.seed)
@@ -143,7 +172,8 @@ def test_checkpoint_written_unscanned_loads_scanned(tmp_path):
   apply, params = models.functional(model)
   tx = optimizer.build(c.optimizer, table, params)
   abstract = jax.eval_shape(
-      lambda: initial_state(params, tx.init(params), jax.random.key_data(key)))
+    lambda: initial_state(params, tx.init(params), jax.random.key_data(key))
+  )
   with ocp.CheckpointManager(tmp_path / "plain" / "checkpoints") as mngr:
     assert mngr.latest_step() == 3
     saved = mngr.restore(3, args=ocp.args.StandardRestore(abstract))["params"]

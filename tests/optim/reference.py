@@ -14,11 +14,11 @@ def stable_adamw(grads, theta0, lrs, b1, b2, eps, wd, clip):
   thetas, rmss = [], []
   for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
     g = np.asarray(g, np.float64)
-    b1_hat = b1 * (1 - b1 ** (t - 1)) / (1 - b1 ** t)
-    b2_hat = b2 * (1 - b2 ** (t - 1)) / (1 - b2 ** t)
+    b1_hat = b1 * (1 - b1 ** (t - 1)) / (1 - b1**t)
+    b2_hat = b2 * (1 - b2 ** (t - 1)) / (1 - b2**t)
     v = b1_hat * v + (1 - b1_hat) * g
-    u = b2_hat * u + (1 - b2_hat) * g ** 2
-    rms = np.sqrt(np.mean(g ** 2 / np.maximum(u, eps ** 2)))
+    u = b2_hat * u + (1 - b2_hat) * g**2
+    rms = np.sqrt(np.mean(g**2 / np.maximum(u, eps**2)))
     eta = lr if clip is None else lr / max(1.0, rms / clip)
     theta = theta - lr * wd * theta - eta * v / (np.sqrt(u) + eps)
     thetas.append(theta.copy())
@@ -35,8 +35,8 @@ def adam_atan2(grads, theta0, lrs, b1, b2, a, b, wd):
   for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
     g = np.asarray(g, np.float64)
     m = b1 * m + (1 - b1) * g
-    v = b2 * v + (1 - b2) * g ** 2
-    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    v = b2 * v + (1 - b2) * g**2
+    m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
     theta = theta - lr * wd * theta - lr * a * np.arctan2(m_hat, b * np.sqrt(v_hat))
     thetas.append(theta.copy())
   return thetas
@@ -58,8 +58,8 @@ def adamw(grads, theta0, lrs, decays, b1, b2, eps):
   for t, (g, lr, decay) in enumerate(zip(grads, lrs, decays), start=1):
     g = np.asarray(g, np.float64)
     m = b1 * m + (1 - b1) * g
-    v = b2 * v + (1 - b2) * g ** 2
-    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    v = b2 * v + (1 - b2) * g**2
+    m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
     theta = theta - decay * theta - lr * m_hat / (np.sqrt(v_hat) + eps)
     thetas.append(theta.copy())
   return thetas

@@ -12,20 +12,26 @@ from tests.optim import reference
 def test_atan2_matches_numpy_including_edges():
   rng = np.random.default_rng(0)
   y = rng.standard_normal(100_000).astype(np.float32) * 10.0 ** rng.uniform(-20, 20, 100_000)
-  x = np.abs(rng.standard_normal(100_000)).astype(np.float32) * 10.0 ** rng.uniform(-20, 20, 100_000)
+  x = np.abs(rng.standard_normal(100_000)).astype(np.float32) * 10.0 ** rng.uniform(
+    -20, 20, 100_000
+  )
   y, x = y.astype(np.float32), x.astype(np.float32)
   got = np.asarray(_atan2.atan2(jnp.asarray(y), jnp.asarray(x)), np.float64)
   np.testing.assert_allclose(got, np.arctan2(y.astype(np.float64), x.astype(np.float64)), atol=3e-7)
   edges_y = np.array([0.0, 1.0, -1.0, 0.0, 3.0, -2.0, 1e-30, 5.0], np.float32)
   edges_x = np.array([0.0, 0.0, 0.0, 1.0, 3.0, 2.0, 0.0, np.inf], np.float32)
-  np.testing.assert_allclose(_atan2.atan2(jnp.asarray(edges_y), jnp.asarray(edges_x)),
-                             np.arctan2(edges_y, edges_x), atol=3e-7)
+  np.testing.assert_allclose(
+    _atan2.atan2(jnp.asarray(edges_y), jnp.asarray(edges_x)),
+    np.arctan2(edges_y, edges_x),
+    atol=3e-7,
+  )
 
 
 def test_matches_reference_step_by_step():
   rng = np.random.default_rng(1)
-  grads = [rng.standard_normal((6, 4)).astype(np.float32) * (10.0 if t == 3 else 1.0)
-           for t in range(10)]
+  grads = [
+    rng.standard_normal((6, 4)).astype(np.float32) * (10.0 if t == 3 else 1.0) for t in range(10)
+  ]
   theta0 = rng.standard_normal((6, 4)).astype(np.float32)
   want = reference.adam_atan2(grads, theta0, [0.05] * 10, 0.9, 0.99, 1.27, 1.0, 0.1)
   tx = optim.adam_atan2(0.05, b2=0.99, weight_decay=0.1)
@@ -89,7 +95,9 @@ def test_bf16_keeps_dtype_and_inject_hyperparams():
 def test_atan2_of_square_matches_numpy():
   rng = np.random.default_rng(5)
   y = (rng.standard_normal(50_000) * 10.0 ** rng.uniform(-15, 15, 50_000)).astype(np.float32)
-  x = (np.abs(rng.standard_normal(50_000)) * 10.0 ** rng.uniform(-15, 15, 50_000)).astype(np.float32)
+  x = (np.abs(rng.standard_normal(50_000)) * 10.0 ** rng.uniform(-15, 15, 50_000)).astype(
+    np.float32
+  )
   got = _atan2.atan2_of_square(jnp.asarray(y), jnp.asarray(x) ** 2)
   np.testing.assert_allclose(got, np.arctan2(y.astype(np.float64), x.astype(np.float64)), atol=5e-7)
   np.testing.assert_array_equal(_atan2.atan2_of_square(jnp.zeros(2), jnp.array([0.0, 1.0])), 0.0)

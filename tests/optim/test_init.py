@@ -10,8 +10,14 @@ from adamlab import optim
 
 
 def model(n):
-  return {"embed": jnp.zeros((32, n)), "hidden": jnp.zeros((n, n)), "readout": jnp.zeros((n, 8)),
-          "bias": jnp.zeros((n,)), "gain": jnp.ones((n,)), "readout_bias": jnp.zeros((8,))}
+  return {
+    "embed": jnp.zeros((32, n)),
+    "hidden": jnp.zeros((n, n)),
+    "readout": jnp.zeros((n, 8)),
+    "bias": jnp.zeros((n,)),
+    "gain": jnp.ones((n,)),
+    "readout_bias": jnp.zeros((8,)),
+  }
 
 
 @pytest.mark.parametrize("parametrization", optim.PARAMETRIZATIONS)
@@ -41,8 +47,7 @@ def test_init_params_is_deterministic_and_draws_each_leaf_apart():
   assert not np.array_equal(a["hidden"], c["hidden"])
   # Leaves of one shape draw from their own keys: not the same numbers scaled.
   square = {"w1": jnp.zeros((64, 64)), "w2": jnp.zeros((64, 64))}
-  d = optim.init_params(optim.parametrize(base=None, target=square), square,
-                        jax.random.PRNGKey(3))
+  d = optim.init_params(optim.parametrize(base=None, target=square), square, jax.random.PRNGKey(3))
   assert abs(np.corrcoef(np.ravel(d["w1"]), np.ravel(d["w2"]))[0, 1]) < 0.05  # 3 sigma
 
 
@@ -61,7 +66,8 @@ def test_apply_multipliers_is_multiplier_times_stored_and_passes_gradients():
   for name in params:
     np.testing.assert_array_equal(eff[name], np.asarray(params[name]) * np.float32(mults[name]))
   # d(sum of effective params)/d(stored) = multiplier, through jit.
-  grads = jax.jit(jax.grad(lambda p: sum(x.sum() for x in
-                                         jax.tree.leaves(optim.apply_multipliers(table, p)))))(params)
+  grads = jax.jit(
+    jax.grad(lambda p: sum(x.sum() for x in jax.tree.leaves(optim.apply_multipliers(table, p))))
+  )(params)
   for name in params:
     np.testing.assert_array_equal(grads[name], np.full(params[name].shape, mults[name], np.float32))

@@ -16,12 +16,20 @@ def cs(parametrization, optimizer, alignment):
 
 # Everett et al. 2024, as stated in the seeds README: (embedding, hidden, readout).
 SEED_TABLE = {
-    "sp": dict(a=(0, 0, 0), b=(0, .5, .5), adam=((0, 1, 1), (0, .5, .5)),
-               sgd=((-.5, .5, 1), (-.5, 0, .5))),
-    "ntk": dict(a=(0, .5, .5), b=(0, 0, 0), adam=((0, .5, .5), (0, 0, 0))),
-    "mup": dict(a=(-.5, 0, .5), b=(.5, .5, .5), adam=((.5, 1, .5), (.5, .5, 0)),
-                sgd=((0, 0, 0), (0, -.5, 0))),
-    "mfp": dict(a=(0, .5, 1), b=(0, 0, 0), adam=((0, .5, 0), (0, 0, -.5))),
+  "sp": dict(
+    a=(0, 0, 0),
+    b=(0, 0.5, 0.5),
+    adam=((0, 1, 1), (0, 0.5, 0.5)),
+    sgd=((-0.5, 0.5, 1), (-0.5, 0, 0.5)),
+  ),
+  "ntk": dict(a=(0, 0.5, 0.5), b=(0, 0, 0), adam=((0, 0.5, 0.5), (0, 0, 0))),
+  "mup": dict(
+    a=(-0.5, 0, 0.5),
+    b=(0.5, 0.5, 0.5),
+    adam=((0.5, 1, 0.5), (0.5, 0.5, 0)),
+    sgd=((0, 0, 0), (0, -0.5, 0)),
+  ),
+  "mfp": dict(a=(0, 0.5, 1), b=(0, 0, 0), adam=((0, 0.5, 0), (0, 0, -0.5))),
 }
 
 
@@ -41,7 +49,7 @@ def test_tensor_programs_v_mup_table():
   # Tensor Programs V (arXiv:2203.03466): init var 1/fan_in, 1/fan_in, 1/fan_in^2 (input, hidden, output) -> std
   # exponents 0, 1/2, 1; Adam LR eta, eta/fan_in, eta/fan_in; SGD eta*fan_out, eta, eta/fan_in.
   e = optim.exponents("mup_tp5", "adam", "full")
-  assert tuple(e[r].b for r in ROLE_ORDER) == (0, .5, 1)
+  assert tuple(e[r].b for r in ROLE_ORDER) == (0, 0.5, 1)
   assert tuple(e[r].a for r in ROLE_ORDER) == (0, 0, 0)
   assert cs("mup_tp5", "adam", "full") == (0, 1, 1)
   assert cs("mup_tp5", "sgd", "full") == (-1, 0, 1)
@@ -57,15 +65,26 @@ def test_equivalence_classes_under_the_abc_symmetry():
         t = ed[r].a - es[r].a
         assert ed[r].b == es[r].b - t
         assert ed[r].c == es[r].c - t
-        assert optim.exponents(dst, "sgd", align)[r].c == optim.exponents(src, "sgd", align)[r].c - 2 * t
-        assert (optim.exponents(dst, "adafactor", align)[r].c
-                == optim.exponents(src, "adafactor", align)[r].c)
+        assert (
+          optim.exponents(dst, "sgd", align)[r].c == optim.exponents(src, "sgd", align)[r].c - 2 * t
+        )
+        assert (
+          optim.exponents(dst, "adafactor", align)[r].c
+          == optim.exponents(src, "adafactor", align)[r].c
+        )
 
 
 def mlp_params(width, d_in=12, d_out=10, as_shapes=False):
-  shapes = {"embed": (d_in, width), "embed_bias": (width,), "hidden": (width, 4 * width),
-            "hidden2": (4 * width, width), "norm": (width,), "readout": (width, d_out),
-            "readout_bias": (d_out,), "temperature": ()}
+  shapes = {
+    "embed": (d_in, width),
+    "embed_bias": (width,),
+    "hidden": (width, 4 * width),
+    "hidden2": (4 * width, width),
+    "norm": (width,),
+    "readout": (width, d_out),
+    "readout_bias": (d_out,),
+    "temperature": (),
+  }
   if as_shapes:
     return {k: jax.ShapeDtypeStruct(s, jnp.float32) for k, s in shapes.items()}
   return {k: jnp.zeros(s) for k, s in shapes.items()}
@@ -73,12 +92,20 @@ def mlp_params(width, d_in=12, d_out=10, as_shapes=False):
 
 @pytest.mark.parametrize("as_shapes", [False, True])
 def test_infer_roles_from_base_shapes(as_shapes):
-  table = optim.parametrize(base=mlp_params(8, as_shapes=as_shapes),
-                            target=mlp_params(32, as_shapes=as_shapes))
+  table = optim.parametrize(
+    base=mlp_params(8, as_shapes=as_shapes), target=mlp_params(32, as_shapes=as_shapes)
+  )
   got = {k: (s.role, s.width_mult) for k, s in table.items()}
-  assert got == {"embed": ("input", 4.0), "embed_bias": ("input", 4.0), "hidden": ("hidden", 4.0),
-                 "hidden2": ("hidden", 4.0), "norm": ("input", 4.0), "readout": ("output", 4.0),
-                 "readout_bias": ("fixed", 1.0), "temperature": ("fixed", 1.0)}
+  assert got == {
+    "embed": ("input", 4.0),
+    "embed_bias": ("input", 4.0),
+    "hidden": ("hidden", 4.0),
+    "hidden2": ("hidden", 4.0),
+    "norm": ("input", 4.0),
+    "readout": ("output", 4.0),
+    "readout_bias": ("fixed", 1.0),
+    "temperature": ("fixed", 1.0),
+  }
 
 
 @pytest.mark.parametrize("name", optim.PARAMETRIZATIONS)
@@ -86,29 +113,51 @@ def test_infer_roles_from_base_shapes(as_shapes):
 @pytest.mark.parametrize("align", optim.ALIGNMENTS)
 def test_base_width_multipliers_are_exactly_one(name, opt, align):
   base = mlp_params(16)
-  table = optim.parametrize(base=base, target=mlp_params(16), parametrization=name, optimizer=opt, alignment=align)
-  sp = optim.parametrize(base=base, target=mlp_params(16), parametrization="sp", optimizer=opt, alignment=align)
+  table = optim.parametrize(
+    base=base, target=mlp_params(16), parametrization=name, optimizer=opt, alignment=align
+  )
+  sp = optim.parametrize(
+    base=base, target=mlp_params(16), parametrization="sp", optimizer=opt, alignment=align
+  )
   for leaf, ref in zip(jax.tree.leaves(table), jax.tree.leaves(sp)):
     assert (leaf.multiplier, leaf.lr, leaf.eps) == (1.0, 1.0, 1.0)
     assert leaf.init_std == ref.init_std  # the standard-parametrization model
 
 
 def test_mup_table_at_width_ratio_four():
-  t = optim.parametrize(base=mlp_params(16), target=mlp_params(64), parametrization="mup", optimizer="adam", alignment="full")
+  t = optim.parametrize(
+    base=mlp_params(16),
+    target=mlp_params(64),
+    parametrization="mup",
+    optimizer="adam",
+    alignment="full",
+  )
   # Everett mup: a = (-1/2, 0, 1/2), b = 1/2, Adam c = (1/2, 1, 1/2), g = (1/2, 1, 1/2).
   assert t["embed"].multiplier == 2.0 and t["readout"].multiplier == 0.5
   assert t["hidden"].multiplier == 1.0
   assert (t["embed"].lr, t["hidden"].lr, t["readout"].lr) == (0.5, 0.25, 0.5)
   assert (t["embed"].eps, t["hidden"].eps, t["readout"].eps) == (0.5, 0.25, 0.5)
-  assert t["hidden"].init_std == pytest.approx(16 ** -0.5 * 0.5)  # 1/sqrt(fan_in) at m = 4
+  assert t["hidden"].init_std == pytest.approx(16**-0.5 * 0.5)  # 1/sqrt(fan_in) at m = 4
   assert t["readout_bias"].lr == 1.0 and t["temperature"].multiplier == 1.0
-  g = optim.parametrize(base=mlp_params(16), target=mlp_params(64), parametrization="sp", per_layer_lr=False, scale_eps=False)
+  g = optim.parametrize(
+    base=mlp_params(16),
+    target=mlp_params(64),
+    parametrization="sp",
+    per_layer_lr=False,
+    scale_eps=False,
+  )
   assert {leaf.lr for leaf in jax.tree.leaves(g)} == {1.0}
-  c = optim.parametrize(base=mlp_params(16), target=mlp_params(64), parametrization="mup",
-                        constants={"output": {"multiplier": 3.0, "lr": 2.0}})
+  c = optim.parametrize(
+    base=mlp_params(16),
+    target=mlp_params(64),
+    parametrization="mup",
+    constants={"output": {"multiplier": 3.0, "lr": 2.0}},
+  )
   assert c["readout"].multiplier == 1.5 and c["readout"].lr == 1.0
   with pytest.raises(ValueError, match="constants"):
-    optim.parametrize(base=None, target=mlp_params(8), parametrization="mup", constants={"readout": {"lr": 2.0}})
+    optim.parametrize(
+      base=None, target=mlp_params(8), parametrization="mup", constants={"readout": {"lr": 2.0}}
+    )
 
 
 def test_scale_by_parametrization_composes_after_adam():
@@ -116,8 +165,9 @@ def test_scale_by_parametrization_composes_after_adam():
   params = jax.tree.map(lambda p: p + 1.0, params)
   grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.3), params)
   table = optim.parametrize(base=base, target=params, parametrization="mup")
-  tx = optax.chain(optax.scale_by_adam(), optim.scale_by_parametrization(table),
-                   optax.scale_by_learning_rate(0.1))
+  tx = optax.chain(
+    optax.scale_by_adam(), optim.scale_by_parametrization(table), optax.scale_by_learning_rate(0.1)
+  )
   plain = optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(0.1))
   u, _ = tx.update(grads, tx.init(params), params)
   v, _ = plain.update(grads, plain.init(params), params)
@@ -129,12 +179,19 @@ def test_scale_by_parametrization_composes_after_adam():
 def _mlp_grad_rms(parametrization, width, base_width=64, seed=0):
   """Gradient RMS per role of a 3-layer MLP built from the table, at init."""
   d_in, d_out = 16, 10
-  shapes = lambda n: {"w1": jnp.zeros((d_in, n)), "w2": jnp.zeros((n, n)),
-                      "w3": jnp.zeros((n, d_out))}
-  table = optim.parametrize(base=shapes(base_width), target=shapes(width), parametrization=parametrization)
+  shapes = lambda n: {
+    "w1": jnp.zeros((d_in, n)),
+    "w2": jnp.zeros((n, n)),
+    "w3": jnp.zeros((n, d_out)),
+  }
+  table = optim.parametrize(
+    base=shapes(base_width), target=shapes(width), parametrization=parametrization
+  )
   keys = jax.random.split(jax.random.PRNGKey(seed), 4)
-  params = {k: table[k].init_std * jax.random.normal(kk, s.shape)
-            for (k, s), kk in zip(shapes(width).items(), keys[:3])}
+  params = {
+    k: table[k].init_std * jax.random.normal(kk, s.shape)
+    for (k, s), kk in zip(shapes(width).items(), keys[:3])
+  }
   mult = optim.forward_multipliers(table)
   x = jax.random.normal(keys[3], (256, d_in))
   # A linear loss: d loss / d logits is a fixed random Theta(1) matrix, so the
@@ -148,7 +205,7 @@ def _mlp_grad_rms(parametrization, width, base_width=64, seed=0):
     return jnp.mean(logits * r)
 
   g = jax.grad(loss)(params)
-  return {k: float(jnp.sqrt(jnp.mean(v ** 2))) for k, v in g.items()}, table
+  return {k: float(jnp.sqrt(jnp.mean(v**2))) for k, v in g.items()}, table
 
 
 @pytest.mark.parametrize("name", ["sp", "ntk", "mup", "mfp"])

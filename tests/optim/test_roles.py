@@ -14,6 +14,7 @@ from adamlab import optim
 
 class Block(nn.Module):
   """A pre-norm transformer block with an untied readout, as a user writes one."""
+
   width: int
   heads: int
   vocab: int = 50
@@ -44,13 +45,16 @@ def roles(table):
 # vectors of the growing fan-out (input-like); the embedding's fan-out grows (input);
 # the readout's fan-in grows (output); its bias does not grow (fixed).
 WANT = {
-    **{f"attn/{q}/kernel": ("hidden", 4.0) for q in ("query", "key", "value", "out")},
-    **{f"attn/{q}/bias": ("input", 4.0) for q in ("query", "key", "value", "out")},
-    "embed/embedding": ("input", 4.0),
-    **{f"{ln}/{p}": ("input", 4.0) for ln in ("ln1", "ln2", "ln_f") for p in ("scale", "bias")},
-    "mlp_in/kernel": ("hidden", 4.0), "mlp_in/bias": ("input", 4.0),
-    "mlp_out/kernel": ("hidden", 4.0), "mlp_out/bias": ("input", 4.0),
-    "readout/kernel": ("output", 4.0), "readout/bias": ("fixed", 1.0),
+  **{f"attn/{q}/kernel": ("hidden", 4.0) for q in ("query", "key", "value", "out")},
+  **{f"attn/{q}/bias": ("input", 4.0) for q in ("query", "key", "value", "out")},
+  "embed/embedding": ("input", 4.0),
+  **{f"{ln}/{p}": ("input", 4.0) for ln in ("ln1", "ln2", "ln_f") for p in ("scale", "bias")},
+  "mlp_in/kernel": ("hidden", 4.0),
+  "mlp_in/bias": ("input", 4.0),
+  "mlp_out/kernel": ("hidden", 4.0),
+  "mlp_out/bias": ("input", 4.0),
+  "readout/kernel": ("output", 4.0),
+  "readout/bias": ("fixed", 1.0),
 }
 
 
@@ -64,8 +68,11 @@ def test_linen_attention_block_roles_at_two_widths(heads):
 
 
 def test_convolutions_split_at_the_last_axis():
-  conv = lambda n: {"stem": jnp.zeros((3, 3, 1, n)), "conv": jnp.zeros((3, 3, n, n)),
-                    "head": jnp.zeros((n, 10))}
+  conv = lambda n: {
+    "stem": jnp.zeros((3, 3, 1, n)),
+    "conv": jnp.zeros((3, 3, n, n)),
+    "head": jnp.zeros((n, 10)),
+  }
   got = roles(optim.parametrize(base=conv(16), target=conv(64)))
   assert got == {"stem": ("input", 4.0), "conv": ("hidden", 4.0), "head": ("output", 4.0)}
 
@@ -73,8 +80,11 @@ def test_convolutions_split_at_the_last_axis():
 def test_equinox_out_in_layout_takes_fan_in_axes():
   # Equinox's Linear stores (out, in): the rule reads the first axis as fan-in, so
   # the input layer looks like an output layer until the override says otherwise.
-  mlp = lambda n: {"w_in": jnp.zeros((n, 16)), "w_hid": jnp.zeros((n, n)),
-                   "w_out": jnp.zeros((10, n))}
+  mlp = lambda n: {
+    "w_in": jnp.zeros((n, 16)),
+    "w_hid": jnp.zeros((n, n)),
+    "w_out": jnp.zeros((10, n)),
+  }
   assert roles(optim.parametrize(base=mlp(32), target=mlp(128)))["w_in"] == ("output", 4.0)
   out_in = lambda path, shape: (1,) if len(shape) == 2 else None
   got = roles(optim.parametrize(base=mlp(32), target=mlp(128), fan_in_axes=out_in))
@@ -82,8 +92,12 @@ def test_equinox_out_in_layout_takes_fan_in_axes():
 
 
 def mlp(n, d_in=16, d_out=10):
-  return {"w_in": jnp.zeros((d_in, n)), "w_hid": jnp.zeros((n, n)),
-          "w_out": jnp.zeros((n, d_out)), "b_out": jnp.zeros((d_out,))}
+  return {
+    "w_in": jnp.zeros((d_in, n)),
+    "w_hid": jnp.zeros((n, n)),
+    "w_out": jnp.zeros((n, d_out)),
+    "b_out": jnp.zeros((d_out,)),
+  }
 
 
 def test_swapped_base_and_target_is_an_error_unless_asked_for():
@@ -93,16 +107,26 @@ def test_swapped_base_and_target_is_an_error_unless_asked_for():
   assert table["w_hid"].lr == 4.0  # muP's 1/m at m = 1/4, as asked
 
 
-@pytest.mark.parametrize("target,leaf,match", [
+@pytest.mark.parametrize(
+  "target,leaf,match",
+  [
     # the input dimension changes too: two ratios within one leaf
     (mlp(256, d_in=32), "w_in", r"is \(32, 256\), grown from \(16, 64\) by 2 and 4: must"),
     # the readout's classes change: its bias grows by another ratio than the width
-    ({**mlp(256), "b_out": jnp.zeros((20,))}, "b_out",
-     r"is grown by 2: must be grown by the model's width ratio 4"),
+    (
+      {**mlp(256), "b_out": jnp.zeros((20,))},
+      "b_out",
+      r"is grown by 2: must be grown by the model's width ratio 4",
+    ),
     # a non-width dimension alone changes in a model whose width does not
-    ({**mlp(64), "w_out": jnp.zeros((64, 30))}, "w_out",
-     r"is grown by 3 in its input fan alone: must be matched by a leaf whose other fan"),
-], ids=["input_dim", "classes", "only_classes"])
+    (
+      {**mlp(64), "w_out": jnp.zeros((64, 30))},
+      "w_out",
+      r"is grown by 3 in its input fan alone: must be matched by a leaf whose other fan",
+    ),
+  ],
+  ids=["input_dim", "classes", "only_classes"],
+)
 def test_a_non_width_dimension_that_changes_is_an_error_naming_the_leaf(target, leaf, match):
   with pytest.raises(ValueError, match=match) as err:
     optim.parametrize(base=mlp(64), target=target)
@@ -110,12 +134,18 @@ def test_a_non_width_dimension_that_changes_is_an_error_naming_the_leaf(target, 
 
 
 def test_rank_and_structure_mismatches_name_the_leaf():
-  with pytest.raises(ValueError, match=r"^params\['w_hid'\] is \(256, 256, 1\), of another "
-                                       r"rank than the base's \(64, 64\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"^params\['w_hid'\] is \(256, 256, 1\), of another "
+    r"rank than the base's \(64, 64\)",
+  ):
     optim.parametrize(base=mlp(64), target={**mlp(256), "w_hid": jnp.zeros((256, 256, 1))})
   partial = {k: v for k, v in mlp(64).items() if k != "w_hid"}
-  with pytest.raises(ValueError, match=r"^base is a tree lacking \['w_hid'\]: must be the "
-                                       r"structure of target"):
+  with pytest.raises(
+    ValueError,
+    match=r"^base is a tree lacking \['w_hid'\]: must be the "
+    r"structure of target",
+  ):
     optim.parametrize(base=partial, target=mlp(256))
 
 
@@ -129,8 +159,9 @@ def test_ambiguous_fan_in_is_an_error_asking_for_fan_in_axes():
   assert (table["w"].role, table["w"].width_mult) == ("hidden", 4.0)
 
 
-@pytest.mark.parametrize("use", ["stable_adamw", "scale_by_parametrization", "init_params",
-                                 "apply_multipliers"])
+@pytest.mark.parametrize(
+  "use", ["stable_adamw", "scale_by_parametrization", "init_params", "apply_multipliers"]
+)
 def test_a_table_used_with_params_of_another_width_is_an_error(use):
   table = optim.parametrize(base=mlp(32), target=mlp(128))
   params = jax.tree.map(jnp.ones_like, mlp(32))  # the base's params, not the target's
@@ -149,8 +180,11 @@ def test_a_table_used_with_params_of_another_width_is_an_error(use):
 def test_a_missing_leaf_at_init_names_it():
   table = optim.parametrize(base=mlp(32), target=mlp(128))
   params = {k: v for k, v in mlp(128).items() if k != "b_out"}
-  with pytest.raises(ValueError, match=r"^params is a tree lacking \['b_out'\]: must be the "
-                                       r"structure of the table"):
+  with pytest.raises(
+    ValueError,
+    match=r"^params is a tree lacking \['b_out'\]: must be the "
+    r"structure of the table",
+  ):
     optim.adamw(1e-3, parametrization=table).init(params)
 
 

@@ -51,9 +51,13 @@ def sequence(steps=60, seed=0):
   losses[[14, 22, 23]] += [1.5, 2.0, 1.2]
   losses[31] = np.nan
   losses[40:] += 1.0
-  grads = [g / np.linalg.norm(g) * (1 + 0.05 * rng.standard_normal())
-           for g in rng.standard_normal((steps,) + SHAPE)]
-  for t, factor in [(18, 6.0), (23, 4.0), (35, 5.0), (36, 8.0)] + [(t, 3.0) for t in range(50, steps)]:
+  grads = [
+    g / np.linalg.norm(g) * (1 + 0.05 * rng.standard_normal())
+    for g in rng.standard_normal((steps,) + SHAPE)
+  ]
+  for t, factor in [(18, 6.0), (23, 4.0), (35, 5.0), (36, 8.0)] + [
+    (t, 3.0) for t in range(50, steps)
+  ]:
     grads[t] = factor * grads[t]
   grads = [g.astype(np.float32) for g in grads]
   losses = losses.astype(np.float32)
@@ -83,7 +87,7 @@ def test_matches_reference_step_by_step(metric, max_in_row):
     updates, state = step(jnp.asarray(g), state, params, loss=loss)
     stats = optim.skip_stats(state)
     assert bool(stats["spike_skipped"]) == want[t], f"step {t}"
-    assert int(stats["spike_skips"]) == sum(spikes[:t + 1]), f"step {t}"
+    assert int(stats["spike_skips"]) == sum(spikes[: t + 1]), f"step {t}"
     assert int(stats["nonfinite_skips"]) == int(t >= 31), f"step {t}"
     if want[t]:
       np.testing.assert_array_equal(updates, np.zeros(SHAPE))
@@ -163,8 +167,9 @@ def test_jit_and_vmap_over_two_runs_match_each_run_alone():
   for t in range(len(losses)):
     outs = [alone(jnp.asarray(runs[i][1][t]), states[i], runs[i][0][t]) for i in range(2)]
     states = [s for _, s in outs]
-    u2, stacked = packed(jnp.stack([jnp.asarray(r[1][t]) for r in runs]), stacked,
-                         jnp.asarray([r[0][t] for r in runs]))
+    u2, stacked = packed(
+      jnp.stack([jnp.asarray(r[1][t]) for r in runs]), stacked, jnp.asarray([r[0][t] for r in runs])
+    )
     for i in range(2):
       np.testing.assert_allclose(u2[i], outs[i][0], rtol=1e-6, err_msg=f"step {t} run {i}")
       for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(states[i])):
@@ -175,9 +180,17 @@ def test_jit_and_vmap_over_two_runs_match_each_run_alone():
   assert states[0].windows["loss"].dtype == jnp.float32
 
 
-@pytest.mark.parametrize("field,value", [
-    ("skip_spikes_metric", "gradnorm"), ("skip_spikes_k", -1.0), ("skip_spikes_k", float("nan")),
-    ("skip_spikes_window", 1), ("skip_spikes_window", 0), ("skip_spikes_max_in_row", -1)])
+@pytest.mark.parametrize(
+  "field,value",
+  [
+    ("skip_spikes_metric", "gradnorm"),
+    ("skip_spikes_k", -1.0),
+    ("skip_spikes_k", float("nan")),
+    ("skip_spikes_window", 1),
+    ("skip_spikes_window", 0),
+    ("skip_spikes_max_in_row", -1),
+  ],
+)
 def test_bad_config_raises_config_error(field, value):
   with pytest.raises(ConfigError, match=f"optimizer.{field}"):
     optimizer.validate(config(**{field: value}).optimizer)
@@ -188,8 +201,7 @@ def test_build_wraps_outermost_only_when_on():
   off = build(config(), p)
   assert optim.skip_stats(off.init(p)) is None
   assert isinstance(off, optax.GradientTransformationExtraArgs)
-  on = build(config(skip_spikes_k=3.0, skip_spikes_window=4,
-                    skip_spikes_metric="grad_norm"), p)
+  on = build(config(skip_spikes_k=3.0, skip_spikes_window=4, skip_spikes_metric="grad_norm"), p)
   state = on.init(p)
   assert isinstance(state, optim.SkipSpikesState)  # outermost, around the global-norm clip
   assert isinstance(state.inner_state[0], optax.ClipByGlobalNormState)
@@ -206,14 +218,24 @@ def test_build_wraps_outermost_only_when_on():
 def test_trainer_logs_spike_skips(tmp_path):
   from adamlab.train.config import base
   from adamlab.train import train
+
   c = base("mlp")
   c.data.name = "fashion_mnist"
   c.model.update(dict(width=16, base_width=16))
-  c.optimizer.update(dict(name="adamw", learning_rate=3e-3, warmup_steps=0,
-                          schedule="constant", skip_spikes_k=0.5, skip_spikes_window=4,
-                          skip_spikes_max_in_row=2))
-  c.update(dict(steps=24, batch_size=16, log_every=1, eval_every=24, eval_batches=0,
-                checkpoint_every=100))
+  c.optimizer.update(
+    dict(
+      name="adamw",
+      learning_rate=3e-3,
+      warmup_steps=0,
+      schedule="constant",
+      skip_spikes_k=0.5,
+      skip_spikes_window=4,
+      skip_spikes_max_in_row=2,
+    )
+  )
+  c.update(
+    dict(steps=24, batch_size=16, log_every=1, eval_every=24, eval_batches=0, checkpoint_every=100)
+  )
   train.run(c, str(tmp_path), log=lambda *_: None)
   rows = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
   assert len(rows) == 24

@@ -57,7 +57,7 @@ def closed_form(phases, b1, b2, eps):
   gs, ms, vs = [], [], []
   for n, g, sign in phases:
     k = np.arange(1, n + 1, dtype=np.float64)
-    ms.append(a1**k * m0 + c1 * g * sign**k * (1 - (sign * a1)**k) / (1 - sign * a1))
+    ms.append(a1**k * m0 + c1 * g * sign**k * (1 - (sign * a1) ** k) / (1 - sign * a1))
     vs.append(a2**k * v0 + c2 * g * g * (1 - a2**k) / (1 - a2))
     gs.append(g * sign**k)
     m0, v0 = ms[-1][-1], vs[-1][-1]
@@ -65,13 +65,13 @@ def closed_form(phases, b1, b2, eps):
   t = np.arange(1, len(g) + 1, dtype=np.float64)
   m_hat, v_hat = m / (1 - a1**t), v / (1 - a2**t)
   u = m_hat / (np.sqrt(v_hat) + f32(eps))
-  rms = np.abs(g) / np.sqrt(np.maximum(v_hat, f32(eps)**2))
+  rms = np.abs(g) / np.sqrt(np.maximum(v_hat, f32(eps) ** 2))
   return dict(g=g, m=m, v=v, m_hat=m_hat, v_hat=v_hat, u=u, rms=rms)
 
 
 def gradients(phases):
   """The schedule of `closed_form`, as float32 gradients."""
-  return np.concatenate([g * sign**np.arange(1, n + 1) for n, g, sign in phases])
+  return np.concatenate([g * sign ** np.arange(1, n + 1) for n, g, sign in phases])
 
 
 def run(tx, grads):
@@ -79,6 +79,7 @@ def run(tx, grads):
 
   Returns numpy pytrees stacked over steps: updates, RMS_t (from `last_rms`), mu, nu.
   """
+
   def body(state, g):
     u, state = tx.update(g, state)
     return state, (u, optim.last_rms(state), state.mu, state.nu)
@@ -133,7 +134,7 @@ def test_adam_step_jumps_rms_leads_and_stable_adamw_stays_bounded():
   # this is (1 - b2) + b2 rho^2, so RMS_T^2 = (1 - b2^T) / v_T ~ 1 / (1 - b2) = 999
   # (RMS_T = 31.6, the cap), and m_T ~ (1 - b1) G, so |u_T| ~ (1 - b1) RMS_T = 3.16.
   a2, c2 = f32(b2), f32(1 - b2)  # (c2 / (1 - a2) = 1 in exact arithmetic)
-  v_T = a2**(S + 1) * ref["v"][P - 1] + a2 * c2 * RHO**2 * (1 - a2**S) / (1 - a2) + c2
+  v_T = a2 ** (S + 1) * ref["v"][P - 1] + a2 * c2 * RHO**2 * (1 - a2**S) / (1 - a2) + c2
   np.testing.assert_allclose(ref["v"][T], v_T, rtol=1e-12)
   rms_cap = 1 / np.sqrt(1 - b2 + b2 * RHO**2)
   np.testing.assert_allclose(rms["quiet"][T], rms_cap, rtol=1e-3)
@@ -144,7 +145,7 @@ def test_adam_step_jumps_rms_leads_and_stable_adamw_stays_bounded():
   # The step keeps growing while m fills up and v has not caught up:
   # |u_{T+k}| ~ (1 - b1^(k+1)) / sqrt(1 - b2^(k+1)), largest (6.6) at k = 11.
   k = np.arange(K)
-  approx = (1 - B1**(k + 1)) / np.sqrt(1 - b2**(k + 1) + b2**(k + 1) * RHO**2)
+  approx = (1 - B1 ** (k + 1)) / np.sqrt(1 - b2 ** (k + 1) + b2 ** (k + 1) * RHO**2)
   np.testing.assert_allclose(step[T:], approx, rtol=2e-3)
   peak = T + int(np.argmax(step))
   assert peak > T and step.max() > 6.0
@@ -167,7 +168,8 @@ def test_adam_step_jumps_rms_leads_and_stable_adamw_stays_bounded():
   for name in grads:
     np.testing.assert_allclose(rms_s[name], rms[name], rtol=1e-6)
     np.testing.assert_allclose(
-        us[name], u[name] / np.maximum(1.0, rms[name])[:, None], rtol=1e-5, atol=1e-9)
+      us[name], u[name] / np.maximum(1.0, rms[name])[:, None], rtol=1e-5, atol=1e-9
+    )
     assert tensor_rms(us[name]).max() <= 1 + 1e-5
   np.testing.assert_allclose(tensor_rms(us["quiet"])[T], (1 - B1), rtol=2e-3)
   np.testing.assert_allclose(us["busy"], u["busy"], rtol=2e-5)  # RMS_t = 1 +- 2e-5 (float32)
@@ -192,10 +194,11 @@ def test_jump_size_follows_the_closed_form_in_b2(sign):
       # v_T decomposes as in the module docstring (old v decayed by b2^(S+1)).
       a2, c2 = f32(b2), f32(1 - b2)
       quiet = c2 * RHO**2 * (1 - a2**S) / (1 - a2)
-      np.testing.assert_allclose(ref["v"][T], a2**(S + 1) * ref["v"][P - 1] + a2 * quiet + c2,
-                                 rtol=1e-12)
+      np.testing.assert_allclose(
+        ref["v"][T], a2 ** (S + 1) * ref["v"][P - 1] + a2 * quiet + c2, rtol=1e-12
+      )
       # g^2 / v_hat never exceeds 1 / (1 - b2): v_T holds (1 - b2) g_T^2 itself.
-      assert rms[T] ** 2 <= (1 - a2**(T + 1)) / c2 * (1 + 1e-5)
+      assert rms[T] ** 2 <= (1 - a2 ** (T + 1)) / c2 * (1 + 1e-5)
       got[b2, S] = float(rms[T])
       # The settled-Adam limit of the docstring, 1 / RMS_T^2 = 1 - b2 (1 - b2^S), where
       # P = 100 steps have settled v (b2^P < 1%: b2 = 0.95); rho^2 adds ~1e-6.
@@ -205,9 +208,11 @@ def test_jump_size_follows_the_closed_form_in_b2(sign):
   # smaller b2 spikes more; long stretch, all b2 < b2* = 0.9995: larger b2 spikes more.
   assert got[0.95, 5] > got[0.99, 5] > got[0.999, 5] > 1
   assert got[0.999, 20000] > got[0.99, 20000] > got[0.95, 20000] > 1
-  np.testing.assert_allclose([got[b, 20000] for b in (0.95, 0.99, 0.999)],
-                             [1 / np.sqrt(1 - b + b * RHO**2) for b in (0.95, 0.99, 0.999)],
-                             rtol=1e-3)
+  np.testing.assert_allclose(
+    [got[b, 20000] for b in (0.95, 0.99, 0.999)],
+    [1 / np.sqrt(1 - b + b * RHO**2) for b in (0.95, 0.99, 0.999)],
+    rtol=1e-3,
+  )
 
 
 @pytest.mark.parametrize("b2", [0.95, 0.99, 0.999])
@@ -219,12 +224,13 @@ def test_zero_gradient_stretch_decays_v_geometrically_and_eps_bounds_the_step(b2
   phases = [(P, 1.0, 1), (S, 0.0, 1), (K, 1.0, 1)]
   T = P + S
   ref = closed_form(phases, B1, b2, eps)
-  u, rms, mu, nu = run(optim.scale_by_stable_adam(B1, b2, eps, clip_threshold=None),
-                       gradients(phases)[:, None])
+  u, rms, mu, nu = run(
+    optim.scale_by_stable_adam(B1, b2, eps, clip_threshold=None), gradients(phases)[:, None]
+  )
   u, mu, nu = u[:, 0], mu[:, 0], nu[:, 0]
   k = np.arange(1, S + 1)
-  np.testing.assert_allclose(nu[P:T], f32(b2)**k * nu[P - 1], rtol=1e-5)
-  np.testing.assert_allclose(mu[P:T], f32(B1)**k * mu[P - 1], rtol=1e-5)
+  np.testing.assert_allclose(nu[P:T], f32(b2) ** k * nu[P - 1], rtol=1e-5)
+  np.testing.assert_allclose(mu[P:T], f32(B1) ** k * mu[P - 1], rtol=1e-5)
   np.testing.assert_allclose(nu[P:T], ref["v"][P:T], rtol=1e-5)
   np.testing.assert_array_equal(rms[P:T], 0.0)
   np.testing.assert_allclose(u, ref["u"], rtol=1e-5)
@@ -236,7 +242,7 @@ def test_zero_gradient_stretch_decays_v_geometrically_and_eps_bounds_the_step(b2
     assert eps_regime.sum() > 50
     np.testing.assert_allclose(np.abs(u[P:T][eps_regime]), bound[P:T][eps_regime], rtol=0.5)
   # The jump after silence: v_T = b2^(S+1) v_P + (1 - b2) G^2 exactly (no quiet term).
-  v_T = f32(b2)**(S + 1) * ref["v"][P - 1] + f32(1 - b2)
+  v_T = f32(b2) ** (S + 1) * ref["v"][P - 1] + f32(1 - b2)
   np.testing.assert_allclose(nu[T], v_T, rtol=1e-5)
   np.testing.assert_allclose(rms[T], ref["rms"][T], rtol=1e-5)
   assert rms[T] ** 2 <= 1 / (1 - b2) * (1 + 1e-5)

@@ -67,9 +67,11 @@ def test_clipping_changes_the_step_and_decay_uses_unclipped_lr():
   ref_noclip, _ = reference.stable_adamw(grads, theta0, [0.1] * 6, 0.9, 0.99, 1e-6, 0.5, None)
   assert rms[-1] > 2
   assert not np.allclose(ref_clip[-1], ref_noclip[-1])
-  got = run(optim.stable_adamw(0.1, 0.9, 0.99, 1e-6, weight_decay=0.5, clip_threshold=1.0),
-            jnp.asarray(theta0),
-            [jnp.asarray(g) for g in grads])
+  got = run(
+    optim.stable_adamw(0.1, 0.9, 0.99, 1e-6, weight_decay=0.5, clip_threshold=1.0),
+    jnp.asarray(theta0),
+    [jnp.asarray(g) for g in grads],
+  )
   np.testing.assert_allclose(got[-1][0], ref_clip[-1], rtol=2e-5)
   # Decay with the unclipped lr: with zero Adam direction the step is exactly lr * wd * theta.
   tx = optim.stable_adamw(0.1, weight_decay=0.5)
@@ -79,14 +81,21 @@ def test_clipping_changes_the_step_and_decay_uses_unclipped_lr():
 
 def test_no_clipping_is_optax_adamw():
   rng = np.random.default_rng(3)
-  params = {"w": jnp.asarray(rng.standard_normal((6, 3)), jnp.float32),
-            "b": jnp.asarray(rng.standard_normal((3,)), jnp.float32)}
+  params = {
+    "w": jnp.asarray(rng.standard_normal((6, 3)), jnp.float32),
+    "b": jnp.asarray(rng.standard_normal((3,)), jnp.float32),
+  }
   mask = {"w": True, "b": False}
-  grads = [jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), jnp.float32), params)
-           for _ in range(10)]
+  grads = [
+    jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), jnp.float32), params)
+    for _ in range(10)
+  ]
   sched = optax.linear_schedule(0.0, 1e-2, 5)
-  ours = run(optim.stable_adamw(sched, 0.8, 0.95, 1e-7, weight_decay=0.1, clip_threshold=None,
-                                  mask=mask), params, grads)
+  ours = run(
+    optim.stable_adamw(sched, 0.8, 0.95, 1e-7, weight_decay=0.1, clip_threshold=None, mask=mask),
+    params,
+    grads,
+  )
   theirs = run(optax.adamw(sched, 0.8, 0.95, 1e-7, weight_decay=0.1, mask=mask), params, grads)
   for (p1, _), (p2, _) in zip(ours, theirs):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9), p1, p2)
@@ -116,9 +125,16 @@ def test_low_precision_params_keep_dtype_and_track_reference(dtype):
     assert adam_state.nu.dtype == dtype
     params = optax.apply_updates(params, updates)
     assert params.dtype == dtype
-  want, _ = reference.stable_adamw([np.asarray(jnp.asarray(g, dtype), np.float64) for g in grads],
-                                   np.asarray(jnp.asarray(theta0, dtype), np.float64),
-                                   [1e-2] * 8, 0.9, 0.99, 1e-6, 0.1, 1.0)
+  want, _ = reference.stable_adamw(
+    [np.asarray(jnp.asarray(g, dtype), np.float64) for g in grads],
+    np.asarray(jnp.asarray(theta0, dtype), np.float64),
+    [1e-2] * 8,
+    0.9,
+    0.99,
+    1e-6,
+    0.1,
+    1.0,
+  )
   # The moments are stored in low precision, so allow a few ulps of drift per step.
   np.testing.assert_allclose(np.asarray(params, np.float64), want[-1], atol=0.05)
   assert bool(jnp.all(jnp.isfinite(params)))
@@ -128,11 +144,11 @@ def test_last_rms_through_wrappers_and_inject_hyperparams():
   params = {"a": jnp.ones((4, 4)), "b": jnp.ones((4,))}
   grads = {"a": jnp.full((4, 4), 0.5), "b": jnp.full((4,), -1.0)}
   txs = [
-      optim.stable_adamw(1e-3),
-      optax.chain(optax.clip_by_global_norm(1.0), optim.stable_adamw(1e-3)),
-      optax.MultiSteps(optim.stable_adamw(1e-3), every_k_schedule=2),
-      optax.inject_hyperparams(optim.stable_adamw)(learning_rate=1e-3, b2=0.95),
-      optax.masked(optim.stable_adamw(1e-3), {"a": True, "b": False}),
+    optim.stable_adamw(1e-3),
+    optax.chain(optax.clip_by_global_norm(1.0), optim.stable_adamw(1e-3)),
+    optax.MultiSteps(optim.stable_adamw(1e-3), every_k_schedule=2),
+    optax.inject_hyperparams(optim.stable_adamw)(learning_rate=1e-3, b2=0.95),
+    optax.masked(optim.stable_adamw(1e-3), {"a": True, "b": False}),
   ]
   for tx in txs:
     state = tx.init(params)
@@ -169,11 +185,11 @@ def test_jit_vmap_and_no_recompilation():
 
   # vmap over a batch of runs with different b2.
   def one(b2, g):
-    t = optax.inject_hyperparams(optim.stable_adamw)(learning_rate=1e-2, b2=b2,
-                                                     weight_decay=0.0)
+    t = optax.inject_hyperparams(optim.stable_adamw)(learning_rate=1e-2, b2=b2, weight_decay=0.0)
     st = t.init(jnp.ones(3))
     u, _ = t.update(g, st, jnp.ones(3))
     return u
+
   b2s = jnp.array([0.9, 0.99])
   gs = jnp.stack([jnp.ones(3), -jnp.ones(3)])
   out = jax.vmap(one)(b2s, gs)

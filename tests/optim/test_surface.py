@@ -16,8 +16,9 @@ from adamlab import optim
 
 def _top_modules(code: str) -> set:
   code += "; import sys; print(sorted({m.split('.')[0] for m in sys.modules}))"
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       check=True).stdout
+  out = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, check=True
+  ).stdout
   return set(eval(out))
 
 
@@ -27,9 +28,16 @@ def test_import_loads_only_jax_optax_numpy():
   extra = _top_modules("from adamlab import optim") - _top_modules("import jax, optax, numpy")
   assert extra - set(sys.stdlib_module_names) == {"adamlab"}
   adamlab = subprocess.run(
-      [sys.executable, "-c", "import sys; from adamlab import optim; print(sorted(m for m in "
-       "sys.modules if m.startswith('adamlab')))"], capture_output=True, text=True,
-      check=True).stdout
+    [
+      sys.executable,
+      "-c",
+      "import sys; from adamlab import optim; print(sorted(m for m in "
+      "sys.modules if m.startswith('adamlab')))",
+    ],
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
   assert all(m == "adamlab" or m.startswith("adamlab.optim") for m in eval(adamlab))
 
 
@@ -44,9 +52,14 @@ def test_all_is_the_surface():
       assert obj.__doc__ and len(obj.__doc__) > 40, name
 
 
-@pytest.mark.parametrize("name", [n for n in optim.__all__
-                                  if callable(getattr(optim, n))
-                                  and not isinstance(getattr(optim, n), type)])
+@pytest.mark.parametrize(
+  "name",
+  [
+    n
+    for n in optim.__all__
+    if callable(getattr(optim, n)) and not isinstance(getattr(optim, n), type)
+  ],
+)
 def test_every_public_function_documents_args_returns_example(name):
   doc = getattr(optim, name).__doc__
   for section in ("Returns:", "Example:"):
@@ -71,10 +84,13 @@ def _run(tx, steps=5, jit=False):
   return params
 
 
-@pytest.mark.parametrize("alias", [
+@pytest.mark.parametrize(
+  "alias",
+  [
     lambda: optim.stable_adamw(1e-2, clip_threshold=None),
     lambda: optim.adamw(1e-2),
-])
+  ],
+)
 @pytest.mark.parametrize("jit", [False, True])
 def test_defaults_are_optax_adamw_bit_for_bit(alias, jit):
   ours, theirs = _run(alias(), jit=jit), _run(optax.adamw(1e-2), jit=jit)
@@ -84,62 +100,67 @@ def test_defaults_are_optax_adamw_bit_for_bit(alias, jit):
 
 def test_shared_defaults_match_optax():
   import inspect
+
   adamw = inspect.signature(optax.adamw).parameters
-  for alias in (optim.stable_adamw, optim.adamw, optim.adam_atan2, optim.scale_by_stable_adam,
-                optim.scale_by_adam_atan2):
+  for alias in (
+    optim.stable_adamw,
+    optim.adamw,
+    optim.adam_atan2,
+    optim.scale_by_stable_adam,
+    optim.scale_by_adam_atan2,
+  ):
     for name, p in inspect.signature(alias).parameters.items():
       if name in adamw and name != "learning_rate":
         assert p.default == adamw[name].default, (alias.__name__, name)
 
 
 BAD = [
-    (optim.stable_adamw, dict(learning_rate=1e-3, b2=1.5), "b2"),
-    (optim.stable_adamw, dict(learning_rate=1e-3, b2=1.0), "b2"),
-    (optim.stable_adamw, dict(learning_rate=1e-3, b1=-0.1), "b1"),
-    (optim.stable_adamw, dict(learning_rate=-1e-3), "learning_rate"),
-    (optim.stable_adamw, dict(learning_rate=float("nan")), "learning_rate"),
-    (optim.stable_adamw, dict(learning_rate=1e-3, eps=-1e-8), "eps"),
-    (optim.stable_adamw, dict(learning_rate=1e-3, clip_threshold=0.0), "clip_threshold"),
-    (optim.stable_adamw, dict(learning_rate=1e-3, clip_threshold=-1.0), "clip_threshold"),
-    (optim.stable_adamw, dict(learning_rate=1e-3, weight_decay=-0.1), "weight_decay"),
-    (optim.stable_adamw, dict(learning_rate=1e-3, weight_decay_mode="l2"),
-     "weight_decay_mode"),
-    (optim.stable_adamw, dict(learning_rate="1e-3"), "learning_rate"),
-    (optim.adamw, dict(learning_rate=1e-3, b2=2.0), "b2"),
-    (optim.adamw, dict(learning_rate=1e-3, eps=float("inf")), "eps"),
-    (optim.adam_atan2, dict(learning_rate=1e-3, a=0.0), "a"),
-    (optim.adam_atan2, dict(learning_rate=1e-3, b=-1.0), "b"),
-    (optim.adam_atan2, dict(learning_rate=1e-3, b1=1.0), "b1"),
-    (optim.adam_atan2, dict(learning_rate=-1.0), "learning_rate"),
-    (optim.scale_by_stable_adam, dict(b2=1.5), "b2"),
-    (optim.scale_by_stable_adam, dict(clip_threshold=0.0), "clip_threshold"),
-    (optim.scale_by_adam_atan2, dict(b2=-0.5), "b2"),
-    (optim.with_learning_rate, dict(direction=optax.identity(), learning_rate=-1.0),
-     "learning_rate"),
-    (optim.skip_spikes, dict(inner=optax.identity(), k=-1.0, window=10), "k"),
-    (optim.skip_spikes, dict(inner=optax.identity(), k=0.0, window=10), "k"),
-    (optim.skip_spikes, dict(inner=optax.identity(), k=3.0, window=1), "window"),
-    (optim.skip_spikes, dict(inner=optax.identity(), k=3.0, window=2.5), "window"),
-    (optim.skip_spikes, dict(inner=optax.identity(), k=3.0, window=10, metric="gnorm"),
-     "metric"),
-    (optim.skip_spikes, dict(inner=optax.identity(), k=3.0, window=10, max_in_row=-1),
-     "max_in_row"),
-    (optim.warmup_cosine, dict(peak=1.0, warmup_steps=20, total_steps=10), "warmup_steps"),
-    (optim.warmup_cosine, dict(peak=1.0, warmup_steps=0, total_steps=10, final_lr_ratio=2.0),
-     "final_lr_ratio"),
-    (optim.wsd, dict(peak=1.0, warmup_steps=0, total_steps=10, decay_fraction=0.0),
-     "decay_fraction"),
-    (optim.constant, dict(peak=-1.0), "peak"),
-    (optim.exponents, dict(parametrization="mu"), "parametrization"),
-    (optim.exponents, dict(parametrization="mup", optimizer="adamw"), "optimizer"),
-    (optim.exponents, dict(parametrization="mup", alignment="half"), "alignment"),
-    (optim.depth_exponents, dict(alpha=1.5), "alpha"),
-    (optim.branch_multiplier, dict(depth=8, base_depth=0, alpha=1.0), "base_depth"),
+  (optim.stable_adamw, dict(learning_rate=1e-3, b2=1.5), "b2"),
+  (optim.stable_adamw, dict(learning_rate=1e-3, b2=1.0), "b2"),
+  (optim.stable_adamw, dict(learning_rate=1e-3, b1=-0.1), "b1"),
+  (optim.stable_adamw, dict(learning_rate=-1e-3), "learning_rate"),
+  (optim.stable_adamw, dict(learning_rate=float("nan")), "learning_rate"),
+  (optim.stable_adamw, dict(learning_rate=1e-3, eps=-1e-8), "eps"),
+  (optim.stable_adamw, dict(learning_rate=1e-3, clip_threshold=0.0), "clip_threshold"),
+  (optim.stable_adamw, dict(learning_rate=1e-3, clip_threshold=-1.0), "clip_threshold"),
+  (optim.stable_adamw, dict(learning_rate=1e-3, weight_decay=-0.1), "weight_decay"),
+  (optim.stable_adamw, dict(learning_rate=1e-3, weight_decay_mode="l2"), "weight_decay_mode"),
+  (optim.stable_adamw, dict(learning_rate="1e-3"), "learning_rate"),
+  (optim.adamw, dict(learning_rate=1e-3, b2=2.0), "b2"),
+  (optim.adamw, dict(learning_rate=1e-3, eps=float("inf")), "eps"),
+  (optim.adam_atan2, dict(learning_rate=1e-3, a=0.0), "a"),
+  (optim.adam_atan2, dict(learning_rate=1e-3, b=-1.0), "b"),
+  (optim.adam_atan2, dict(learning_rate=1e-3, b1=1.0), "b1"),
+  (optim.adam_atan2, dict(learning_rate=-1.0), "learning_rate"),
+  (optim.scale_by_stable_adam, dict(b2=1.5), "b2"),
+  (optim.scale_by_stable_adam, dict(clip_threshold=0.0), "clip_threshold"),
+  (optim.scale_by_adam_atan2, dict(b2=-0.5), "b2"),
+  (optim.with_learning_rate, dict(direction=optax.identity(), learning_rate=-1.0), "learning_rate"),
+  (optim.skip_spikes, dict(inner=optax.identity(), k=-1.0, window=10), "k"),
+  (optim.skip_spikes, dict(inner=optax.identity(), k=0.0, window=10), "k"),
+  (optim.skip_spikes, dict(inner=optax.identity(), k=3.0, window=1), "window"),
+  (optim.skip_spikes, dict(inner=optax.identity(), k=3.0, window=2.5), "window"),
+  (optim.skip_spikes, dict(inner=optax.identity(), k=3.0, window=10, metric="gnorm"), "metric"),
+  (optim.skip_spikes, dict(inner=optax.identity(), k=3.0, window=10, max_in_row=-1), "max_in_row"),
+  (optim.warmup_cosine, dict(peak=1.0, warmup_steps=20, total_steps=10), "warmup_steps"),
+  (
+    optim.warmup_cosine,
+    dict(peak=1.0, warmup_steps=0, total_steps=10, final_lr_ratio=2.0),
+    "final_lr_ratio",
+  ),
+  (optim.wsd, dict(peak=1.0, warmup_steps=0, total_steps=10, decay_fraction=0.0), "decay_fraction"),
+  (optim.constant, dict(peak=-1.0), "peak"),
+  (optim.exponents, dict(parametrization="mu"), "parametrization"),
+  (optim.exponents, dict(parametrization="mup", optimizer="adamw"), "optimizer"),
+  (optim.exponents, dict(parametrization="mup", alignment="half"), "alignment"),
+  (optim.depth_exponents, dict(alpha=1.5), "alpha"),
+  (optim.branch_multiplier, dict(depth=8, base_depth=0, alpha=1.0), "base_depth"),
 ]
 
 
-@pytest.mark.parametrize("fn,kwargs,name", BAD, ids=[f"{f.__name__}-{n}-{i}"
-                                                      for i, (f, _, n) in enumerate(BAD)])
+@pytest.mark.parametrize(
+  "fn,kwargs,name", BAD, ids=[f"{f.__name__}-{n}-{i}" for i, (f, _, n) in enumerate(BAD)]
+)
 def test_bad_arguments_raise_naming_the_argument(fn, kwargs, name):
   with pytest.raises(ValueError, match=rf"^{name} = .*: must be "):
     fn(**kwargs)

@@ -29,15 +29,29 @@ def init(n, seed=0):
 
 def gradients(seed=1):
   rng = np.random.default_rng(seed)
-  return [{k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes(WIDTH).items()}
-          for _ in range(STEPS)]
+  return [
+    {k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes(WIDTH).items()}
+    for _ in range(STEPS)
+  ]
 
 
 def section(mode, **fields):
-  opt = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=0.02, b1=0.9, b2=0.95, eps=1e-6, weight_decay=0.3,
-      schedule="warmup_cosine", warmup_steps=2, total_steps=6, final_lr_ratio=0.1,
-      grad_clip_norm=0.0, weight_decay_mode=mode))
+  opt = ml_collections.ConfigDict(
+    dict(
+      name="adamw",
+      learning_rate=0.02,
+      b1=0.9,
+      b2=0.95,
+      eps=1e-6,
+      weight_decay=0.3,
+      schedule="warmup_cosine",
+      warmup_steps=2,
+      total_steps=6,
+      final_lr_ratio=0.1,
+      grad_clip_norm=0.0,
+      weight_decay_mode=mode,
+    )
+  )
   if mode == "timescale":
     opt.weight_decay, opt.weight_decay_timescale = 0.0, 0.5
   opt.update(fields)
@@ -45,7 +59,9 @@ def section(mode, **fields):
 
 
 def table():
-  return optim.parametrize(base=init(BASE), target=init(WIDTH), parametrization="mup", optimizer="adam")
+  return optim.parametrize(
+    base=init(BASE), target=init(WIDTH), parametrization="mup", optimizer="adam"
+  )
 
 
 def train(opt, p, values=None):
@@ -95,8 +111,15 @@ def test_mode_matches_numpy_reference(mode, decay_vectors):
     decayed = decay_vectors or name != "bias"
     k, s = LR_MULT[name], WIDTH_MULT[name]
     decays = [decay(mode, lr, opt, k, s) if decayed else 0.0 for lr in lrs]
-    want = reference.adamw([g[name] for g in gradients()], theta0, [lr * k for lr in lrs],
-                           decays, 0.9, 0.95, 1e-6 * EPS_MULT[name])[-1]
+    want = reference.adamw(
+      [g[name] for g in gradients()],
+      theta0,
+      [lr * k for lr in lrs],
+      decays,
+      0.9,
+      0.95,
+      1e-6 * EPS_MULT[name],
+    )[-1]
     np.testing.assert_allclose(ours[name], want, rtol=2e-5, atol=1e-6, err_msg=name)
 
 
@@ -132,11 +155,21 @@ def test_coupled_is_the_default_and_todays_chain_bit_for_bit():
   # The chain before weight_decay_mode existed: decay added to the direction.
   t, g = table(), gradients()[0]
   before = optax.chain(
-      optim.scale_by_stable_adam(0.9, 0.95, 1e-6, None, eps_scale=optim.eps_multipliers(t)),
-      optax.add_decayed_weights(0.3, jax.tree.map(lambda x: x.ndim >= 2, p)),
-      optim.scale_by_parametrization(t), optax.scale_by_learning_rate(0.01))
-  now = optim.stable_adamw(0.01, 0.9, 0.95, 1e-6, weight_decay=0.3, clip_threshold=None,
-                           mask=jax.tree.map(lambda x: x.ndim >= 2, p), parametrization=t)
+    optim.scale_by_stable_adam(0.9, 0.95, 1e-6, None, eps_scale=optim.eps_multipliers(t)),
+    optax.add_decayed_weights(0.3, jax.tree.map(lambda x: x.ndim >= 2, p)),
+    optim.scale_by_parametrization(t),
+    optax.scale_by_learning_rate(0.01),
+  )
+  now = optim.stable_adamw(
+    0.01,
+    0.9,
+    0.95,
+    1e-6,
+    weight_decay=0.3,
+    clip_threshold=None,
+    mask=jax.tree.map(lambda x: x.ndim >= 2, p),
+    parametrization=t,
+  )
   u_before, _ = before.update(g, before.init(p), p)
   u_now, _ = now.update(g, now.init(p), p)
   jax.tree.map(np.testing.assert_array_equal, u_now, u_before)
@@ -146,26 +179,40 @@ def test_coupled_is_the_default_and_todays_chain_bit_for_bit():
 @pytest.mark.parametrize("family", ["adam", "sgd", "adafactor"])
 @pytest.mark.parametrize("alignment", optim.ALIGNMENTS)
 def test_width_scaled_keeps_lr_times_decay_width_free(parametrization, family, alignment):
-  t = optim.parametrize(base=init(BASE), target=init(WIDTH), parametrization=parametrization, optimizer=family, alignment=alignment)
+  t = optim.parametrize(
+    base=init(BASE),
+    target=init(WIDTH),
+    parametrization=parametrization,
+    optimizer=family,
+    alignment=alignment,
+  )
   for leaf in jax.tree.leaves(t):
     assert leaf.lr * leaf.decay_width_mult == pytest.approx(1.0)
-  sgd = optim.parametrize(base=init(BASE), target=init(WIDTH), parametrization="mup_tp5", optimizer="sgd")
+  sgd = optim.parametrize(
+    base=init(BASE), target=init(WIDTH), parametrization="mup_tp5", optimizer="sgd"
+  )
   # Tensor Programs V's SGD table: lr m, 1, 1/m (input, hidden, output), decay the inverse.
   assert {k: v.decay_width_mult for k, v in sgd.items()} == {
-      "embed": 0.25, "hidden": 1.0, "readout": 4.0, "bias": 0.25}
-  flat = optim.parametrize(base=init(BASE), target=init(WIDTH), parametrization="mup", per_layer_lr=False)
+    "embed": 0.25,
+    "hidden": 1.0,
+    "readout": 4.0,
+    "bias": 0.25,
+  }
+  flat = optim.parametrize(
+    base=init(BASE), target=init(WIDTH), parametrization="mup", per_layer_lr=False
+  )
   assert {v.decay_width_mult for v in jax.tree.leaves(flat)} == {1.0}
 
 
 def test_independent_decay_at_the_alias_level():
   # After the learning rate: theta -= lr * k * direction + weight_decay * theta.
   p, g, t = init(WIDTH), gradients()[0], table()
-  tx = optim.with_learning_rate(optax.identity(), 0.1, 0.05, parametrization=t,
-                                weight_decay_mode="independent")
+  tx = optim.with_learning_rate(
+    optax.identity(), 0.1, 0.05, parametrization=t, weight_decay_mode="independent"
+  )
   u, _ = tx.update(g, tx.init(p), p)
   for name in p:
-    np.testing.assert_allclose(u[name], -0.1 * LR_MULT[name] * g[name] - 0.05 * p[name],
-                               rtol=1e-6)
+    np.testing.assert_allclose(u[name], -0.1 * LR_MULT[name] * g[name] - 0.05 * p[name], rtol=1e-6)
 
 
 def test_width_scaled_decay_takes_a_schedule():
@@ -173,8 +220,9 @@ def test_width_scaled_decay_takes_a_schedule():
   # u_t = -lr * (k * g + lambda_t * theta), lambda_t read at step t = 0, 1, 2.
   p, g, t = init(WIDTH), gradients()[0], table()
   schedule = lambda n: 0.05 * (n + 1)
-  tx = optim.with_learning_rate(optax.identity(), 0.1, schedule, parametrization=t,
-                                weight_decay_mode="width_scaled")
+  tx = optim.with_learning_rate(
+    optax.identity(), 0.1, schedule, parametrization=t, weight_decay_mode="width_scaled"
+  )
   state = tx.init(p)
   for step in range(3):
     u, state = tx.update(g, state, p)
@@ -184,16 +232,28 @@ def test_width_scaled_decay_takes_a_schedule():
 
 
 BAD = [
-    (dict(weight_decay_mode="decoupled"), "optimizer.weight_decay_mode",
-     "'coupled', 'independent', 'width_scaled', 'timescale'"),
-    (dict(weight_decay_mode="timescale"), "optimizer.weight_decay_timescale", ">= 1 / "),
-    (dict(weight_decay_mode="timescale", weight_decay_timescale=1e-4, total_steps=1000),
-     "optimizer.weight_decay_timescale", ">= 1 / optimizer.total_steps"),
-    (dict(weight_decay_mode="timescale", weight_decay_timescale=0.2, weight_decay=0.1),
-     "optimizer.weight_decay", "0 when"),
-    (dict(weight_decay_timescale=0.2), "optimizer.weight_decay_timescale", "0 unless"),
-    (dict(weight_decay_mode="timescale", weight_decay_timescale=-1.0),
-     "optimizer.weight_decay_timescale", ">= 0"),
+  (
+    dict(weight_decay_mode="decoupled"),
+    "optimizer.weight_decay_mode",
+    "'coupled', 'independent', 'width_scaled', 'timescale'",
+  ),
+  (dict(weight_decay_mode="timescale"), "optimizer.weight_decay_timescale", ">= 1 / "),
+  (
+    dict(weight_decay_mode="timescale", weight_decay_timescale=1e-4, total_steps=1000),
+    "optimizer.weight_decay_timescale",
+    ">= 1 / optimizer.total_steps",
+  ),
+  (
+    dict(weight_decay_mode="timescale", weight_decay_timescale=0.2, weight_decay=0.1),
+    "optimizer.weight_decay",
+    "0 when",
+  ),
+  (dict(weight_decay_timescale=0.2), "optimizer.weight_decay_timescale", "0 unless"),
+  (
+    dict(weight_decay_mode="timescale", weight_decay_timescale=-1.0),
+    "optimizer.weight_decay_timescale",
+    ">= 0",
+  ),
 ]
 
 
@@ -219,11 +279,16 @@ def test_injected_state_and_hyperparams(mode):
   assert set(optimizer.hyperparams(opt)) == {"learning_rate", "b1", "b2", "eps", field}
   for _ in range(3):
     _, state = tx.update(gradients()[0], state, init(WIDTH))
-  wd = float(optax.tree_utils.tree_get(state, "InjectStatefulHyperparamsState")
-             .hyperparams["weight_decay"])
+  wd = float(
+    optax.tree_utils.tree_get(state, "InjectStatefulHyperparamsState").hyperparams["weight_decay"]
+  )
   unit = warmup_cosine(2, 1.0, 2, 6, 0.1)  # the last update's lr_t / lr_peak
-  want = {"coupled": 0.3, "width_scaled": 0.3, "independent": 0.3 * unit,
-          "timescale": unit / (0.5 * 6)}[mode]
+  want = {
+    "coupled": 0.3,
+    "width_scaled": 0.3,
+    "independent": 0.3 * unit,
+    "timescale": unit / (0.5 * 6),
+  }[mode]
   assert wd == pytest.approx(want, rel=1e-6)
 
 
@@ -231,8 +296,11 @@ def test_independent_decay_of_zero_packs_with_nonzero():
   # Packed runs vmap one optimizer over their hyperparameters: lambda = 0 and lambda > 0
   # must give states of one structure.
   params = {"w": jnp.ones((4, 4)), "b": jnp.ones(4)}
-  opt = ml_collections.ConfigDict(dict(name="adamw", weight_decay_mode="independent",
-                                       warmup_steps=0, total_steps=10))
-  structures = [jax.tree.structure(optimizer.build(opt, None, params, {"weight_decay": lam}).init(params))
-                for lam in (0.0, 0.1)]
+  opt = ml_collections.ConfigDict(
+    dict(name="adamw", weight_decay_mode="independent", warmup_steps=0, total_steps=10)
+  )
+  structures = [
+    jax.tree.structure(optimizer.build(opt, None, params, {"weight_decay": lam}).init(params))
+    for lam in (0.0, 0.1)
+  ]
   assert structures[0] == structures[1]

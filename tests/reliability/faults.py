@@ -18,6 +18,7 @@ from adamlab import cli, data, models
 
 def marking(source_fn, steps):
   """source_fn, whose sources mark the targets of the batches at `steps`."""
+
   def source(config):
     src = source_fn(config)
     clean = src.batch
@@ -30,6 +31,7 @@ def marking(source_fn, steps):
 
     src.batch = batch
     return src
+
   return source
 
 
@@ -51,6 +53,7 @@ _inf_grad.defvjp(_inf_grad_fwd, _inf_grad_bwd)
 
 def faulty(task_fn, where):
   """task_fn, whose tasks' objectives turn a marked batch into the fault."""
+
   def task(model):
     clean = task_fn(model)
 
@@ -67,9 +70,11 @@ def faulty(task_fn, where):
           if where == "loss":
             value = value * jnp.where(bad, jnp.nan, 1.0)
           return value, aux
+
         return loss
 
     return Faulty(*clean)
+
   return task
 
 

@@ -18,7 +18,7 @@ def test_corrupted_newest_checkpoint_falls_back_to_the_previous(tmp_path, damage
   assert files
   for p in files:
     data = p.read_bytes()
-    p.write_bytes(b"\x00garbage" * 3 if damage == "garble" else data[:len(data) // 2])
+    p.write_bytes(b"\x00garbage" * 3 if damage == "garble" else data[: len(data) // 2])
   r = train(tmp_path / "run", *ARGS)
   assert r.returncode == 0, r.stderr
   assert "checkpoint 12 is unreadable" in r.stdout

@@ -43,8 +43,9 @@ def test_killed_at_random_points_and_during_a_save_resumes_bitwise(tmp_path):
   rng = random.Random(0)
   kills = sorted(rng.sample(range(2, 28), 3))
   for kill_at in kills:  # after `kill_at` metrics lines: mid-step, mid-write, anywhere
-    assert _kill_when(train(run, *ARGS, wait=False),
-                      lambda: _lines(run / "metrics.jsonl") >= kill_at)
+    assert _kill_when(
+      train(run, *ARGS, wait=False), lambda: _lines(run / "metrics.jsonl") >= kill_at
+    )
   # And once while a checkpoint is being written.
   assert _kill_when(train(run, *ARGS, wait=False), lambda: _saving(run)), "no save seen"
   done = train(run, *ARGS)

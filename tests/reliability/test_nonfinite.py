@@ -15,11 +15,26 @@ from tests.train.test_trainer import ROOT, SMALL, final_params, rows
 
 def env_train(workdir, steps, *extra):
   return subprocess.run(
-      [sys.executable, "-m", "tests.reliability.faults", steps, "train", "--workdir",
-       str(workdir), *SMALL,
-       "--config.steps=20", "--config.log_every=1", "--config.checkpoint_every=5", *extra],
-      cwd=ROOT, capture_output=True, text=True, timeout=600,
-      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    [
+      sys.executable,
+      "-m",
+      "tests.reliability.faults",
+      steps,
+      "train",
+      "--workdir",
+      str(workdir),
+      *SMALL,
+      "--config.steps=20",
+      "--config.log_every=1",
+      "--config.checkpoint_every=5",
+      *extra,
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
 
 
 @pytest.mark.parametrize("where", ["loss", "grad"])
@@ -46,8 +61,9 @@ def test_nonfinite_steps_are_skipped_logged_and_stop_the_run(tmp_path, where):
 
 def test_rewind_and_skip_recovers(tmp_path):
   # rewind_skip: back to the checkpoint before the bad steps, skip batches, finish.
-  r = env_train(tmp_path / "rewind", "9,10,11", "--config.max_nonfinite=3",
-                "--config.rewind_skip=4")
+  r = env_train(
+    tmp_path / "rewind", "9,10,11", "--config.max_nonfinite=3", "--config.rewind_skip=4"
+  )
   assert r.returncode == 0, r.stderr
   assert "rewound to step 5" in r.stdout
   got = rows(tmp_path / "rewind")

@@ -24,8 +24,10 @@ from tests.train.test_trainer import final_params, rows, science, train
 
 STEPS = 300
 ARGS = [f"--config.steps={STEPS}", "--config.log_every=1", "--config.checkpoint_every=1000"]
-MESSAGE = (r"adamlab: preempted: (SIGTERM|SIGINT) at step (\d+): checkpointed; run the same "
-           r"command again to resume")
+MESSAGE = (
+  r"adamlab: preempted: (SIGTERM|SIGINT) at step (\d+): checkpointed; run the same "
+  r"command again to resume"
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +90,9 @@ def test_a_signal_during_setup_stops_the_run_before_its_first_step(tmp_path):
   assert proc.returncode == 75, err
   # It stops before compiling its step: nothing is trained, nothing is saved.
   assert err.strip().splitlines()[-1] == (
-      "adamlab: preempted: SIGTERM at step 0: nothing trained yet; run the same command "
-      "again to resume"), err
+    "adamlab: preempted: SIGTERM at step 0: nothing trained yet; run the same command "
+    "again to resume"
+  ), err
   assert not os.listdir(run / "checkpoints") and _lines(run / "metrics.jsonl") == 0
   done = train(run, *ARGS)  # the same command starts it
   assert done.returncode == 0, done.stderr
@@ -100,9 +103,26 @@ def test_a_signal_during_setup_stops_the_run_before_its_first_step(tmp_path):
 def test_a_signalled_sweep_stops_its_runs_and_resumes_them(tmp_path, backend):
   path, workdir = sweep_file(tmp_path, GRID), tmp_path / "s"
   proc = subprocess.Popen(
-      [sys.executable, "-m", "adamlab.cli", "sweep", "--config", path, "--workdir",
-       str(workdir), "--workers", "2", "--backend", backend], cwd=ROOT, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    [
+      sys.executable,
+      "-m",
+      "adamlab.cli",
+      "sweep",
+      "--config",
+      path,
+      "--workdir",
+      str(workdir),
+      "--workers",
+      "2",
+      "--backend",
+      backend,
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
   _when(proc, lambda: any(_lines(m) >= 3 for m in workdir.glob("*/metrics.jsonl")))
   proc.send_signal(signal.SIGTERM)  # the sweep only: it passes the signal on
   out, err = proc.communicate(timeout=300)
@@ -133,8 +153,7 @@ def test_a_job_waiting_for_another_sweeps_run_sees_a_stop(tmp_path):
   pool = concurrent.futures.ThreadPoolExecutor(1)
   try:
     with jobs.forwarding_signals():
-      waiting = pool.submit(jobs.train, grid.load_sweep(path), str(workdir), [(rid, values)],
-                            True)
+      waiting = pool.submit(jobs.train, grid.load_sweep(path), str(workdir), [(rid, values)], True)
       time.sleep(1.0)
       assert not waiting.done()
       jobs.stop()

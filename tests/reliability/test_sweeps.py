@@ -16,18 +16,29 @@ from tests.sweep.test_sweep import ROOT, SWEEP, sweep_file
 
 # Four runs of 40 steps: long enough to be killed in the middle of.
 GRID = SWEEP.replace('"steps": 6,', '"steps": 40, "checkpoint_every": 5,').replace(
-    '"log_every": 3,', '"log_every": 1,')
+  '"log_every": 3,', '"log_every": 1,'
+)
 
 
 def sweep(path, workdir, *extra, wait=True, out=subprocess.DEVNULL):
-  cmd = [sys.executable, "-m", "adamlab.cli", "sweep", "--config", path, "--workdir",
-         str(workdir), *extra]
+  cmd = [
+    sys.executable,
+    "-m",
+    "adamlab.cli",
+    "sweep",
+    "--config",
+    path,
+    "--workdir",
+    str(workdir),
+    *extra,
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   if wait:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
   # Its own process group, so the test can kill the sweep and everything it started.
-  return subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.DEVNULL, env=env,
-                          start_new_session=True)
+  return subprocess.Popen(
+    cmd, cwd=ROOT, stdout=out, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+  )
 
 
 def trainings(workdir, rid) -> int:
@@ -35,8 +46,9 @@ def trainings(workdir, rid) -> int:
   resumes of a finished run (killed before the sweep recorded it): `adamlab train`
   prints the run directory at its end, and "resumed DIR at step N" when it resumes."""
   logs = "".join(open(workdir / "logs" / f).read() for f in os.listdir(workdir / "logs"))
-  return (logs.count(f"run directory: {workdir / rid} ")
-          - logs.count(f"resumed {workdir / rid} at step 40\n"))
+  return logs.count(f"run directory: {workdir / rid} ") - logs.count(
+    f"resumed {workdir / rid} at step 40\n"
+  )
 
 
 def check_complete(workdir, killed: bool, steps=40):
@@ -60,8 +72,11 @@ def test_killed_sweep_resumes_and_runs_everything_once(tmp_path, backend):
   # Kill once a run is finished and another is in the middle of its steps.
   while time.time() < deadline:
     done = list(workdir.glob("*/result.json"))
-    mid = [m for m in workdir.glob("*/metrics.jsonl")
-           if not (m.parent / "result.json").exists() and sum(1 for _ in open(m)) >= 8]
+    mid = [
+      m
+      for m in workdir.glob("*/metrics.jsonl")
+      if not (m.parent / "result.json").exists() and sum(1 for _ in open(m)) >= 8
+    ]
     if done and mid:
       break
     time.sleep(0.1)

@@ -10,7 +10,7 @@ from adamlab.analysis import sensitivity
 from adamlab.sweep import grid
 from tests.sweep.test_sweep import adamlab, sweep_file
 
-SEARCH = '''
+SEARCH = """
 def get_search(arg=""):
   return dict(
       base="configs/gpt.py:sp,adamw",
@@ -21,7 +21,7 @@ def get_search(arg=""):
       space={"optimizer.learning_rate": [1e-3, 1e-2, 1e30], "optimizer.b2": [0.9, 0.99]},
       baseline={"optimizer.learning_rate": 1e-3},
       metric="eval_loss", max_passes=3)
-'''
+"""
 
 
 def test_coordinate_descent_converges_reuses_runs_and_classifies(tmp_path):
@@ -31,8 +31,10 @@ def test_coordinate_descent_converges_reuses_runs_and_classifies(tmp_path):
   choices = [l.split(" | ") for l in (workdir / "choices.md").read_text().splitlines()[2:]]
   # Each pass picks, per scale, the value with the lowest final eval loss among its
   # 1-D grid with the other hyperparameter at its current value (diverged: never).
-  current = {0: {"optimizer.learning_rate": 1e-3, "optimizer.b2": 0.95},
-             1: {"optimizer.learning_rate": 1e-3, "optimizer.b2": 0.95}}
+  current = {
+    0: {"optimizer.learning_rate": 1e-3, "optimizer.b2": 0.95},
+    1: {"optimizer.learning_rate": 1e-3, "optimizer.b2": 0.95},
+  }
   scales = [{"model.width": 16, "steps": 6}, {"model.width": 32, "steps": 6}]
   passes = {int(c[1]) for c in choices}
   assert passes == {1, 2}  # pass 2 changes nothing, so the descent stops
@@ -61,14 +63,19 @@ def test_coordinate_descent_converges_reuses_runs_and_classifies(tmp_path):
   assert len([d for d in os.listdir(workdir) if "=" in d]) == n_runs
 
 
-@pytest.mark.parametrize("change,needle", [
+@pytest.mark.parametrize(
+  "change,needle",
+  [
     (('"optimizer.b2": [0.9, 0.99]', '"optimizer.b2": []'), "search.space"),
-    (('baseline={"optimizer.learning_rate": 1e-3}', 'baseline={"optimizer.b1": 0.9}'),
-     "search.baseline.optimizer.b1"),
+    (
+      ('baseline={"optimizer.learning_rate": 1e-3}', 'baseline={"optimizer.b1": 0.9}'),
+      "search.baseline.optimizer.b1",
+    ),
     (('"optimizer.b2": [0.9, 0.99]', '"optimizer.b2": [0.9, 1.0]'), "optimizer.b2 = 1.0"),
-    (('max_passes=3', 'max_passes=0'), "search.max_passes"),
+    (("max_passes=3", "max_passes=0"), "search.max_passes"),
     (('metric="eval_loss"', 'metrc="eval_loss"'), "search.metrc"),
-])
+  ],
+)
 def test_bad_searches_are_reported_before_anything_runs(tmp_path, change, needle):
   path = sweep_file(tmp_path, SEARCH.replace(*change))
   r = adamlab("search", "--config", path, "--workdir", str(tmp_path / "s"))

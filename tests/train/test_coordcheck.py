@@ -9,6 +9,7 @@ layer in SP, far above the init-time slopes (within +-0.15, also checked). muP m
 every layer, logits included, within |slope| < 0.3: measured at most 0.26 (the GPT
 logits, whose init part still shrinks like width^-1/2 after 3 steps).
 """
+
 import ml_collections
 import pytest
 
@@ -20,14 +21,27 @@ WIDTHS = [32, 64, 128, 256]
 
 
 def config(name, parametrization):
-  c = ml_collections.ConfigDict(dict(model=models.default_config(name),
-                                     optimizer=optimizer.default_config(),
-                                     parametrization=parametrization, alignment="full"))
+  c = ml_collections.ConfigDict(
+    dict(
+      model=models.default_config(name),
+      optimizer=optimizer.default_config(),
+      parametrization=parametrization,
+      alignment="full",
+    )
+  )
   c.model.base_width = 32
   if name == "gpt":
     c.model.update(dict(seq_len=16, depth=1, num_heads=2))
-  c.optimizer.update(dict(name="adamw", learning_rate=0.02, schedule="constant", warmup_steps=0,
-                          grad_clip_norm=0.0, per_layer_lr=parametrization != "sp"))
+  c.optimizer.update(
+    dict(
+      name="adamw",
+      learning_rate=0.02,
+      schedule="constant",
+      warmup_steps=0,
+      grad_clip_norm=0.0,
+      per_layer_lr=parametrization != "sp",
+    )
+  )
   return c
 
 

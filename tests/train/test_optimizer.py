@@ -11,8 +11,12 @@ from adamlab.train import optimizer
 
 
 def params(width):
-  return {"embed": jnp.ones((10, width)), "hidden": jnp.ones((width, width)),
-          "readout": jnp.ones((width, 3)), "bias": jnp.zeros((width,))}
+  return {
+    "embed": jnp.ones((10, width)),
+    "hidden": jnp.ones((width, width)),
+    "readout": jnp.ones((width, 3)),
+    "bias": jnp.zeros((width,)),
+  }
 
 
 def config(**opt):
@@ -27,8 +31,15 @@ def config(**opt):
 def build(c, p, base=None, values=None):
   """optimizer.build for an experiment-style config: the table as models.table makes it."""
   opt = c.optimizer
-  table = optim.parametrize(base=base, target=p, parametrization=c.parametrization, optimizer=optimizer.family(opt.name), alignment=c.alignment,
-                            per_layer_lr=opt.per_layer_lr, scale_eps=opt.scale_eps)
+  table = optim.parametrize(
+    base=base,
+    target=p,
+    parametrization=c.parametrization,
+    optimizer=optimizer.family(opt.name),
+    alignment=c.alignment,
+    per_layer_lr=opt.per_layer_lr,
+    scale_eps=opt.scale_eps,
+  )
   return optimizer.build(opt, table, p, values)
 
 
@@ -56,20 +67,32 @@ def test_every_optimizer_builds_and_steps(name, parametrization):
 
 
 def test_adamw_is_optax_adamw_with_global_clip_and_schedule():
-  c = config(name="adamw", learning_rate=3e-3, b1=0.8, b2=0.97, eps=1e-7, weight_decay=0.1,
-             grad_clip_norm=0.5, warmup_steps=2, total_steps=5, final_lr_ratio=0.1)
+  c = config(
+    name="adamw",
+    learning_rate=3e-3,
+    b1=0.8,
+    b2=0.97,
+    eps=1e-7,
+    weight_decay=0.1,
+    grad_clip_norm=0.5,
+    warmup_steps=2,
+    total_steps=5,
+    final_lr_ratio=0.1,
+  )
   ours, _ = run(build(c, params(8)), params(8))
   mask = jax.tree.map(lambda x: x.ndim >= 2, params(8))
   sched = optim.warmup_cosine(3e-3, 2, 5, 0.1)
-  ref = optax.chain(optax.clip_by_global_norm(0.5),
-                    optax.adamw(sched, 0.8, 0.97, 1e-7, weight_decay=0.1, mask=mask))
+  ref = optax.chain(
+    optax.clip_by_global_norm(0.5), optax.adamw(sched, 0.8, 0.97, 1e-7, weight_decay=0.1, mask=mask)
+  )
   theirs, _ = run(ref, params(8))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9), ours, theirs)
 
 
 def test_learning_rate_is_in_the_state_and_mup_scales_it():
-  c = config(name="stable_adamw", schedule="constant", warmup_steps=0, learning_rate=0.01,
-             grad_clip_norm=0.0)
+  c = config(
+    name="stable_adamw", schedule="constant", warmup_steps=0, learning_rate=0.01, grad_clip_norm=0.0
+  )
   c.parametrization = "mup"
   tx = build(c, params(32), params(8))
   _, state = run(tx, params(32), steps=1)
@@ -91,8 +114,9 @@ def test_learning_rate_is_in_the_state_and_mup_scales_it():
 
 
 def test_weight_decay_skips_vectors_by_default():
-  c = config(name="adamw", weight_decay=0.5, schedule="constant", warmup_steps=0,
-             grad_clip_norm=0.0)
+  c = config(
+    name="adamw", weight_decay=0.5, schedule="constant", warmup_steps=0, grad_clip_norm=0.0
+  )
   p = {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))}
   tx = build(c, p)
   u, _ = tx.update(jax.tree.map(jnp.zeros_like, p), tx.init(p), p)
@@ -104,22 +128,22 @@ def test_weight_decay_skips_vectors_by_default():
 
 
 BAD = [
-    ("name", "adamm", "optimizer.name"),
-    ("b1", 1.0, "optimizer.b1"),
-    ("b2", 1.0, "optimizer.b2"),
-    ("b2", -0.1, "optimizer.b2"),
-    ("learning_rate", -1e-3, "optimizer.learning_rate"),
-    ("learning_rate", float("nan"), "optimizer.learning_rate"),
-    ("eps", -1e-8, "optimizer.eps"),
-    ("weight_decay", -0.1, "optimizer.weight_decay"),
-    ("grad_clip_norm", -1.0, "optimizer.grad_clip_norm"),
-    ("clip_threshold", 0.0, "optimizer.clip_threshold"),
-    ("schedule", "cosine", "optimizer.schedule"),
-    ("warmup_steps", 2000, "optimizer.warmup_steps"),
-    ("total_steps", 0, "optimizer.total_steps"),
-    ("final_lr_ratio", 1.5, "optimizer.final_lr_ratio"),
-    ("a", 0.0, "optimizer.a"),
-    ("momentum", 1.0, "optimizer.momentum"),
+  ("name", "adamm", "optimizer.name"),
+  ("b1", 1.0, "optimizer.b1"),
+  ("b2", 1.0, "optimizer.b2"),
+  ("b2", -0.1, "optimizer.b2"),
+  ("learning_rate", -1e-3, "optimizer.learning_rate"),
+  ("learning_rate", float("nan"), "optimizer.learning_rate"),
+  ("eps", -1e-8, "optimizer.eps"),
+  ("weight_decay", -0.1, "optimizer.weight_decay"),
+  ("grad_clip_norm", -1.0, "optimizer.grad_clip_norm"),
+  ("clip_threshold", 0.0, "optimizer.clip_threshold"),
+  ("schedule", "cosine", "optimizer.schedule"),
+  ("warmup_steps", 2000, "optimizer.warmup_steps"),
+  ("total_steps", 0, "optimizer.total_steps"),
+  ("final_lr_ratio", 1.5, "optimizer.final_lr_ratio"),
+  ("a", 0.0, "optimizer.a"),
+  ("momentum", 1.0, "optimizer.momentum"),
 ]
 
 
@@ -164,17 +188,29 @@ def test_schedules():
 def test_build_without_an_experiment_config():
   # Only the optimizer section (missing fields take the defaults) and a table, if any.
   p, g = params(16), jax.tree.map(jnp.ones_like, params(16))
-  opt = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-2, schedule="constant",
-                                       warmup_steps=0, grad_clip_norm=0.0))
+  opt = ml_collections.ConfigDict(
+    dict(name="adamw", learning_rate=1e-2, schedule="constant", warmup_steps=0, grad_clip_norm=0.0)
+  )
 
   def first_update(table):
     tx = optimizer.build(opt, table, p)
     return tx.update(g, tx.init(p), p)[0]
 
   plain = first_update(None)
-  sp = first_update(optim.parametrize(base=params(8), target=p, parametrization="sp", optimizer=optimizer.family("adamw"),
-                                      per_layer_lr=False))
-  mup = first_update(optim.parametrize(base=params(8), target=p, parametrization="mup", optimizer=optimizer.family("adamw")))
+  sp = first_update(
+    optim.parametrize(
+      base=params(8),
+      target=p,
+      parametrization="sp",
+      optimizer=optimizer.family("adamw"),
+      per_layer_lr=False,
+    )
+  )
+  mup = first_update(
+    optim.parametrize(
+      base=params(8), target=p, parametrization="mup", optimizer=optimizer.family("adamw")
+    )
+  )
   assert float(jnp.abs(plain["hidden"]).min()) > 0
   jax.tree.map(np.testing.assert_array_equal, plain, sp)
   np.testing.assert_allclose(mup["hidden"], sp["hidden"] / 2, rtol=1e-6)
@@ -190,17 +226,21 @@ def test_injected_hyperparameters_are_hyperparams(name, clip):
   if clip is None and name == "stable_adamw":
     want.remove("clip_threshold")  # clipping off is static
   assert set(injected) == want
-  assert set(optimizer.hyperparams(c.optimizer)) == want - ({"clip_threshold"} if clip is None else set())
+  assert set(optimizer.hyperparams(c.optimizer)) == want - (
+    {"clip_threshold"} if clip is None else set()
+  )
 
 
 def test_learning_rate_is_found_through_wrappers():
   p = params(8)
   g = jax.tree.map(jnp.ones_like, p)
   inner = optax.inject_hyperparams(optim.stable_adamw)(learning_rate=optim.constant(0.1, 4))
-  txs = [optax.chain(optax.clip_by_global_norm(1.0), inner),
-         optim.skip_spikes(optax.chain(optax.clip_by_global_norm(1.0), inner), 3.0, 4),
-         optax.with_extra_args_support(inner),
-         build(config(skip_spikes_k=3.0, warmup_steps=4, learning_rate=0.1), p)]
+  txs = [
+    optax.chain(optax.clip_by_global_norm(1.0), inner),
+    optim.skip_spikes(optax.chain(optax.clip_by_global_norm(1.0), inner), 3.0, 4),
+    optax.with_extra_args_support(inner),
+    build(config(skip_spikes_k=3.0, warmup_steps=4, learning_rate=0.1), p),
+  ]
   for tx in txs:
     state = tx.init(p)
     assert float(optim.learning_rate(state)) == 0.0  # the schedule's value at step 0

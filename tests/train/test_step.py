@@ -33,8 +33,10 @@ def test_one_non_finite_gradient_element_skips_the_whole_update():
   new, m = step(s, x, None)
   assert np.isfinite(m["loss"]) and not np.isfinite(m["grad_norm"])
   assert m["skipped"] and int(new["nonfinite"]) == 1 and int(new["step"]) == 1
-  for got, want in zip(jax.tree.leaves(new["params"]) + jax.tree.leaves(new["opt_state"]),
-                       jax.tree.leaves(s["params"]) + jax.tree.leaves(s["opt_state"])):
+  for got, want in zip(
+    jax.tree.leaves(new["params"]) + jax.tree.leaves(new["opt_state"]),
+    jax.tree.leaves(s["params"]) + jax.tree.leaves(s["opt_state"]),
+  ):
     np.testing.assert_array_equal(got, want)  # params and optimizer state untouched
   new, _ = step(new, x, None)
   assert int(new["nonfinite"]) == 2 and bool(new["streak_hit"])  # max_nonfinite reached

@@ -19,6 +19,7 @@ FULL, LAST = 1, 4  # chunk types that end a record (FIRST = 2 and MIDDLE = 3 do 
 def wandb_records(path):
   """The protobuf Records of a .wandb transaction log, each chunk's crc32 checked."""
   from wandb.proto.wandb_internal_pb2 import Record
+
   data = open(path, "rb").read()
   assert data[:4] == b":W&B", "not a W&B transaction log"
   i, pending, records = 7, b"", []  # (7: ident, magic and version)
@@ -28,7 +29,7 @@ def wandb_records(path):
       i += left
       continue
     crc, n, kind = HEADER.unpack_from(data, i)
-    chunk = data[i + HEADER.size:i + HEADER.size + n]
+    chunk = data[i + HEADER.size : i + HEADER.size + n]
     assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) == crc, f"a corrupt chunk at {i}"
     i += HEADER.size + n
     pending += chunk
@@ -53,18 +54,27 @@ def logged(records):
 def offline(tmp_path, monkeypatch):
   """W&B offline, every file it writes under tmp_path; the W&B runs' logs, newest last."""
   pytest.importorskip("wandb")
-  for var, sub in (("WANDB_DIR", "wb"), ("WANDB_CONFIG_DIR", "wb-config"),
-                   ("WANDB_CACHE_DIR", "wb-cache"), ("WANDB_DATA_DIR", "wb-data")):
+  for var, sub in (
+    ("WANDB_DIR", "wb"),
+    ("WANDB_CONFIG_DIR", "wb-config"),
+    ("WANDB_CACHE_DIR", "wb-cache"),
+    ("WANDB_DATA_DIR", "wb-data"),
+  ):
     monkeypatch.setenv(var, str(tmp_path / sub))
   monkeypatch.setenv("WANDB_MODE", "offline")
-  return lambda: sorted(glob.glob(str(tmp_path / "wb" / "wandb" / "offline-run-*" / "*.wandb")),
-                        key=os.path.getmtime)
+  return lambda: sorted(
+    glob.glob(str(tmp_path / "wb" / "wandb" / "offline-run-*" / "*.wandb")), key=os.path.getmtime
+  )
 
 
 def test_an_offline_run_logs_every_metric_and_a_resume_keeps_its_id(tmp_path, offline):
   run_dir = tmp_path / "run"
-  args = ("--config.steps=10", "--config.log_every=5", "--config.wandb.mode=offline",
-          "--config.wandb.project=adamlab-test")
+  args = (
+    "--config.steps=10",
+    "--config.log_every=5",
+    "--config.wandb.mode=offline",
+    "--config.wandb.project=adamlab-test",
+  )
   r = train(run_dir, *args)
   assert r.returncode == 0, r.stderr
   logs = offline()
@@ -105,6 +115,7 @@ def test_a_wrong_mode_is_one_line_naming_the_field(tmp_path):
 def test_a_sweep_groups_its_runs_by_its_directory_when_wandb_is_on(tmp_path):
   from adamlab.sweep import grid, jobs
   from adamlab.train.config import load
+
   base = next(a for a in SMALL if a.startswith("configs/"))
   values = {"optimizer.learning_rate": 0.01}
   sweep = dict(base=base, fixed={"steps": 5, "wandb.mode": "offline"})
@@ -120,6 +131,7 @@ def test_a_run_saved_before_the_wandb_section_existed_still_resumes(tmp_path):
   from adamlab.errors import ConfigError
   from adamlab.train.checks import check_workdir
   from adamlab.train.config import load
+
   config, _ = load(SMALL)
   saved = json.loads(config.to_json())
   del saved["wandb"]  # a config.json written by an older adamlab
