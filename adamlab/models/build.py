@@ -215,13 +215,42 @@ def apply_table(model, t, key, zero_init_query: bool = False):
 
 def functional(model):
   """(apply, params): params is a plain nested dict of arrays (what Optax sees), and
-  apply(params, *args) calls the model with them; pure, so jit and grad work."""
+  apply(params, *args) calls the model with them; pure, so jit and grad work. apply
+  holds the graph definition and an abstract skeleton of the state, not its values."""
+  return _apply_of(model), nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def _apply_of(model):
+  """A pure apply(params, *args) over the model's graph; it keeps only the shapes of
+  the model's state (every variable is a Param, replaced by the params passed)."""
   graphdef, state = nnx.split(model)
-  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  skeleton = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
 
   def apply(p, *args, **kwargs):
-    st = jax.tree.map(lambda v: v, state)
+    st = jax.tree.map(lambda v: v, skeleton)
     nnx.replace_by_pure_dict(st, p)
     return nnx.merge(graphdef, st)(*args, **kwargs)
 
-  return apply, params
+  return apply
+
+
+def build_params(config, key: jax.Array, family: str, shardings=None):
+  """(apply, params, table): the model of config.model as a pure function, and its
+  params initialized from the table inside one jit, as `build` initializes them.
+
+  shardings: None, or a function of the abstract model giving a tree of shardings like
+  the params; each parameter is then made where it lives, so no full-size copy of it
+  ever exists on one device. apply keeps no initial values (see `functional`)."""
+  validate(config)
+  t = table(config, family)
+  zero_init_query = config.model.get("zero_init_query", False)
+
+  def make(k):
+    model = _construct(config, config.model.width)
+    apply_table(model, t, k, zero_init_query=zero_init_query)
+    return model
+
+  abstract = nnx.eval_shape(make, key)
+  out = None if shardings is None else shardings(abstract)
+  init = jax.jit(lambda k: nnx.to_pure_dict(nnx.state(make(k), nnx.Param)), out_shardings=out)
+  return _apply_of(abstract), init(key), t

@@ -78,7 +78,8 @@ def param_shardings(model, mesh):
       node = tree
       for k in path[:-1]:
         node = node.setdefault(k, {})
-      node[path[-1]] = NamedSharding(mesh, spec(var[...].shape, var.get_metadata("axes"), mesh))
+      shape = var.get_value().shape  # (an abstract model's values are ShapeDtypeStructs)
+      node[path[-1]] = NamedSharding(mesh, spec(shape, var.get_metadata("axes"), mesh))
   return tree
 
 

@@ -189,19 +189,36 @@ def family(name: str) -> str:
   return OPTIMIZERS[name].family
 
 
+def _family_of(config) -> str:
+  return family(config.optimizer.get("name", "stable_adamw"))
+
+
+def _check_section(config) -> None:
+  """ConfigError naming the field, for a missing or bad optimizer section."""
+  if "optimizer" not in config:
+    raise ConfigError("optimizer", None, "a config section (see default_config())")
+  validate(config.optimizer)
+
+
 def model_table(config):
   """The parametrization table of config's model for config's optimizer."""
-  return models.table(config, family(config.optimizer.get("name", "stable_adamw")))
+  return models.table(config, _family_of(config))
 
 
 def build_model(config, key: jax.Array):
   """(model, table): config's model, initialized from the table of config's optimizer.
 
   Checks the optimizer section first (ConfigError naming the field)."""
-  if "optimizer" not in config:
-    raise ConfigError("optimizer", None, "a config section (see default_config())")
-  validate(config.optimizer)
-  return models.build(config, key, family(config.optimizer.get("name", "stable_adamw")))
+  _check_section(config)
+  return models.build(config, key, _family_of(config))
+
+
+def build_params(config, key: jax.Array, shardings=None):
+  """(apply, params, table): config's model as a pure function and its params, made
+  inside one jit where `shardings` (a function of the abstract model) places them
+  (`models.build_params`). Checks the optimizer section first."""
+  _check_section(config)
+  return models.build_params(config, key, _family_of(config), shardings)
 
 
 def default_config() -> ml_collections.ConfigDict:

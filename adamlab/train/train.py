@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from adamlab import models
 from adamlab.train import optimizer
 from adamlab.files import write_text
 from adamlab.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib, plots
@@ -135,41 +134,30 @@ def open_runs(configs, workdirs) -> list:
 
 def setup(configs, mesh, task, source):
   """(Setup, state): model, table, optimizer and jitted steps of the K runs, built once,
-  and their fresh state, stacked on a leading run axis."""
+  and their fresh state, stacked on a leading run axis. The params and optimizer
+  states are made inside jits where they live: no full-size copy on one device."""
   config = configs[0]
   key = jax.random.PRNGKey(config.seed)
-  model, table = optimizer.build_model(config, key)
-  apply, params = models.functional(model)
-  params = jax.device_put(params, mesh_lib.param_shardings(model, mesh))
+  apply, params, table = optimizer.build_params(
+    config, key, lambda abstract: mesh_lib.param_shardings(abstract, mesh)
+  )
+  # The optimizer needs only the params' shapes (mask, table check): nothing keeps them.
+  shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+  n_params = sum(x.size for x in jax.tree.leaves(shapes))
   values = [optimizer.hyperparams(c.optimizer) for c in configs]
-  build_tx = lambda hp: optimizer.build(config.optimizer, table, params, hp)
-  on_mesh = lambda x: (
-    x.sharding
-    if isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
-    else mesh_lib.replicated(mesh)
-  )
-  members = [
-    initial_state(
-      params,
-      jax.jit(build_tx(v).init)(params),
-      jax.random.key_data(key),
-      ema=bool(config.ema_decay),
-    )
-    for v in values
-  ]
-  members = [jax.device_put(m, jax.tree.map(on_mesh, m)) for m in members]
+  build_tx = lambda hp: optimizer.build(config.optimizer, table, shapes, hp)
+  state, shardings = _born_stacked(config, params, build_tx, values, mesh, key)
+  del params
   abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), members[0]
+    lambda x, s: jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=_unstacked(s)),
+    state,
+    shardings,
   )
-  # The run axis leads and is not sharded.
-  shardings = jax.tree.map(lambda x: NamedSharding(mesh, P(None, *x.sharding.spec)), members[0])
-  state = jax.device_put(_stack(members), shardings)
   rows = _process_rows(config.batch_size)
   objective = task.objective(apply)
   train_step, names = _compile_train_step(
     config, objective, build_tx, values, state, shardings, source, rows
   )
-  n_params = sum(p.size for p in jax.tree.leaves(params))
   eval_step = make_eval_step(objective)
   evaluate = _over_runs(lambda p, hp, x, y: eval_step(p, x, y), len(configs))
   batch = mesh_lib.batch_sharding(mesh)  # (one object: jit's dispatch compares it each step)
@@ -186,6 +174,46 @@ def setup(configs, mesh, task, source):
     task.flops_per_step(config.batch_size, n_params) * len(configs),
     _peak_flops(config),
   ), state
+
+
+def _born_stacked(config, params, build_tx, values, mesh, key):
+  """(state, shardings): the K runs' fresh states, stacked on a leading run axis (not
+  sharded), made by one jitted init vmapped over the runs' hyperparameters. The
+  params, their EMA and every params-like part of the optimizer state take the
+  params' shardings; the rest is replicated."""
+  hps = {n: jnp.asarray([v[n] for v in values], jnp.float32) for n in values[0]}
+  rng, ema = jax.random.key_data(key), bool(config.ema_decay)
+  one = lambda p, hp: initial_state(p, build_tx(hp).init(p), rng, ema=ema)
+  stacked = lambda s: NamedSharding(mesh, P(None, *s.spec))
+  per_param = jax.tree.map(lambda x: stacked(x.sharding), params)
+  everywhere = NamedSharding(mesh, P())
+  member = jax.eval_shape(one, params, values[0])
+  shardings = jax.tree.map(lambda _: everywhere, member)
+  shardings["params"] = per_param
+  if ema:
+    shardings["ema"] = per_param
+  shardings["opt_state"] = _like_params(member["opt_state"], params, per_param, everywhere)
+  init = jax.jit(jax.vmap(one, in_axes=(None, 0)), out_shardings=shardings)
+  return init(params, hps), shardings
+
+
+def _like_params(tree, params, per_param, otherwise):
+  """Shardings for an optimizer state: each subtree shaped like the params (Adam's
+  moments) takes the params' shardings leaf by leaf; every other leaf `otherwise`."""
+  params_def = jax.tree.structure(params)
+  is_params = lambda x: jax.tree.structure(x) == params_def
+
+  def one(x):
+    if not is_params(x):
+      return otherwise
+    pick = lambda a, p, s: s if a.shape == p.shape else otherwise
+    return jax.tree.map(pick, x, params, per_param)
+
+  return jax.tree.map(one, tree, is_leaf=is_params)
+
+
+def _unstacked(s: NamedSharding) -> NamedSharding:
+  return NamedSharding(s.mesh, P(*s.spec[1:]))
 
 
 def _compile_train_step(config, objective, build_tx, values, state, shardings, source, rows):
