@@ -52,18 +52,18 @@ class Transformer(nn.Module):
     return self.logit_scale * embed.attend(x) if self.tied else nn.Dense(VOCAB, name="readout")(x)
 
 
-def param_shapes(width, tied):
-  model = Transformer(width, tied=tied)
+def param_shapes(width, tied, depth=2):
+  model = Transformer(width, depth, tied)
   return jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, SEQ), jnp.int32))["params"]
 
 
-def train(width, parametrization="mup", tied=False, steps=3, lr=2e-2, seed=0):
+def train(width, parametrization="mup", tied=False, steps=3, lr=2e-2, seed=0, depth=2):
   """(params, activations): `steps` AdamW steps on one batch, then every layer's output."""
   key = jax.random.PRNGKey(seed)
   tokens = jax.random.randint(jax.random.PRNGKey(1), (8, SEQ + 1), 0, VOCAB)
   table = optim.parametrize(
-    base=param_shapes(BASE_WIDTH, tied),
-    target=param_shapes(width, tied),
+    base=param_shapes(BASE_WIDTH, tied, depth),
+    target=param_shapes(width, tied, depth),
     parametrization=parametrization,
     per_layer_lr=parametrization != "sp",
   )  # muP 1
@@ -71,7 +71,7 @@ def train(width, parametrization="mup", tied=False, steps=3, lr=2e-2, seed=0):
   if tied:  # the embedding's readout factor, over the multiplier its effective value already has
     emb = table["embed"]["embedding"]
     scale = emb.readout_multiplier / emb.multiplier
-  model = Transformer(width, tied=tied, logit_scale=scale)
+  model = Transformer(width, depth, tied, logit_scale=scale)
   params = optim.init_params(table, model.init(key, tokens[:, :-1])["params"], key)  # muP 2
   tx = optim.adamw(lr, weight_decay=0.0, parametrization=table)  # muP 3
 
@@ -93,13 +93,16 @@ def train(width, parametrization="mup", tied=False, steps=3, lr=2e-2, seed=0):
   return params, inter["intermediates"]
 
 
-def coordinate_check(parametrization="mup", tied=False, widths=(32, 64, 128, 256), steps=3):
+def coordinate_check(
+  parametrization="mup", tied=False, widths=(32, 64, 128, 256), steps=3, depth=2
+):
   """{layer: slope of log2 mean|output| against log2 width} after `steps` steps."""
   rows = []
+  layers = ("embed", "attn_0", f"mlp_out_{depth - 1}", "ln_f") + (() if tied else ("readout",))
   for width in widths:
-    _, inter = train(width, parametrization, tied, steps)
-    for name in ("embed", "attn_0", "mlp_out_1", "ln_f") + (() if tied else ("readout",)):
-      out = inter[name]["__call__"][0] if name != "embed" else inter["embed"]["__call__"][0]
+    _, inter = train(width, parametrization, tied, steps, depth=depth)
+    for name in layers:
+      out = inter[name]["__call__"][0]
       rows.append(dict(width=width, step=steps, layer=name, l1=float(jnp.abs(out).mean())))
     if tied:
       rows.append(

@@ -14,11 +14,11 @@ def test_library_quickstart_runs():
   code = "\n".join(re.findall(r"```python\n(.*?)```", block, re.S))
   namespace = {}
   exec(compile(code, "README.md", "exec"), namespace)
-  # The muP example's table has the roles and learning rates of muP at m = 1024 / 64.
+  # The muP example's table has the roles and learning rates of muP at m = 256 / 64.
   table = namespace["table"]["params"]
   roles = [table[f"Dense_{i}"]["kernel"].role for i in range(3)]
   assert roles == ["input", "hidden", "output"]
-  assert table["Dense_1"]["kernel"].lr == 1 / 16
+  assert table["Dense_1"]["kernel"].lr == 1 / 4
   assert float(namespace["rms"]["w"]) > 0
 
 
