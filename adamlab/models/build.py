@@ -241,6 +241,13 @@ def build_params(config, key: jax.Array, family: str, shardings=None):
   shardings: None, or a function of the abstract model giving a tree of shardings like
   the params; each parameter is then made where it lives, so no full-size copy of it
   ever exists on one device. apply keeps no initial values (see `functional`)."""
+  apply, init, t = param_init(config, key, family, shardings)
+  return apply, init(key), t
+
+
+def param_init(config, key: jax.Array, family: str, shardings=None):
+  """(apply, init, table) of `build_params`: init(key) is the jitted initializer (its
+  compiled memory analysis is the setup's peak per device)."""
   validate(config)
   t = table(config, family)
   zero_init_query = config.model.get("zero_init_query", False)
@@ -253,4 +260,4 @@ def build_params(config, key: jax.Array, family: str, shardings=None):
   abstract = nnx.eval_shape(make, key)
   out = None if shardings is None else shardings(abstract)
   init = jax.jit(lambda k: nnx.to_pure_dict(nnx.state(make(k), nnx.Param)), out_shardings=out)
-  return _apply_of(abstract), init(key), t
+  return _apply_of(abstract), init, t

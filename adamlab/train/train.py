@@ -299,7 +299,7 @@ def loop(s: Setup, runs, state, preemption, log) -> None:
           runs,
           state,
           pending,
-          time.time() - t_log,
+          t_log,
           evaluate,
           durable=step % c.checkpoint_every == 0 or signalled,
         )
@@ -329,10 +329,13 @@ def loop(s: Setup, runs, state, preemption, log) -> None:
     progress.close()
 
 
-def _write_metrics(s: Setup, runs, state, pending, elapsed, evaluate, durable) -> None:
-  """Write the pending steps' metrics of every active run, with timing and evals."""
+def _write_metrics(s: Setup, runs, state, pending, since, evaluate, durable) -> None:
+  """Write the pending steps' metrics of every active run, with timing and evals.
+
+  The steps' time runs from `since` (the last write) until their metrics are on the
+  host: dispatch is asynchronous, so only then have the steps finished."""
   fetched = jax.device_get(pending)
-  elapsed = max(1e-9, elapsed)
+  elapsed = max(1e-9, time.time() - since)
   timing = {
     "items_per_s": len(fetched) * s.items_per_step / elapsed,
     "step_time_s": elapsed / len(fetched),
