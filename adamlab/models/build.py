@@ -180,9 +180,14 @@ def build(config, key: jax.Array, family: str):
   optimizer of `family` (see `table`)."""
   validate(config)
   t = table(config, family)
+  return _initialized(config, t, key), t
+
+
+def _initialized(config, t, key: jax.Array):
+  """The model of config.model at its width, its params set from the table `t`."""
   model = _construct(config, config.model.width)
   apply_table(model, t, key, zero_init_query=config.model.get("zero_init_query", False))
-  return model, t
+  return model
 
 
 def apply_table(model, t, key, zero_init_query: bool = False):
@@ -250,13 +255,7 @@ def param_init(config, key: jax.Array, family: str, shardings=None):
   compiled memory analysis is the setup's peak per device)."""
   validate(config)
   t = table(config, family)
-  zero_init_query = config.model.get("zero_init_query", False)
-
-  def make(k):
-    model = _construct(config, config.model.width)
-    apply_table(model, t, k, zero_init_query=zero_init_query)
-    return model
-
+  make = lambda k: _initialized(config, t, k)
   abstract = nnx.eval_shape(make, key)
   out = None if shardings is None else shardings(abstract)
   init = jax.jit(lambda k: nnx.to_pure_dict(nnx.state(make(k), nnx.Param)), out_shardings=out)

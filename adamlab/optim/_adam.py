@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from adamlab.optim.parametrization import _masked_like
+
 
 def compute_dtype(dtype) -> jnp.dtype:
   """Low-precision states are computed in float32 and stored back in their dtype."""
@@ -19,8 +21,7 @@ def leaf_eps(eps, eps_scale, tree):
   """eps per leaf: a scalar eps times an optional static per-leaf multiplier tree."""
   if eps_scale is None:
     return jax.tree.map(lambda _: eps, tree)
-  masked = lambda x: isinstance(x, optax.MaskedNode)  # (leaves optax.masked left out)
-  return jax.tree.map(lambda u, s: u if masked(u) else eps * s, tree, eps_scale, is_leaf=masked)
+  return jax.tree.map(lambda s: eps * s, _masked_like(eps_scale, tree))
 
 
 def zeros_moments(params, mu_dtype):

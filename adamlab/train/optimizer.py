@@ -26,79 +26,6 @@ class Optimizer(NamedTuple):
   hyperparams: tuple  # scalar arguments it injects (and a sweep may vmap over)
 
 
-def _adamw(
-  learning_rate,
-  b1,
-  b2,
-  eps,
-  weight_decay,
-  mask=None,
-  *,
-  parametrization=None,
-  weight_decay_mode="coupled",
-):
-  return optim.adamw(
-    learning_rate,
-    b1,
-    b2,
-    eps,
-    weight_decay=weight_decay,
-    mask=mask,
-    parametrization=parametrization,
-    weight_decay_mode=weight_decay_mode,
-  )
-
-
-def _stable_adamw(
-  learning_rate,
-  b1,
-  b2,
-  eps,
-  weight_decay,
-  clip_threshold=None,
-  mask=None,
-  *,
-  parametrization=None,
-  weight_decay_mode="coupled",
-):
-  return optim.stable_adamw(
-    learning_rate,
-    b1,
-    b2,
-    eps,
-    weight_decay=weight_decay,
-    clip_threshold=clip_threshold,
-    mask=mask,
-    parametrization=parametrization,
-    weight_decay_mode=weight_decay_mode,
-  )
-
-
-def _adam_atan2(
-  learning_rate,
-  b1,
-  b2,
-  a,
-  b,
-  weight_decay,
-  mask=None,
-  *,
-  parametrization=None,
-  weight_decay_mode="coupled",
-):
-  return optim.adam_atan2(
-    learning_rate,
-    b1,
-    b2,
-    a,
-    b,
-    weight_decay=weight_decay,
-    mask=mask,
-    parametrization=parametrization,
-    weight_decay_mode=weight_decay_mode,
-  )
-
-
 def _lion(
   learning_rate,
   b1,
@@ -169,11 +96,11 @@ def _adafactor(
 
 
 OPTIMIZERS = {
-  "adamw": Optimizer(_adamw, "adam", ("b1", "b2", "eps", "weight_decay")),
+  "adamw": Optimizer(optim.adamw, "adam", ("b1", "b2", "eps", "weight_decay")),
   "stable_adamw": Optimizer(
-    _stable_adamw, "adam", ("b1", "b2", "eps", "weight_decay", "clip_threshold")
+    optim.stable_adamw, "adam", ("b1", "b2", "eps", "weight_decay", "clip_threshold")
   ),
-  "adam_atan2": Optimizer(_adam_atan2, "adam", ("b1", "b2", "a", "b", "weight_decay")),
+  "adam_atan2": Optimizer(optim.adam_atan2, "adam", ("b1", "b2", "a", "b", "weight_decay")),
   "lion": Optimizer(_lion, "adam", ("b1", "b2", "weight_decay")),
   "sgd": Optimizer(_sgd, "sgd", ("momentum", "weight_decay")),
   "adafactor": Optimizer(_adafactor, "adafactor", ("weight_decay", "clip_threshold")),
