@@ -19,6 +19,9 @@ and 2 leave out "the V part"; the formulas here add it back (2 V T: logits and t
 softmax), as the measured figures hold it. Step time is each mode's against remat
 none, and compile time is the time to the first step (lower, compile, first call),
 scan against unrolled; both in this process, on the GPT's train step with AdamW.
+
+Last, the setup's own memory (`setup_memory.py`): the peak bytes per device while the
+params and optimizer state are made, against P / n, on 1, 2 and 8 simulated devices.
 """
 
 import argparse
@@ -40,6 +43,7 @@ from adamlab.train import optimizer
 from adamlab.train.config import base
 from adamlab.train.step import initial_state, make_train_step
 from common import machine
+import setup_memory
 
 # Sizes of `--quick` (and of benchmarks/run.py --quick).
 QUICK = dict(depths=(4, 16), rounds=2)
@@ -194,10 +198,13 @@ def run(
   calls=3,
   depths=(4, 16, 32),
   compile_shape=(64, 64, 4),
+  setup_devices=(1, 2, 8),
+  setup_width=256,
 ):
   """Memory rows for every (L, d, T) in shapes and every mode; step-time ratios at the
   first shape (batch 2 * batch); time to the first step, unrolled and scanned, at each
-  depth (the unrolled depth-32 step is the longest compile)."""
+  depth (the unrolled depth-32 step is the longest compile); and the setup's peak bytes
+  per device on each number of simulated devices (`setup_memory.py`)."""
   memory, times = [], {}
   for i, shape in enumerate(shapes):
     rows, compiled = measure_shape(*shape, batch, timed=i == 0)
@@ -223,6 +230,7 @@ def run(
     calls=calls,
     compile=compile_s,
     compile_shape=list(compile_shape),
+    setup=[setup_memory.measure(n, setup_width) for n in setup_devices],
   )
 
 
@@ -312,6 +320,8 @@ def report(result) -> str:
     f"{r['unrolled'] / r['scanned']:.1f}x |"
     for r in result["compile"]
   ]
+  if "setup" in result:  # (a report.json from before the section)
+    lines += ["", setup_memory.TITLE, "", setup_memory.report(result["setup"])]
   return "\n".join(lines)
 
 

@@ -2,6 +2,8 @@
 
     python benchmarks/setup_memory.py [--devices 1,2,8] [--width 256]
 
+(also a section of `benchmarks/memory.py`, and so of `benchmarks/run.py`'s report)
+
 For each device count n (simulated CPU devices, `mesh.fsdp = n`), one process sets up
 a muP GPT and reports, as ratios to P / n (P: the bytes of the params):
 
@@ -28,7 +30,7 @@ import gc, json, sys
 import jax, numpy as np
 from adamlab import models
 from adamlab.train import mesh as mesh_lib, optimizer, train
-from adamlab.train.checks import validate
+from adamlab.train.checks import check_config_mesh_and_data
 from adamlab.train.config import base
 
 width, n = int(sys.argv[1]), jax.device_count()
@@ -36,7 +38,7 @@ c = base("gpt")
 c.parametrization = "mup"
 c.model.update(dict(width=width, base_width=64, depth=4, num_heads=4, seq_len=64))
 c.mesh.fsdp, c.batch_size, c.ema_decay = n, 8, 0.99
-mesh, task, source = validate(c)
+mesh, task, source = check_config_mesh_and_data(c)
 key = jax.random.PRNGKey(c.seed)
 shardings = lambda abstract: mesh_lib.param_shardings(abstract, mesh)
 _, init, _ = models.param_init(c, key, "adam", shardings)
@@ -77,6 +79,12 @@ def measure(devices: int, width: int) -> dict:
     check=True,
   )
   return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+TITLE = (
+  "Setup, params born sharded: peak bytes per device against P / n (muP GPT, depth 4, "
+  "StableAdamW with an EMA, mesh.fsdp = n simulated CPU devices)"
+)
 
 
 def report(rows) -> str:

@@ -15,11 +15,12 @@ from adamlab.errors import ConfigError, check_one_of
 from adamlab.train import mesh as mesh_lib, metrics, optimizer
 
 
-def validate(config):
-  """Check the config, mesh and data; returns (mesh, task, source)."""
+def check_config_mesh_and_data(config):
+  """Check the config, then make its mesh and open its data: (mesh, task, source).
+
+  Multi-host (config.distributed): call `start_distributed` first, so the mesh spans
+  every process's devices."""
   check_config(config)
-  if config.distributed:
-    jax.distributed.initialize()
   mesh = mesh_lib.make_mesh(config.mesh)
   # Every microbatch is split evenly over the data-parallel devices.
   per_step = config.grad_accum_steps * mesh.shape["data"] * mesh.shape["fsdp"]
@@ -30,6 +31,12 @@ def validate(config):
       f"a multiple of grad_accum_steps x mesh data x fsdp ({per_step})",
     )
   return (mesh,) + open_data(config)
+
+
+def start_distributed(config) -> None:
+  """Join the other processes of a multi-host run (config.distributed); else nothing."""
+  if config.distributed:
+    jax.distributed.initialize()
 
 
 def check_config(config):

@@ -4,8 +4,8 @@
 
 Read top to bottom: `run_pack` checks everything a user can get wrong before any
 run directory is touched (`checks.py`), opens one host record per run, builds the
-model, table, optimizer and state once (`setup`), restores the newest checkpoint,
-and runs `loop`. K runs that differ only in optimizer scalars train as one vmapped
+model, table, optimizer and state once (`setup`), restores the newest checkpoint
+and opens the metrics writers (`restore_and_open_writers`), and runs `loop`. K runs that differ only in optimizer scalars train as one vmapped
 program with a leading run axis; one run is K = 1.
 
 A run directory holds config.json, metrics.jsonl, tb/, checkpoints/ and plots;
@@ -28,7 +28,13 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from adamlab.train import optimizer
 from adamlab.files import write_text
 from adamlab.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib, plots
-from adamlab.train.checks import check_config, check_pack, check_workdir, validate
+from adamlab.train.checks import (
+  check_config,
+  check_config_mesh_and_data,
+  check_pack,
+  check_workdir,
+  start_distributed,
+)
 from adamlab.train.preemption import Preempted, signals
 from adamlab.train.step import initial_state, make_eval_step, make_train_step
 
@@ -92,14 +98,15 @@ def run_pack(configs, workdirs, log=print) -> list:
   last logged metrics.
   """
   check_pack(configs, workdirs)
-  mesh, task, source = validate(configs[0])
+  start_distributed(configs[0])
+  mesh, task, source = check_config_mesh_and_data(configs[0])
   for c in configs[1:]:
     check_config(c)
   with signals() as preemption:  # (recorded from here on, setup and restore included)
     runs = open_runs(configs, workdirs)  # from here on, the run directories are ours
     s, state = setup(configs, mesh, task, source)
     try:
-      state = restore(s, runs, state, log)
+      state = restore_and_open_writers(s, runs, state, log)
       _stop_if_signalled(preemption, int(state["step"][0]))
       loop(s, runs, state, preemption, log)
     finally:
@@ -254,7 +261,7 @@ def _over_runs(fn, k: int):
   return lambda s, hp, x, y: jax.tree.map(lambda a: a[None], fn(_member(s, 0), hp, x, y))
 
 
-def restore(s: Setup, runs, state, log) -> dict:
+def restore_and_open_writers(s: Setup, runs, state, log) -> dict:
   """The runs' state at the newest step all of them have a readable checkpoint of (the
   fresh `state` if none), and each run's metrics writer opened at that step."""
   found = _restore_common([r.ckpt for r in runs], s.abstract, log)
@@ -278,62 +285,66 @@ def _stop_if_signalled(preemption, step: int) -> None:
 
 
 def loop(s: Setup, runs, state, preemption, log) -> None:
-  """Step until config.steps, every run stopped, or a preemption signal."""
+  """Step until config.steps, every run stopped, or a preemption signal.
+
+  Every log_every steps the pending metrics come to the host (the loop's one wait for
+  the devices). They are written while the next step runs, unless this step also
+  evaluates, checkpoints, stops or is signalled: a checkpoint never precedes its
+  metrics, so a resume never leaves a gap."""
   c = s.config
   step = int(state["step"][0])
   offset = int(state["data_offset"][0])  # batches skipped by rewinds, on the host
   progress = metrics_lib.Progress(c.steps, step)
-  pending, t_log, rewound_to = [], time.time(), None
+  pending, unwritten, since, rewound_to = [], None, time.time(), None
   try:
     while step < c.steps and any(r.active for r in runs):
       x, y = s.source.batch(step + offset, s.rows)
       state, m = s.train_step(state, s.put(x), s.put(y))
       step += 1
       pending.append((step, m))  # one [K, n] array per step: one transfer when logging
-      evaluate = step % c.eval_every == 0 or step == c.steps
+      if unwritten:
+        _log(s, runs, unwritten, progress)
+        unwritten = None
       signalled = preemption.signal is not None
-      # Metrics are written before any checkpoint, so a resume never leaves a gap.
-      if step % c.log_every == 0 or evaluate or step % c.checkpoint_every == 0 or signalled:
-        _write_metrics(
-          s,
-          runs,
-          state,
-          pending,
-          t_log,
-          evaluate,
-          durable=step % c.checkpoint_every == 0 or signalled,
-        )
-        progress.update(step, next(r.last for r in runs if r.active)["loss"])
-        pending, t_log = [], time.time()
-        hit = np.asarray(jax.device_get(state["streak_hit"]))
-        if hit.any() and c.rewind_skip:  # (one run: packed runs cannot rewind)
-          try:
-            state, step, offset = _rewind(c, state, runs[0], s, rewound_to, log)
-          except TrainingStopped as err:
-            _stop_run(runs[0], str(err), log)
-            break
-          rewound_to = step
-          continue
-        for i in np.flatnonzero(hit):
-          if runs[i].active:
-            _stop_run(runs[i], _stop_message(c, step, runs[i], _member(state, i)), log)
+      if step % c.log_every and step % c.eval_every and step != c.steps and not signalled:
+        continue
+      interval = _fetch(s, pending, since)
+      pending, since = [], time.time()
+      hit = np.asarray(jax.device_get(state["streak_hit"]))
+      saves = step % c.checkpoint_every == 0
+      if not (step % c.eval_every == 0 or step == c.steps or saves or signalled or hit.any()):
+        unwritten = interval
+        continue
+      evaluate = step % c.eval_every == 0 or step == c.steps
+      evals = _evaluate(s, state, len(runs)) if evaluate else None
+      _log(s, runs, interval, progress, evals, durable=saves or signalled)
+      if hit.any() and c.rewind_skip:  # (one run: packed runs cannot rewind)
+        try:
+          state, step, offset = _rewind(c, state, runs[0], s, rewound_to, log)
+        except TrainingStopped as err:
+          _stop_run(runs[0], str(err), log)
+          break
+        rewound_to = step
+        continue
+      for i in np.flatnonzero(hit):
+        if runs[i].active:
+          _checkpoint_and_stop(c, step, runs[i], _member(state, i), log)
       if signalled and step < c.steps:
         _save_all(runs, step, state, force=True)
         raise Preempted(
           f"{preemption.signal} at step {step}: checkpointed; run the same command again to resume"
         )
-      if step % c.checkpoint_every == 0:  # (asking Orbax every step costs a sync)
+      if saves:  # (asking Orbax every step costs a sync)
         _save_all(runs, step, state)
     _save_all(runs, c.steps, state, force=True, unless_saved=True)
   finally:
     progress.close()
 
 
-def _write_metrics(s: Setup, runs, state, pending, since, evaluate, durable) -> None:
-  """Write the pending steps' metrics of every active run, with timing and evals.
-
-  The steps' time runs from `since` (the last write) until their metrics are on the
-  host: dispatch is asynchronous, so only then have the steps finished."""
+def _fetch(s: Setup, pending, since) -> tuple:
+  """(the pending steps' [(step, [K, n] metrics)] on the host, their timing). The
+  steps' time runs from `since` (the last fetch) until then: dispatch is asynchronous,
+  so only then have the steps finished."""
   fetched = jax.device_get(pending)
   elapsed = max(1e-9, time.time() - since)
   timing = {
@@ -343,7 +354,13 @@ def _write_metrics(s: Setup, runs, state, pending, since, evaluate, durable) -> 
   }
   if s.peak_flops:
     timing["mfu"] = s.flops_per_step * len(fetched) / elapsed / (s.peak_flops * jax.device_count())
-  evals = _evaluate(s, state, len(runs)) if evaluate else None
+  return fetched, timing
+
+
+def _log(s: Setup, runs, interval, progress, evals=None, durable=False) -> None:
+  """Write a fetched interval's metrics (and the evals of its last step) for every
+  active run, and redraw the progress line."""
+  fetched, timing = interval
   last_step = fetched[-1][0]
   for step, table in fetched:
     for i, r in enumerate(runs):
@@ -356,6 +373,9 @@ def _write_metrics(s: Setup, runs, state, pending, since, evaluate, durable) -> 
   for r in runs:
     if r.active:
       r.writer.flush(durable=durable)
+  active = [r for r in runs if r.active]
+  if active:
+    progress.update(last_step, active[0].last["loss"])
 
 
 def _evaluate(s: Setup, state, k: int) -> list:
@@ -391,14 +411,15 @@ def _stop_run(r: Run, message: str, log) -> None:
   r.active = False
 
 
-def _stop_message(config, step, r: Run, state) -> str:
-  """Checkpoint a run that hit max_nonfinite non-finite steps in a row; say why it ends."""
+def _checkpoint_and_stop(config, step, r: Run, state, log) -> None:
+  """Checkpoint a run that hit max_nonfinite non-finite steps in a row, and stop it."""
   checkpoint.save(r.ckpt, step, state, force=True)  # params were never touched
-  return (
+  message = (
     f"{config.max_nonfinite} non-finite steps in a row at step {step}; the last "
     "good params are checkpointed. Lower the learning rate, or set rewind_skip to "
     "restart from the checkpoint and skip batches."
   )
+  _stop_run(r, message, log)
 
 
 def _rewind(config, state, r: Run, s: Setup, rewound_to, log):

@@ -19,7 +19,7 @@ SCRIPT = """
 import gc, json, sys
 import jax, numpy as np
 from adamlab.train import train
-from adamlab.train.checks import validate
+from adamlab.train.checks import check_config_mesh_and_data
 from adamlab.train.config import base
 
 
@@ -29,7 +29,7 @@ def case(mesh_fields, runs):
   c.model.update(dict(width=256, base_width=64, depth=4, num_heads=4, seq_len=64))
   c.mesh.update(mesh_fields)
   c.batch_size, c.ema_decay = 8, 0.99
-  mesh, task, source = validate(c)
+  mesh, task, source = check_config_mesh_and_data(c)
   packed = [c, c.copy_and_resolve_references()]
   packed[1].optimizer.learning_rate = 2e-3
   _, state = train.setup(packed if runs == "packed" else [c], mesh, task, source)

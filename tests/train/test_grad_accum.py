@@ -42,7 +42,7 @@ def test_microbatch_gradients_equal_the_batch_gradient(model):
   net, _ = optimizer.build_model(c, jax.random.PRNGKey(0))
   apply, params = models.functional(net)
   objective = models.task(c.model).objective(apply)
-  x, y = train.validate(c)[2].batch(3)
+  x, y = train.check_config_mesh_and_data(c)[2].batch(3)
   (loss, aux), grads = jax.jit(lambda p: loss_and_grads(objective, p, x, y))(params)
   for k in (2, 4, 16):
     (loss_k, aux_k), grads_k = jax.jit(lambda p: loss_and_grads(objective, p, x, y, accum_steps=k))(
