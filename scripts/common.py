@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from adamlab.analysis import transfer
 from adamlab.train.plots import read_metrics
 from adamlab.sweep import results
 
@@ -118,8 +119,6 @@ def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> t
   parametrization in `labels` ({value: panel title}), one curve per width. Writes
   <tag>transfer.png and returns (workdir, rows, optima, lines for numbers.md).
   """
-  import math
-  from adamlab.analysis import transfer
 
   workdir, rows = sweep(args, config, tag)
   for r in rows:
@@ -162,7 +161,6 @@ def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> t
 def plot_losses(path: str, panels, xlabel: str, losses, top: float) -> None:
   """transfer.plot_curves of training-loss panels, the y axis from 0.95 of the lowest
   finite loss to `top` times it (or the highest, if lower)."""
-  from adamlab.analysis import transfer
 
   finite = [v for v in losses if math.isfinite(v)]
   transfer.plot_curves(
@@ -195,3 +193,53 @@ def sp_vs_mup(name: str, doc: str, pack: int, title: str, heading: str) -> None:
   args = parse(name, doc, pack=pack)
   *_, lines = lr_transfer(args, name, {"sp": "SP, one global lr", "mup": "muP"}, title)
   write_numbers(args, heading, lines)
+
+
+LR = "optimizer.learning_rate"
+
+
+def mean_curves(rows, scale: str) -> dict:
+  """{scale value: ([log2 lr], [train loss, mean over seeds])} of one arm's rows."""
+  out = {}
+  for v in sorted({r[scale] for r in rows}):
+    lrs = sorted({r[LR] for r in rows if r[scale] == v})
+    losses = [
+      np.mean([r["train_loss"] for r in rows if r[scale] == v and r[LR] == lr]) for lr in lrs
+    ]
+    out[v] = ([math.log2(lr) for lr in lrs], losses)
+  return out
+
+
+def arm_summary(rows, found, label: str, scale: str, seeds) -> tuple:
+  """(table rows, per-seed drifts) of one arm: per scale value the optimal log2 lr (mean
+  and spread over seeds), the best loss, and the loss at the smallest scale's optimum.
+
+  rows and found (`transfer.optima` grouped by scale and seed): this arm's only."""
+  values = sorted({r[scale] for r in rows})
+  best = {(o[scale], o["seed"]): o for o in found}
+  drifts = [transfer.drift([best[v, s]["log_x"] for v in values if (v, s) in best]) for s in seeds]
+  base_lr = nearest(rows, np.mean([best[values[0], s][LR] for s in seeds]))
+  table = []
+  for v in values:
+    xs = [best[v, s]["log_x"] for s in seeds if best.get((v, s), {}).get("log_x") is not None]
+    at_base = [r["train_loss"] for r in rows if r[scale] == v and math.isclose(r[LR], base_lr)]
+    table.append(
+      {
+        "arm": label,
+        scale.split(".")[-1]: v,
+        "best log2 lr (mean)": np.mean(xs) if xs else math.nan,
+        "spread (max - min over seeds)": np.ptp(xs) if xs else math.nan,
+        "at edge": any(best[v, s]["at_edge"] for s in seeds if (v, s) in best),
+        "best loss (mean)": np.mean([best[v, s]["train_loss"] for s in seeds if (v, s) in best]),
+        f"loss at the smallest {scale.split('.')[-1]}'s best lr": (
+          np.mean(at_base) if at_base else math.nan
+        ),
+      }
+    )
+  return table, drifts
+
+
+def nearest(rows, lr: float) -> float:
+  """The grid's learning rate nearest to lr in log2."""
+  grid = sorted({r[LR] for r in rows})
+  return min(grid, key=lambda g: abs(math.log2(g) - math.log2(lr)))

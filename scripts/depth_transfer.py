@@ -10,64 +10,13 @@ across depths, and whether deeper is better at the base depth's best lr.
     python scripts/depth_transfer.py             # depths 2-32, width 256: a GPU
 """
 
-import math
-
 import numpy as np
 
 import common
 from adamlab.analysis import transfer
 
 ARMS = {0.0: "alpha 0: standard", 0.5: "alpha 1/2: Depth-muP", 1.0: "alpha 1: CompleteP"}
-LR = "optimizer.learning_rate"
-
-
-def mean_curves(rows, alpha):
-  """{depth: ([log2 lr], [train loss, mean over seeds])} of one arm."""
-  mine = [r for r in rows if r["model.alpha"] == alpha]
-  out = {}
-  for depth in sorted({r["model.depth"] for r in mine}):
-    lrs = sorted({r[LR] for r in mine if r["model.depth"] == depth})
-    losses = [
-      np.mean([r["train_loss"] for r in mine if r["model.depth"] == depth and r[LR] == lr])
-      for lr in lrs
-    ]
-    out[depth] = ([math.log2(lr) for lr in lrs], losses)
-  return out
-
-
-def arm_summary(rows, found, alpha, depths, seeds):
-  """Per-depth optimum (mean and spread over seeds) and per-seed drift of one arm."""
-  best = {(o["model.depth"], o["seed"]): o for o in found if o["model.alpha"] == alpha}
-  table, drifts = [], []
-  for seed in seeds:
-    drifts.append(transfer.drift([best[d, seed]["log_x"] for d in depths if (d, seed) in best]))
-  base_lr = np.mean([best[depths[0], s][LR] for s in seeds])  # the base depth's optimum
-  for d in depths:
-    xs = [best[d, s]["log_x"] for s in seeds if best.get((d, s), {}).get("log_x") is not None]
-    at_base = [
-      r["train_loss"]
-      for r in rows
-      if r["model.alpha"] == alpha
-      and r["model.depth"] == d
-      and math.isclose(r[LR], _nearest(rows, base_lr))
-    ]
-    table.append(
-      {
-        "arm": ARMS[alpha],
-        "depth": d,
-        "best log2 lr (mean)": np.mean(xs),
-        "spread (max - min over seeds)": np.ptp(xs) if xs else math.nan,
-        "at edge": any(best[d, s]["at_edge"] for s in seeds if (d, s) in best),
-        "best loss (mean)": np.mean([best[d, s]["train_loss"] for s in seeds]),
-        "loss at base depth's best lr": np.mean(at_base) if at_base else math.nan,
-      }
-    )
-  return table, drifts
-
-
-def _nearest(rows, lr):
-  grid = sorted({r[LR] for r in rows})
-  return min(grid, key=lambda g: abs(math.log2(g) - math.log2(lr)))
+LR = common.LR
 
 
 def main():
@@ -80,8 +29,11 @@ def main():
   seeds = sorted({r["seed"] for r in rows})
   panels, table, lines = [], [], []
   for alpha, label in ARMS.items():
-    curves = mean_curves(rows, alpha)
-    per_depth, drifts = arm_summary(rows, found, alpha, depths, seeds)
+    mine = [r for r in rows if r["model.alpha"] == alpha]
+    curves = common.mean_curves(mine, "model.depth")
+    per_depth, drifts = common.arm_summary(
+      mine, [o for o in found if o["model.alpha"] == alpha], label, "model.depth", seeds
+    )
     table += per_depth
     panels.append(
       (
@@ -90,7 +42,7 @@ def main():
         {f"depth {t['depth']}": t["best log2 lr (mean)"] for t in per_depth},
       )
     )
-    losses = [t["loss at base depth's best lr"] for t in per_depth]
+    losses = [t["loss at the smallest depth's best lr"] for t in per_depth]
     deeper = all(b < a for a, b in zip(losses, losses[1:]))
     lines.append(
       f"- {label}: drift of the optimal log2 lr across depths {depths}: "

@@ -7,6 +7,7 @@ program, on any params layout (dicts, Flax linen or nnx, Equinox, Haiku).
 from adamlab.optim.adam_atan2 import ScaleByAdamAtan2State, adam_atan2, scale_by_adam_atan2
 from adamlab.optim.chain import DECAY_MODES, scale_by_parametrization, with_learning_rate
 from adamlab.optim.init import apply_multipliers, init_params
+from adamlab.optim.muon import SHAPES as MUON_SHAPES, muon, muon_dimension_numbers, shape_factors
 from adamlab.optim.parametrization import (
   ALIGNMENTS,
   FAMILIES,
@@ -51,6 +52,10 @@ __all__ = (
   "adamw",
   "stable_adamw",
   "adam_atan2",
+  "muon",
+  "muon_dimension_numbers",
+  "shape_factors",
+  "MUON_SHAPES",
   # Parametrizations.
   "parametrize",
   "LeafScale",

@@ -29,6 +29,7 @@ class LeafRole:
   width_mult: float
   base_fan_in: int
   ratio: Optional[Fraction]  # the width ratio of the leaf's changed axes (None: none)
+  fan_in: tuple = ()  # the fan-in axes; the others are fan-out
 
 
 def path_names(path) -> tuple:
@@ -119,12 +120,12 @@ def role(path, base, shape, fan_in_axes: Optional[Callable] = None) -> LeafRole:
   m_out = pick(shape, fan_out) / pick(base, fan_out)
   ratio = ratios.pop() if ratios else None
   if m_in != 1 and m_out != 1:
-    return LeafRole("hidden", m_in, base_fan_in, ratio)
+    return LeafRole("hidden", m_in, base_fan_in, ratio, fan_in)
   if m_in != 1:
-    return LeafRole("output", m_in, base_fan_in, ratio)
+    return LeafRole("output", m_in, base_fan_in, ratio, fan_in)
   if m_out != 1:
-    return LeafRole("input", m_out, base_fan_in, ratio)
-  return LeafRole("fixed", 1.0, base_fan_in, ratio)
+    return LeafRole("input", m_out, base_fan_in, ratio, fan_in)
+  return LeafRole("fixed", 1.0, base_fan_in, ratio, fan_in)
 
 
 def check_one_width(roles: Any, allow_narrower: bool) -> None:

@@ -55,7 +55,7 @@ from adamlab.optim import _checks, _roles
 
 ROLES = ("input", "hidden", "output", "fixed")
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "mfp", "mup_tp5")
-FAMILIES = ("adam", "sgd", "adafactor")
+FAMILIES = ("adam", "sgd", "adafactor", "muon", "muon_rms")
 ALIGNMENTS = ("full", "none")
 
 # Multiplier (a) and init (b) exponents per role (input, hidden, output).
@@ -101,8 +101,22 @@ def exponents(parametrization: str, optimizer: str = "adam", alignment: str = "f
   Args:
     parametrization: one of "sp", "ntk", "mup", "mfp", "mup_tp5".
     optimizer: the family, "adam" (Adam, AdamW, StableAdamW, Adam-atan2, Lion),
-      "sgd" or "adafactor".
+      "sgd", "adafactor", or "muon" (hidden matrices orthogonalized, the rest Adam;
+      "muon_rms" with Moonshot's RMS-matched shape factor).
     alignment: "full" or "none", the assumption behind the learning-rate exponents.
+
+  Muon's hidden step is the orthogonalized momentum O times a shape factor s and the
+  learning rate: every singular value of O is about 1, so with the spectral factor
+  s = sqrt(max(1, fan_out / fan_in)) the step's spectral norm is eta s m^-a, and it
+  moves an input x (whose norm grows as sqrt(n)) by at most that times |x|, a change
+  of Theta(eta s m^-a) per output coordinate. The spectral condition of Yang, Simon
+  and Bernstein (|dW| of order sqrt(fan_out / fan_in), constant for hidden layers)
+  asks for Theta(1): c = -a, whatever the alignment (an orthogonal step moves every
+  direction of its span by the same amount). s is constant in width for hidden
+  layers, so the same holds with no shape factor; Moonshot's RMS-matched factor
+  0.2 sqrt(max(fan_in, fan_out)) grows as m^(1/2) and needs c = 1/2 - a instead:
+  the family "muon_rms". Embeddings, readout and vectors take the Adam branch, and
+  Adam's exponents.
 
   Returns:
     A dict {role: Exponents} for the roles "input", "hidden", "output", "fixed".
@@ -118,6 +132,8 @@ def exponents(parametrization: str, optimizer: str = "adam", alignment: str = "f
     Optimizers, arXiv:2407.05872 (Tables 1 and 2).
     Yang et al. 2022, Tensor Programs V: Tuning Large Neural Networks via Zero-Shot
     Hyperparameter Transfer, arXiv:2203.03466 (Table 3).
+    Yang, Simon and Bernstein 2023, A Spectral Condition for Feature Learning,
+    arXiv:2310.17813 (Muon's hidden exponent).
   """
   _checks.one_of("parametrization", parametrization, PARAMETRIZATIONS)
   _checks.one_of("optimizer", optimizer, FAMILIES)
@@ -128,14 +144,16 @@ def exponents(parametrization: str, optimizer: str = "adam", alignment: str = "f
   back = a[2] + b[2]
   g = (a[0] + back, a[1] + back, a[2])
   target = list(_TARGET[alignment])
-  if optimizer != "adam":
+  if optimizer in ("muon", "muon_rms"):
+    target[1] = 0.0 if optimizer == "muon" else 0.5  # the spectral condition (see above)
+  if optimizer in ("sgd", "adafactor"):
     # SGD's step carries the gradient scale and Adafactor's the parameter scale, so a
     # readout that outgrew its init would change the backward signal (or its own
     # scale) and with it every other layer's step: keep it at its init scale.
     target[2] = max(target[2], a[2] + b[2])
   out = {}
   for i, role in enumerate(("input", "hidden", "output")):
-    extra = {"adam": 0.0, "sgd": g[i], "adafactor": b[i]}[optimizer]
+    extra = {"sgd": g[i], "adafactor": b[i]}.get(optimizer, 0.0)
     out[role] = Exponents(a[i], b[i], target[i] - a[i] - extra, g[i])
   out["fixed"] = Exponents(0.0, 0.0, 0.0, 0.0)
   return out
@@ -186,7 +204,8 @@ def depth_exponents(alpha: float, optimizer: str = "adam") -> DepthExponents:
   _checks.one_of("optimizer", optimizer, FAMILIES)
   if alpha == 0:
     return DepthExponents(0.0, 0.0, 0.0)
-  extra = {"adam": 0.0, "sgd": alpha, "adafactor": 0.0}[optimizer]
+  # Muon's step, like Adam's, does not carry the gradient's scale.
+  extra = alpha if optimizer == "sgd" else 0.0
   return DepthExponents(float(alpha), 1.0 - alpha - extra, float(alpha))
 
 
@@ -271,6 +290,9 @@ class LeafScale:
     readout_multiplier: the multiplier this leaf would have as the readout: a tied
       embedding's use as the output layer.
     shape: the target shape the table was built for (`init` checks it).
+    fan_in_axes: the leaf's fan-in axes (the others are fan-out): what Muon
+      contracts when it orthogonalizes a multi-axis kernel.
+    optimizer: the family the table was built for (`parametrize`'s `optimizer`).
   """
 
   role: str
@@ -283,6 +305,8 @@ class LeafScale:
   branch_multiplier: float = 1.0
   readout_multiplier: float = 1.0
   shape: tuple = ()
+  fan_in_axes: tuple = ()
+  optimizer: str = "adam"
 
 
 def parametrize(
@@ -333,10 +357,11 @@ def parametrize(
     target: params or shapes at the target width, the same tree as `base`.
     parametrization: one of "sp", "ntk", "mup", "mfp", "mup_tp5".
     optimizer: the optimizer family: "adam" (AdamW, StableAdamW, Adam-atan2, Lion),
-      "sgd" or "adafactor".
+      "sgd", "adafactor", "muon" or "muon_rms" (`muon`'s shape factors).
     alignment: "full" or "none", the assumption behind the learning-rate exponents.
     per_layer_lr: False keeps one global learning rate (c = 0), as in plain SP.
-    scale_eps: shrink Adam's eps with each role's gradient scale (Adam family).
+    scale_eps: shrink Adam's eps with each role's gradient scale (Adam family, and
+      Muon's Adam branch).
     constants: per-role constant factors, e.g. {"output": {"multiplier": 0.5}};
       keys: multiplier, init_std, lr, eps.
     base_std: std at the base width, > 0: a float or a tree like the params.
@@ -387,12 +412,18 @@ def parametrize(
   )
   _roles.check_one_width(roles, allow_narrower)
   stds = _base_stds(base_std, target)
-  adam_eps = scale_eps and optimizer == "adam"
+  adam_eps = scale_eps and optimizer in ("adam", "muon", "muon_rms")
   a_out = exps["output"].a
 
   def leaf(path, r, t, std=None) -> LeafScale:
     scale = _width_scale(r, exps[r.role], constants.get(r.role, {}), std, per_layer_lr, adam_eps)
-    scale = dataclasses.replace(scale, shape=_shape(t), readout_multiplier=r.width_mult**-a_out)
+    scale = dataclasses.replace(
+      scale,
+      shape=_shape(t),
+      readout_multiplier=r.width_mult**-a_out,
+      fan_in_axes=r.fan_in,
+      optimizer=optimizer,
+    )
     if rule is None or not in_block(_roles.path_names(path)):
       return scale
     return _depth_scale(scale, rule, per_layer_lr, adam_eps)

@@ -15,7 +15,7 @@ import ml_collections
 import optax
 
 from adamlab import models, optim
-from adamlab.optim import _checks  # the aliases' own argument checks
+from adamlab.optim import _checks, muon as muon_lib  # the aliases' own argument checks
 from adamlab.errors import ConfigError, check_one_of
 from adamlab.optim.skip_spikes import METRICS as SKIP_METRICS
 
@@ -95,6 +95,40 @@ def _adafactor(
   )
 
 
+def _muon(
+  learning_rate,
+  beta,
+  b1,
+  b2,
+  eps,
+  weight_decay,
+  mask=None,
+  *,
+  parametrization=None,
+  weight_decay_mode="coupled",
+  shape="spectral",
+):
+  """Muon on the hidden matrices, Adam (b1, b2, eps) on the rest (`optim.muon`).
+  Without a table (`validate`, which has none) only the arguments are checked;
+  `build` always has one."""
+  if parametrization is None:
+    muon_lib.check_arguments(learning_rate, beta, 5, eps, shape, b1, b2, None)
+    _checks.scalar_or_schedule("weight_decay", weight_decay)
+    return optax.identity()
+  return optim.muon(
+    learning_rate,
+    beta,
+    eps=eps,
+    parametrization=parametrization,
+    shape=shape,
+    adam_b1=b1,
+    adam_b2=b2,
+    weight_decay=weight_decay,
+    mask=mask,
+    weight_decay_mode=weight_decay_mode,
+  )
+
+
 OPTIMIZERS = {
   "adamw": Optimizer(optim.adamw, "adam", ("b1", "b2", "eps", "weight_decay")),
   "stable_adamw": Optimizer(
@@ -104,20 +138,25 @@ OPTIMIZERS = {
   "lion": Optimizer(_lion, "adam", ("b1", "b2", "weight_decay")),
   "sgd": Optimizer(_sgd, "sgd", ("momentum", "weight_decay")),
   "adafactor": Optimizer(_adafactor, "adafactor", ("weight_decay", "clip_threshold")),
+  "muon": Optimizer(_muon, "muon", ("beta", "b1", "b2", "eps", "weight_decay")),
 }
 # How decoupled weight decay meets the learning rate (`optim.with_learning_rate`), and
 # "timescale": lambda from the weights' EMA timescale (Wang and Aitchison).
 WEIGHT_DECAY_MODES = optim.DECAY_MODES + ("timescale",)
 
 
-def family(name: str) -> str:
-  """The parametrization family of optimizer `name` (`optim.parametrize`'s `optimizer`)."""
+def family(name: str, muon_shape: str = "spectral") -> str:
+  """The parametrization family of optimizer `name` (`optim.parametrize`'s
+  `optimizer`): Muon's depends on its shape factor."""
   check_one_of("optimizer.name", name, tuple(OPTIMIZERS))
-  return OPTIMIZERS[name].family
+  check_one_of("optimizer.muon_shape", muon_shape, optim.MUON_SHAPES)
+  found = OPTIMIZERS[name].family
+  return "muon_rms" if found == "muon" and muon_shape == "rms" else found
 
 
 def _family_of(config) -> str:
-  return family(config.optimizer.get("name", "stable_adamw"))
+  opt = _with_defaults(config.optimizer)
+  return family(opt.name, opt.muon_shape)
 
 
 def _check_section(config) -> None:
@@ -154,8 +193,8 @@ def default_config() -> ml_collections.ConfigDict:
     dict(
       name="stable_adamw",  # a key of OPTIMIZERS
       learning_rate=1e-3,  # peak learning rate (times per-leaf parametrization multipliers)
-      b1=0.9,  # first-moment decay (adamw, stable_adamw, adam_atan2, lion)
-      b2=0.95,  # second-moment decay (adamw, stable_adamw, adam_atan2, lion)
+      b1=0.9,  # first-moment decay (adamw, stable_adamw, adam_atan2, lion; muon's Adam leaves)
+      b2=0.95,  # second-moment decay (adamw, stable_adamw, adam_atan2, lion; muon's Adam leaves)
       eps=1e-8,  # added to sqrt(v) (adamw, stable_adamw); scaled per leaf by the parametrization
       weight_decay=0.0,  # lambda, decoupled (AdamW's); weight_decay_mode says how it meets lr
       # coupled: theta -= lr_t * k * lambda * theta, k the leaf's lr multiplier (AdamW).
@@ -173,6 +212,8 @@ def default_config() -> ml_collections.ConfigDict:
       a=1.27,  # Adam-atan2 output scale
       b=1.0,  # Adam-atan2 denominator scale
       momentum=0.0,  # SGD heavy-ball momentum (0 = plain SGD)
+      beta=0.95,  # Muon's momentum decay (Nesterov), on the hidden matrices
+      muon_shape="spectral",  # Muon's shape factor: spectral, rms (Moonshot's 0.2) or none
       grad_clip_norm=1.0,  # global-norm gradient clipping before the optimizer (0 = off)
       decay_vectors=False,  # apply weight decay to biases and norm scales too
       schedule="warmup_cosine",  # constant, warmup_cosine or wsd
@@ -229,8 +270,9 @@ class _as_config_error:
 def _check_fields(opt) -> None:
   """Every scalar field, also those the chosen optimizer ignores (a typo there is still a
   mistake), with the aliases' checks."""
-  for k in ("b1", "b2", "momentum"):
+  for k in ("b1", "b2", "momentum", "beta"):
     _checks.decay_rate(k, opt[k])
+  _checks.one_of("muon_shape", opt.muon_shape, optim.MUON_SHAPES)
   for k in ("eps", "weight_decay", "grad_clip_norm", "learning_rate"):
     _checks.non_negative(k, opt[k])
   for k in ("a", "b"):
@@ -279,6 +321,8 @@ def _alias_args(opt, hp) -> dict:
   hp = {k: v for k, v in hp.items() if k != "learning_rate"}
   if opt.name == "stable_adamw":
     hp.setdefault("clip_threshold", None)  # clipping off: static, so not injected
+  if opt.name == "muon":
+    hp["shape"] = opt.muon_shape
   hp["weight_decay"], hp["weight_decay_mode"] = _weight_decay(opt, hp)
   return hp
 
@@ -333,19 +377,24 @@ def build(opt, table, params, values=None) -> optax.GradientTransformationExtraA
   """
   validate(opt)
   opt = _with_defaults(opt)
+  if table is None and OPTIMIZERS[opt.name].family == "muon":
+    raise ConfigError("optimizer.name", opt.name, "an optimizer that needs no table, or a table")
   mask = None if opt.decay_vectors else jax.tree.map(lambda p: len(p.shape) >= 2, params)
   hp = {**hyperparams(opt), **(values or {})}
   # inject_hyperparams injects the alias's numeric arguments (the registry's
   # hyperparams) and evaluates schedules (the learning rate, an independent decay) at
   # each step.
-  alias = optax.inject_hyperparams(
-    OPTIMIZERS[opt.name].alias, static_args=("mask", "parametrization", "weight_decay_mode")
+  args = _alias_args(opt, hp)
+  # Strings (Muon's shape) are static too: they pick the chain.
+  static = ("mask", "parametrization", "weight_decay_mode") + tuple(
+    k for k, v in args.items() if isinstance(v, str) and k != "weight_decay_mode"
   )
+  alias = optax.inject_hyperparams(OPTIMIZERS[opt.name].alias, static_args=static)
   tx = alias(
     learning_rate=schedule(opt, hp["learning_rate"]),
     mask=mask,
     parametrization=table,
-    **_alias_args(opt, hp),
+    **args,
   )
   if opt.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)

@@ -35,7 +35,7 @@ def build(c, p, base=None, values=None):
     base=base,
     target=p,
     parametrization=c.parametrization,
-    optimizer=optimizer.family(opt.name),
+    optimizer=optimizer.family(opt.name, opt.get("muon_shape", "spectral")),
     alignment=c.alignment,
     per_layer_lr=opt.per_layer_lr,
     scale_eps=opt.scale_eps,
