@@ -196,12 +196,21 @@ def _check_table(table, family: str, shape: str) -> None:
     _checks.fail(
       "parametrization", None, "a table from parametrize(optimizer='muon'): it says which leaves"
     )
-  families = {s.optimizer for s in jax.tree.leaves(table, is_leaf=_is_leaf)}
+  leaves = jax.tree.leaves(table, is_leaf=_is_leaf)
+  families = {s.optimizer for s in leaves}
   if families != {family}:
     _checks.fail(
       "parametrization",
       f"a table for optimizer {sorted(families)}",
       f"a table built with parametrize(optimizer={family!r}) for shape {shape!r}",
+    )
+  if not any(s.role == "hidden" and len(s.shape) >= 2 for s in leaves):
+    # At the base width nothing grows: every leaf is "fixed", and Muon would get none.
+    _checks.fail(
+      "parametrization",
+      "a table with no hidden matrix",
+      "a table with hidden leaves; at the base width itself pass parametrize(delta=) "
+      "(shapes at another width) so the roles are known",
     )
 
 

@@ -326,6 +326,7 @@ def parametrize(
   in_block: Optional[Callable[[tuple], bool]] = None,
   fan_in_axes: Optional[Callable[[tuple, tuple], Optional[Sequence[int]]]] = None,
   allow_narrower: bool = False,
+  delta: Any = None,
 ) -> Any:
   r"""The per-leaf table that a model (init, multipliers) and an optimizer share.
 
@@ -376,6 +377,11 @@ def parametrize(
       None for the rule. Equinox's Linear stores (out, in): return (1,) for it.
     allow_narrower: a target narrower than the base is an error (base and target
       swapped?) unless this is True.
+    delta: params or shapes at a width other than the base's, the same tree, used
+      only to tell which axes are width axes (microsoft/mup's "delta" model). Needed
+      when the target is the base width itself: there nothing grows, every leaf
+      would be "fixed", and Muon could not tell its hidden matrices. The numbers
+      still come from base and target (all 1 at the base width).
 
   Returns:
     A tree like `target` with one `LeafScale` per leaf.
@@ -411,6 +417,8 @@ def parametrize(
     lambda p, b, t: _roles.role(p, _shape(b), _shape(t), fan_in_axes), base, target
   )
   _roles.check_one_width(roles, allow_narrower)
+  if delta is not None:
+    roles = _roles_from_delta(roles, base, delta, fan_in_axes)
   stds = _base_stds(base_std, target)
   adam_eps = scale_eps and optimizer in ("adam", "muon", "muon_rms")
   a_out = exps["output"].a
@@ -433,6 +441,30 @@ def parametrize(
     _check_some_block(roles, in_block, is_role, depth)
   trees = (roles, target) if stds is None else (roles, target, stds)
   return jax.tree_util.tree_map_with_path(leaf, *trees, is_leaf=is_role)
+
+
+def _roles_from_delta(roles, base, delta, fan_in_axes):
+  """Each leaf's role and fan-in axes from base against delta, its width ratio from
+  base against target (`roles`)."""
+  check_same_tree(delta, base, "delta", "base")
+  probed = jax.tree_util.tree_map_with_path(
+    lambda p, b, d: _roles.role(p, _shape(b), _shape(d), fan_in_axes), base, delta
+  )
+  _roles.check_one_width(probed, allow_narrower=True)
+  is_role = lambda x: isinstance(x, _roles.LeafRole)
+
+  def merge(path, r, d):
+    if r.role not in ("fixed", d.role):
+      _checks.fail_described(
+        _roles.leaf_name(path),
+        f"{r.role} from base to target but {d.role} from base to delta",
+        "one role: delta must differ from base in the width axes only",
+      )
+    return dataclasses.replace(
+      d, width_mult=r.width_mult if r.role != "fixed" else 1.0, ratio=r.ratio
+    )
+
+  return jax.tree_util.tree_map_with_path(merge, roles, probed, is_leaf=is_role)
 
 
 def _shape(x) -> tuple:

@@ -15,7 +15,8 @@ import ml_collections
 import optax
 
 from adamlab import models, optim
-from adamlab.optim import _checks, muon as muon_lib  # the aliases' own argument checks
+from adamlab.optim import _checks  # the aliases' own argument checks
+from adamlab.optim.muon import check_arguments as _muon_arguments
 from adamlab.errors import ConfigError, check_one_of
 from adamlab.optim.skip_spikes import METRICS as SKIP_METRICS
 
@@ -112,7 +113,7 @@ def _muon(
   Without a table (`validate`, which has none) only the arguments are checked;
   `build` always has one."""
   if parametrization is None:
-    muon_lib.check_arguments(learning_rate, beta, 5, eps, shape, b1, b2, None)
+    _muon_arguments(learning_rate, beta, 5, eps, shape, b1, b2, None)
     _checks.scalar_or_schedule("weight_decay", weight_decay)
     return optax.identity()
   return optim.muon(
@@ -378,7 +379,11 @@ def build(opt, table, params, values=None) -> optax.GradientTransformationExtraA
   validate(opt)
   opt = _with_defaults(opt)
   if table is None and OPTIMIZERS[opt.name].family == "muon":
-    raise ConfigError("optimizer.name", opt.name, "an optimizer that needs no table, or a table")
+    raise ConfigError(
+      "optimizer.name",
+      opt.name,
+      "given a parametrization table (Muon's leaves come from its roles)",
+    )
   mask = None if opt.decay_vectors else jax.tree.map(lambda p: len(p.shape) >= 2, params)
   hp = {**hyperparams(opt), **(values or {})}
   # inject_hyperparams injects the alias's numeric arguments (the registry's

@@ -22,7 +22,7 @@ ARMS = [
 def get_sweep(arg: str = ""):
   quick = "quick" in arg.split(",")
   widths = [32, 64, 128, 256] if quick else [128, 256, 512, 1024, 2048]
-  log2_lrs = range(-10, -3) if quick else range(-13, -2)
+  log2_lrs = range(-9, -2) if quick else range(-13, -1)
   return dict(
       base="configs/gpt.py",
       fixed={"steps": 80 if quick else 3000, "batch_size": 16 if quick else 64,

@@ -220,3 +220,35 @@ def test_inject_hyperparams_and_jit():
     # jit may fuse differently: the NS bound above.
     np.testing.assert_allclose(got["up"]["kernel"], want["up"]["kernel"], atol=ATOL * 0.02)
   assert float(state.hyperparams["beta"]) == pytest.approx(0.9)
+
+
+def test_depth_rule_is_adams():
+  # Muon's step, like Adam's, does not carry the gradient's scale: a block leaf with lr
+  # m_L^-c moves its branch by m_L^-(alpha + c), and L aligned blocks ask c = 1 - alpha.
+  for alpha in (0.5, 1.0):
+    assert optim.depth_exponents(alpha, "muon") == optim.depth_exponents(alpha, "adam")
+  blocks = lambda n, depth: {"blocks": [{"w": jnp.zeros((n, n))} for _ in range(depth)]}
+  table = optim.parametrize(
+    base=blocks(8, 4), target=blocks(16, 4), optimizer="muon", depth=4, base_depth=2, alpha=0.5
+  )
+  # width: hidden c = 0 under muP; depth: m_L^-(1 - 1/2) = 2^-0.5.
+  assert table["blocks"][0]["w"].lr == pytest.approx(2**-0.5)
+
+
+def test_at_the_base_width_delta_tells_the_roles():
+  # base == target: nothing grows, so without delta every leaf is "fixed" and Muon
+  # would train nothing (it refuses such a table); delta gives the roles, and every
+  # multiplier stays 1.
+  plain = optim.parametrize(base=model(8), target=model(8), optimizer="muon")
+  with pytest.raises(ValueError, match="delta"):
+    optim.muon(0.02, parametrization=plain)
+  table = optim.parametrize(base=model(8), target=model(8), delta=model(16), optimizer="muon")
+  dims = optim.muon_dimension_numbers(table)
+  assert dims["up"]["kernel"] is not None and dims["embed"] is None
+  assert all(s.lr == 1.0 and s.multiplier == 1.0 for s in jax.tree.leaves(table, is_leaf=_is_scale))
+  grown = optim.parametrize(base=model(8), target=model(16), delta=model(32), optimizer="muon")
+  assert grown == optim.parametrize(base=model(8), target=model(16), optimizer="muon")
+
+
+def _is_scale(x):
+  return isinstance(x, optim.LeafScale)

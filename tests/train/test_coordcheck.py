@@ -74,3 +74,16 @@ def test_coordinate_check_with_skipped_steps_on():
   rows = coordcheck.run(c, [32], steps=2)
   # Nothing is skipped before the window holds 2 accepted steps: the same records.
   assert [r["l1"] for r in rows] == [r["l1"] for r in plain]
+
+
+def test_mup_muon_is_flat_and_sp_muon_grows():
+  # Muon's hidden step has spectral norm lr s whatever the width, so its hidden layers
+  # stay put in both arms; SP's one global lr grows the Adam-trained readout's
+  # contribution as width^1 (the logits), which muP's readout exponent removes.
+  mup, sp = config("gpt", "mup"), config("gpt", "sp")
+  for c in (mup, sp):
+    c.optimizer.name = "muon"
+  mup_slopes = analysis.slopes(coordcheck.run(mup, WIDTHS, steps=3))
+  sp_slopes = analysis.slopes(coordcheck.run(sp, WIDTHS, steps=3))
+  assert max(abs(s) for s in mup_slopes.values()) < 0.3, mup_slopes
+  assert max(sp_slopes.values()) > 0.4, sp_slopes
