@@ -78,12 +78,15 @@ def test_coordinate_check_with_skipped_steps_on():
 
 def test_mup_muon_is_flat_and_sp_muon_grows():
   # Muon's hidden step has spectral norm lr s whatever the width, so its hidden layers
-  # stay put in both arms; SP's one global lr grows the Adam-trained readout's
-  # contribution as width^1 (the logits), which muP's readout exponent removes.
+  # stay put in both arms (measured within +-0.15); SP's one global lr grows the
+  # Adam-trained readout's contribution (logits slope 0.47 after 3 steps, muP's -0.25,
+  # the init part that still shrinks as width^-1/2). Thresholds: muP within 0.3 as for
+  # Adam; SP's logits above 0.3 and at least 0.5 above muP's.
   mup, sp = config("gpt", "mup"), config("gpt", "sp")
   for c in (mup, sp):
     c.optimizer.name = "muon"
   mup_slopes = analysis.slopes(coordcheck.run(mup, WIDTHS, steps=3))
   sp_slopes = analysis.slopes(coordcheck.run(sp, WIDTHS, steps=3))
   assert max(abs(s) for s in mup_slopes.values()) < 0.3, mup_slopes
-  assert max(sp_slopes.values()) > 0.4, sp_slopes
+  assert sp_slopes["logits"] > 0.3, sp_slopes
+  assert sp_slopes["logits"] - mup_slopes["logits"] > 0.5, (sp_slopes, mup_slopes)
