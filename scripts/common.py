@@ -243,3 +243,34 @@ def nearest(rows, lr: float) -> float:
   """The grid's learning rate nearest to lr in log2."""
   grid = sorted({r[LR] for r in rows})
   return min(grid, key=lambda g: abs(math.log2(g) - math.log2(lr)))
+
+
+def write_arm_figure(args, name: str, heading: str, panels, rows, table, lines, more=()) -> None:
+  """<name>.png (training loss vs log2 lr, a panel per arm) and numbers.md of a figure
+  whose arms each have a table of `arm_summary` rows and a line per arm."""
+  plot_losses(
+    f"{args.out}/{name}.png",
+    panels,
+    "log2 learning rate",
+    [r["train_loss"] for r in rows],
+    top=1.6,
+  )
+  write_numbers(
+    args,
+    heading,
+    [
+      "Optimal log2 lr per arm: the vertex of a parabola through the best grid point "
+      "and its neighbours, per seed, then the mean over seeds and its spread. "
+      "Training loss: mean of the last 20% of logged steps.",
+      "",
+      *table_lines(table),
+      "",
+      *lines,
+      *more,
+    ],
+  )
+
+
+def table_lines(rows) -> list:
+  """`table` of dict rows, their keys as the columns."""
+  return table(list(rows[0]), rows)

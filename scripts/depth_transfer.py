@@ -50,25 +50,14 @@ def main():
       f" deeper is better at the base depth's best lr: **{deeper}** "
       f"(losses {', '.join(f'{v:.3f}' for v in losses)})"
     )
-  common.plot_losses(
-    f"{args.out}/depth_transfer.png",
-    panels,
-    "log2 learning rate",
-    [r["train_loss"] for r in rows],
-    top=1.6,
-  )
-  common.write_numbers(
+  common.write_arm_figure(
     args,
+    "depth_transfer",
     "Depth transfer: GPT on GCIDE, muP Adam, per depth exponent",
-    [
-      "Optimal log2 lr per arm and depth: the vertex of a parabola through the best grid "
-      "point and its neighbours, per seed, then the mean over seeds and its spread. "
-      "Training loss: mean of the last 20% of logged steps.",
-      "",
-      *common.table(list(table[0]), table),
-      "",
-      *lines,
-    ],
+    panels,
+    rows,
+    table,
+    lines,
   )
 
 

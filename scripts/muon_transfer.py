@@ -66,29 +66,20 @@ def main():
     {"arm": LABELS[arm], **{f"width {w}": best[arm][w] - reference[w] for w in sorted(reference)}}
     for arm in LABELS
   ]
-  common.plot_losses(
-    f"{args.out}/muon_transfer.png",
-    panels,
-    "log2 learning rate",
-    [r["train_loss"] for r in rows],
-    top=1.6,
-  )
-  common.write_numbers(
+  common.write_arm_figure(
     args,
+    "muon_transfer",
     "Muon width transfer: GPT on GCIDE",
-    [
-      "Optimal log2 lr per arm and width: the vertex of a parabola through the best grid "
-      "point and its neighbours, per seed, then the mean over seeds and its spread. "
-      "Training loss: mean of the last 20% of logged steps.",
-      "",
-      *common.table(list(table[0]), table),
-      "",
-      *lines,
+    panels,
+    rows,
+    table,
+    lines,
+    more=[
       "",
       "Best loss (mean over seeds) minus muP AdamW's, at each width (negative: better "
       "than AdamW at equal steps):",
       "",
-      *common.table(list(against[0]), against),
+      *common.table_lines(against),
     ],
   )
 
