@@ -102,7 +102,10 @@ def test_vit_handles_224_rgb_and_names_the_patch_embedding():
   model, table = optimizer.build_model(c, jax.random.PRNGKey(0))
   out = model(jnp.zeros((1, 224, 224, 3)))
   assert out.shape == (1, 10)
-  assert "patch_embed" in table and table["patch_embed"]["kernel"].role == "fixed"
+  # At the base width the roles come from the model at twice the width (`delta`): the
+  # patch embedding is an input layer, with every multiplier 1.
+  patch = table["patch_embed"]["kernel"]
+  assert (patch.role, patch.width_mult, patch.lr) == ("input", 1.0, 1.0)
 
 
 BAD = [

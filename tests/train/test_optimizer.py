@@ -31,9 +31,12 @@ def config(**opt):
 def build(c, p, base=None, values=None):
   """optimizer.build for an experiment-style config: the table as models.table makes it."""
   opt = c.optimizer
+  # models.table's delta, the model at twice the base width (for this file's params).
+  delta = params(2 * (p if base is None else base)["hidden"].shape[0]) if "hidden" in p else None
   table = optim.parametrize(
     base=base,
     target=p,
+    delta=delta,
     parametrization=c.parametrization,
     optimizer=optimizer.family(opt.name, opt.get("muon_shape", "spectral")),
     alignment=c.alignment,
