@@ -159,11 +159,11 @@ def param_shapes(config, width: int):
 
 def table(config, family: str):
   """The per-leaf parametrization table of this config's model for an optimizer of
-  `family` ("adam", "sgd", "adafactor", "muon" or "muon_rms"), in width and, with model.base_depth and
-  model.alpha set, in depth. config.optimizer's per_layer_lr and scale_eps (default
-  True) are `optim.parametrize`'s arguments. The model at twice the base width is
-  the `delta` that tells the width axes, so the roles are known at the base width
-  too (Muon needs them there)."""
+  `family` ("adam", "sgd", "adafactor", "muon" or "muon_rms"), in width and, with
+  model.base_depth and model.alpha set, in depth. config.optimizer's per_layer_lr and
+  scale_eps (default True) are `optim.parametrize`'s arguments. The model at twice
+  the base width is the `delta` that tells the width axes, so the roles are known at
+  the base width too (Muon needs them there)."""
   opt = config.get("optimizer", {})
   return optim.parametrize(
     base=param_shapes(config, config.model.base_width),

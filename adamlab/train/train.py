@@ -4,9 +4,10 @@
 
 Read top to bottom: `run_pack` checks everything a user can get wrong before any
 run directory is touched (`checks.py`), opens one host record per run, builds the
-model, table, optimizer and state once (`setup`), restores the newest checkpoint
-and opens the metrics writers (`restore_and_open_writers`), and runs `loop`. K runs that differ only in optimizer scalars train as one vmapped
-program with a leading run axis; one run is K = 1.
+model, table, optimizer and state once (`setup`), restores the newest checkpoint and
+opens the metrics writers (`restore_and_open_writers`), and runs `loop`. K runs that
+differ only in optimizer scalars train as one vmapped program with a leading run axis;
+one run is K = 1.
 
 A run directory holds config.json, metrics.jsonl, tb/, checkpoints/ and plots;
 giving the same --workdir again resumes from the newest readable checkpoint, and
@@ -305,17 +306,17 @@ def loop(s: Setup, runs, state, preemption, log) -> None:
       if unwritten:
         _log(s, runs, unwritten, progress)
         unwritten = None
+      evaluate = step % c.eval_every == 0 or step == c.steps
+      saves = step % c.checkpoint_every == 0
       signalled = preemption.signal is not None
-      if step % c.log_every and step % c.eval_every and step != c.steps and not signalled:
+      if step % c.log_every and not (evaluate or saves or signalled):
         continue
       interval = _fetch(s, pending, since)
       pending, since = [], time.time()
       hit = np.asarray(jax.device_get(state["streak_hit"]))
-      saves = step % c.checkpoint_every == 0
-      if not (step % c.eval_every == 0 or step == c.steps or saves or signalled or hit.any()):
+      if not (evaluate or saves or signalled or hit.any()):
         unwritten = interval
         continue
-      evaluate = step % c.eval_every == 0 or step == c.steps
       evals = _evaluate(s, state, len(runs)) if evaluate else None
       _log(s, runs, interval, progress, evals, durable=saves or signalled)
       if hit.any() and c.rewind_skip:  # (one run: packed runs cannot rewind)

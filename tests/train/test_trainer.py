@@ -133,6 +133,24 @@ def test_outputs_of_a_run(tmp_path):
   assert again.returncode == 0 and (run / "metrics.jsonl").read_text() == before
 
 
+def test_checkpoints_at_checkpoint_steps_between_log_steps(tmp_path):
+  # checkpoint_every need not be a multiple of log_every: steps 3 and 9 log nothing
+  # of their own, yet are checkpointed, with every step's metrics written before.
+  r = train(
+    tmp_path / "run",
+    "--config.steps=12",
+    "--config.log_every=5",
+    "--config.checkpoint_every=3",
+    "--config.keep_checkpoints=10",
+  )
+  assert r.returncode == 0, r.stderr
+  import orbax.checkpoint as ocp
+
+  with ocp.CheckpointManager((tmp_path / "run" / "checkpoints").absolute()) as mngr:
+    assert list(mngr.all_steps()) == [3, 6, 9, 12]
+  assert [row["step"] for row in rows(tmp_path / "run")] == list(range(1, 13))
+
+
 def test_dropout_and_tied_embeddings_train(tmp_path):
   r = train(
     tmp_path / "run",
