@@ -119,7 +119,6 @@ def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> t
   parametrization in `labels` ({value: panel title}), one curve per width. Writes
   <tag>transfer.png and returns (workdir, rows, optima, lines for numbers.md).
   """
-
   workdir, rows = sweep(args, config, tag)
   for r in rows:
     r["train_loss"] = tail_loss(workdir, r["id"])
@@ -161,7 +160,6 @@ def lr_transfer(args, config: str, labels: dict, title: str, tag: str = "") -> t
 def plot_losses(path: str, panels, xlabel: str, losses, top: float) -> None:
   """transfer.plot_curves of training-loss panels, the y axis from 0.95 of the lowest
   finite loss to `top` times it (or the highest, if lower)."""
-
   finite = [v for v in losses if math.isfinite(v)]
   transfer.plot_curves(
     panels,

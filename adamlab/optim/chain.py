@@ -54,20 +54,30 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
   """
   if table is None:
     return optax.identity()
-  mults = lr_multipliers(table)
 
   def init_fn(params):
     check_params(table, params)
     return optax.EmptyState()
 
+  return _scale_leaves(lr_multipliers(table), init_fn)
+
+
+def _scale_leaves(factors: Any, init_fn=None) -> optax.GradientTransformation:
+  """Each leaf's update times its static factor, a tree of floats like the params.
+
+  Leaves whose factor is 1 pass through untouched (no extra memory pass); leaves that
+  `optax.masked` or `optax.partition` left out (MaskedNode) are skipped. init_fn:
+  the transform's init (default: an empty state).
+  """
+
   def update_fn(updates, state, params=None):
     del params
     scaled = jax.tree.map(
-      lambda u, k: u if k == 1.0 else u * k, updates, _masked_like(mults, updates)
+      lambda u, k: u if k == 1.0 else u * k, updates, _masked_like(factors, updates)
     )
     return scaled, state
 
-  return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformation(init_fn or (lambda _: optax.EmptyState()), update_fn)
 
 
 def _add_decayed_weights(

@@ -16,7 +16,7 @@ import optax
 from optax import contrib
 
 from adamlab.optim import _checks
-from adamlab.optim.chain import with_learning_rate
+from adamlab.optim.chain import _scale_leaves, with_learning_rate
 from adamlab.optim.parametrization import _is_leaf, eps_multipliers
 from adamlab.optim.stable_adam import scale_by_stable_adam
 
@@ -151,16 +151,15 @@ def muon(
   _check_table(parametrization, "muon_rms" if shape == "rms" else "muon", shape)
   dims = muon_dimension_numbers(parametrization)
   labels = jax.tree.map(lambda d: "adam" if d is None else "muon", dims, is_leaf=_is_dims)
-  in_muon = lambda tree: _masked_to(tree, labels, "muon")
   branch = optax.chain(
     contrib.scale_by_muon(
       ns_steps=ns_steps,
       beta=beta,
       eps=eps,
       nesterov=nesterov,
-      weight_dimension_numbers=lambda _: in_muon(dims),
+      weight_dimension_numbers=lambda _: _masked_to(dims, labels, "muon"),
     ),
-    _scale_by_shape(in_muon(shape_factors(parametrization, shape))),
+    _scale_leaves(shape_factors(parametrization, shape)),
   )
   adam = scale_by_stable_adam(
     adam_b1, adam_b2, eps, adam_clip_threshold, eps_scale=eps_multipliers(parametrization)
@@ -247,16 +246,6 @@ def shape_factors(table: Any, shape: str = "spectral") -> Any:
     return RMS_MATCH * math.sqrt(max(fan_in, fan_out))
 
   return jax.tree.map(one, table, muon_dimension_numbers(table), is_leaf=_is_leaf)
-
-
-def _scale_by_shape(factors) -> optax.GradientTransformation:
-  """Each leaf's update times its static factor (a tree like the updates)."""
-
-  def update_fn(updates, state, params=None):
-    del params
-    return jax.tree.map(lambda u, k: u if k == 1.0 else u * k, updates, factors), state
-
-  return optax.GradientTransformation(lambda _: optax.EmptyState(), update_fn)
 
 
 def _is_dims(x) -> bool:

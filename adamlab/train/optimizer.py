@@ -390,10 +390,8 @@ def build(opt, table, params, values=None) -> optax.GradientTransformationExtraA
   # hyperparams) and evaluates schedules (the learning rate, an independent decay) at
   # each step.
   args = _alias_args(opt, hp)
-  # Strings (Muon's shape) are static too: they pick the chain.
-  static = ("mask", "parametrization", "weight_decay_mode") + tuple(
-    k for k, v in args.items() if isinstance(v, str) and k != "weight_decay_mode"
-  )
+  # Strings (weight_decay_mode, Muon's shape) are static: they pick the chain.
+  static = ("mask", "parametrization") + tuple(k for k, v in args.items() if isinstance(v, str))
   alias = optax.inject_hyperparams(OPTIMIZERS[opt.name].alias, static_args=static)
   tx = alias(
     learning_rate=schedule(opt, hp["learning_rate"]),
