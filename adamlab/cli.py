@@ -121,6 +121,18 @@ def search(args, extra):
     sys.exit(1)
 
 
+def fit(args, extra):
+  from adamlab.sweep import fit as fit_lib
+
+  _no_extra("fit", extra)
+  out = fit_lib.run(args.config, args.workdir, args.workers, args.backend, args.pack, args.address)
+  print(open(os.path.join(args.workdir, "rules.md")).read(), end="")
+  print(f"fit directory: {args.workdir} (rules.md, rules.json, optima.csv, rules/)")
+  if out["failed"]:
+    print(f"adamlab: {out['failed']} run(s) failed; see {args.workdir}/logs", file=sys.stderr)
+    sys.exit(1)
+
+
 def results(args, extra):
   from adamlab.sweep import results as results_lib
 
@@ -171,7 +183,13 @@ def main(argv=None):
     description="adamlab search --config configs/search/X.py --workdir "
     "DIR [--workers N] [--backend local|ray] [--pack K]",
   )
-  for p in (sw, se):
+  fi = commands.add_parser(
+    "fit",
+    help="scaling rules: search a grid of scales, fit each optimum, predict held-out scales",
+    description="adamlab fit --config configs/rules/X.py --workdir DIR "
+    "[--workers N] [--backend local|ray] [--pack K]",
+  )
+  for p in (sw, se, fi):
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True)
     p.add_argument("--workers", type=int, default=1)
@@ -201,6 +219,7 @@ def main(argv=None):
         "data": data_fetch,
         "sweep": sweep,
         "search": search,
+        "fit": fit,
         "results": results,
       }[args.command](args, extra)
   except ConfigError as err:

@@ -11,14 +11,16 @@ A search file is Python with `get_search(arg)` returning a plain dict:
          space={"optimizer.learning_rate": [1e-3, 2e-3, 4e-3],  # 1-D grids, in the
                 "optimizer.b2": [0.9, 0.95, 0.99]},               # order of descent
          baseline={"optimizer.learning_rate": 2e-3},     # start (default: the config's)
-         metric="eval_loss", max_passes=3, sensitivity=0.01)
+         seeds=[0, 1],            # each point trained per seed, their mean compared
+         metric="eval_loss", max_passes=3, sensitivity=0.01)   # ([]: the config's seed)
 
 From the baseline, each hyperparameter in turn is swept over its grid with the others
 fixed, and the best value kept; passes repeat until a pass changes nothing. Every
 point is a run whose id comes from its scale and hyperparameters, so it is trained
 once and reused by later passes and re-runs. Writes choices.csv/md (the value chosen
 per hyperparameter per pass), sensitivity/<field>.png (loss vs value per scale) and
-classification.md (does the optimum shift with scale, is the loss sensitive to it).
+classification.md/json (does the optimum shift with scale, is the loss sensitive to
+it). `adamlab fit` takes it from there: scaling rules for the sensitive ones.
 """
 
 import csv
@@ -33,27 +35,43 @@ from adamlab.sweep import grid, jobs, local, results
 from adamlab.train.checks import check_config, check_dir, open_data
 
 DEFAULTS = dict(
-  fixed={}, scales=[{}], space={}, baseline={}, metric="eval_loss", max_passes=3, sensitivity=0.01
+  fixed={},
+  scales=[{}],
+  space={},
+  baseline={},
+  seeds=[],
+  metric="eval_loss",
+  max_passes=3,
+  sensitivity=0.01,
 )
 
 
 def prepare(path_arg: str, workdir: str):
   """Load and check the search (every grid value at every scale) before anything runs."""
   spec = grid.load_spec(path_arg, "get_search", DEFAULTS)
-  space, scales = spec["space"], spec["scales"]
+  sweep, baselines = check(spec)
+  check_dir(workdir, "search.json", dict(search=spec), "search", added={"search": {"seeds": []}})
+  return spec, sweep, baselines
+
+
+def check(spec: dict, kind: str = "search"):
+  """(sweep, baselines per scale) of a search-like spec, every run's config checked."""
+  space, scales, seeds = spec["space"], spec["scales"], spec["seeds"]
   if (
     not isinstance(space, dict)
     or not space
     or not all(isinstance(v, (list, tuple)) and v for v in space.values())
   ):
-    raise ConfigError("search.space", space, "a non-empty dict of field -> non-empty list")
+    raise ConfigError(f"{kind}.space", space, "a non-empty dict of field -> non-empty list")
   if not isinstance(scales, list) or not scales or not all(isinstance(s, dict) for s in scales):
-    raise ConfigError("search.scales", scales, "a non-empty list of dicts of overrides")
+    raise ConfigError(f"{kind}.scales", scales, "a non-empty list of dicts of overrides")
+  if not isinstance(seeds, list) or not all(isinstance(s, int) and s >= 0 for s in seeds):
+    raise ConfigError(f"{kind}.seeds", seeds, "a list of integers >= 0 ([]: the config's seed)")
   for key in spec["baseline"]:
     if key not in space:
-      raise ConfigError(f"search.baseline.{key}", spec["baseline"][key], "a field of search.space")
+      raise ConfigError(f"{kind}.baseline.{key}", spec["baseline"][key], f"a field of {kind}.space")
   if not isinstance(spec["max_passes"], int) or spec["max_passes"] < 1:
-    raise ConfigError("search.max_passes", spec["max_passes"], "an integer >= 1")
+    raise ConfigError(f"{kind}.max_passes", spec["max_passes"], "an integer >= 1")
   sweep = dict(base=spec["base"], fixed=spec["fixed"])
   baselines = []
   for scale in scales:
@@ -61,11 +79,16 @@ def prepare(path_arg: str, workdir: str):
     baseline = {f: spec["baseline"].get(f, _get(config, f)) for f in space}
     for field, values in space.items():
       for v in values:
-        check_config(grid.run_config(sweep, {**scale, **baseline, field: v}))
+        for seed in seeds or [None]:
+          check_config(grid.run_config(sweep, seeded({**scale, **baseline, field: v}, seed)))
     baselines.append(baseline)
   open_data(grid.run_config(sweep, {**scales[0], **baselines[0]}))
-  check_dir(workdir, "search.json", dict(search=spec), "search")
-  return spec, sweep, baselines
+  return sweep, baselines
+
+
+def seeded(values: dict, seed) -> dict:
+  """A run's values with its seed (None: the config's seed, no field)."""
+  return values if seed is None else {**values, "seed": seed}
 
 
 def _get(config, field):
@@ -92,41 +115,51 @@ def run(
     sweep, workdir, planned, workers, backend, pack, address, log
   )
   with jobs.forwarding_signals():  # (between rounds too: a signal then ends the next)
-    current, curves, choices, failed = _descend(spec, baselines, workdir, execute, log)
+    current, curves, _, choices, failed = descend(spec, baselines, workdir, execute, log)
   rows = sensitivity.classify(spec["scales"], current, curves, spec["sensitivity"])
   _write(workdir, spec, choices, rows, curves)
   return dict(choices=choices, classification=rows, failed=len(failed), current=current)
 
 
-def _descend(spec, baselines, workdir, execute, log):
+def descend(spec, baselines, workdir, execute, log):
   """Coordinate descent from the baselines, one hyperparameter at a time, every scale
-  at once; (current values, curves, choices, failed run ids)."""
+  at once. Returns (current values, curves {field: [(value, mean metric)]}, seed curves
+  {field: [(value, [metric per seed])]}, choices, failed run ids) per scale."""
   key = results.metric_key(spec["metric"])
   current = [dict(b) for b in baselines]
   curves = [{} for _ in spec["scales"]]
+  seed_curves = [{} for _ in spec["scales"]]
   choices, failed = [], set()
   active = list(range(len(spec["scales"])))
   for pass_ in range(1, spec["max_passes"] + 1):
     changed = set()
     for field, grid_values in spec["space"].items():
       candidates = {i: _with(grid_values, current[i][field]) for i in active}
-      points = {}  # (scale, value) -> (run id, values)
+      points = {}  # (scale, value) -> [(run id, values) per seed]
       for i in active:
         for v in candidates[i]:
-          values = {**spec["scales"][i], **current[i], field: v}
-          points[i, v] = (grid.run_id(values), values)
-      planned = list({rid: (rid, values) for rid, values in points.values()}.values())
-      log(f"search: pass {pass_}, {field}: {len(planned)} points at {len(active)} scale(s)")
+          points[i, v] = [
+            (grid.run_id(values), values)
+            for values in (
+              seeded({**spec["scales"][i], **current[i], field: v}, seed)
+              for seed in spec["seeds"] or [None]
+            )
+          ]
+      planned = list({rid: (rid, vs) for runs in points.values() for rid, vs in runs}.values())
+      log(f"search: pass {pass_}, {field}: {len(planned)} runs at {len(active)} scale(s)")
       status = execute(planned)
       local.check_preempted(status)  # (before a preempted run is taken for a failed one)
       failed |= {rid for rid, s in status.items() if s == "failed"}
       for i in active:
-        curve = [(v, _metric(workdir, points[i, v][0], key)) for v in candidates[i]]
+        per_seed = [
+          (v, [run_metric(workdir, rid, key) for rid, _ in points[i, v]]) for v in candidates[i]
+        ]
+        curve = [(v, seed_mean(ms)) for v, ms in per_seed]
         best = min(curve, key=lambda vm: (_order(vm[1]), vm[0] != current[i][field]))[0]
         if best != current[i][field]:
           current[i][field] = best
           changed.add(i)
-        curves[i][field] = curve
+        curves[i][field], seed_curves[i][field] = curve, per_seed
         choices.append(
           dict(
             scale=_label(spec["scales"][i]),
@@ -140,7 +173,12 @@ def _descend(spec, baselines, workdir, execute, log):
     active = [i for i in active if i in changed]
     if not active:
       break
-  return current, curves, choices, failed
+  return current, curves, seed_curves, choices, failed
+
+
+def seed_mean(metrics):
+  """The seeds' mean; None (diverged) if any seed diverged or failed."""
+  return None if any(m is None for m in metrics) else sum(metrics) / len(metrics)
 
 
 def _with(values, v):
@@ -148,7 +186,8 @@ def _with(values, v):
   return list(values) + ([v] if v not in values else [])
 
 
-def _metric(workdir, rid, key):
+def run_metric(workdir, rid, key):
+  """A finished run's final metric; None if it failed or diverged."""
   path = jobs.result_path(workdir, rid)
   if not os.path.exists(path):
     return None  # the run failed
@@ -202,6 +241,7 @@ def _write(workdir, spec, choices, rows, curves):
     + "\n"
   )
   write_text(os.path.join(workdir, "classification.md"), text)
+  write_json(os.path.join(workdir, "classification.json"), rows)
   os.makedirs(os.path.join(workdir, "sensitivity"), exist_ok=True)
   for field in spec["space"]:
     sensitivity.plot(
