@@ -67,9 +67,10 @@ def raw_rows(param: str, workdir: str) -> list:
   return rows
 
 
-def seed_spread(rows: list, fields: list) -> str:
-  """How far apart the seeds' own optima are (grid scales without an edge optimum)."""
-  rows = [dict(r, final_eval_loss=None) if r["diverged"] else r for r in rows]
+def seed_spread(rows: list, fields: list, grid: list) -> str:
+  """How far apart the seeds' own optima are on the lr grid (the runs at the
+  predictions left out), over the scales where both are inside it."""
+  rows = [dict(r, final_eval_loss=None) if r["diverged"] else r for r in rows if r[FIELD] in grid]
   found = transfer.optima(rows, FIELD, "final_eval_loss", by=(*fields, "seed"))
   by_scale: dict = {}
   for o in found:
@@ -119,7 +120,9 @@ def main():
     mine = raw_rows(param, out["workdir"])
     raw += mine
     lines += summary(label, out["rule"], out["predictions"])
-    lines += [seed_spread(mine, out["rule"]["fields"]), ""]
+    with open(os.path.join(out["workdir"], "fit.json")) as f:
+      grid = json.load(f)["rules"]["space"][FIELD]
+    lines += [seed_spread(mine, out["rule"]["fields"], grid), ""]
     path = os.path.join(args.out, f"{param}.png")
     rules.plot(out["rule"], out["predictions"], FIELD, path, title=f"{label}: optimal lr")
   columns = list(dict.fromkeys(k for r in raw for k in r))

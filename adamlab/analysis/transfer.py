@@ -36,14 +36,20 @@ def optimum(xs, losses) -> Optional[dict]:
   if out["at_edge"]:
     return out
   (x0, y0), (x2, y2) = pts[i - 1], pts[i + 1]
-  # Vertex of the parabola through three points with any spacing.
-  d0, d2 = x0 - x, x2 - x
-  num = d0 * d0 * (y2 - y) - d2 * d2 * (y0 - y)
-  den = 2 * (d0 * (y2 - y) - d2 * (y0 - y))
+  num, den = vertex_terms(x0 - x, x2 - x, y0, y, y2)
   if den < 0:  # the best point of three is a minimum, so den <= 0; == 0 is flat
     out.update(x=x + num / den, refined=True)
     out["x"] = min(max(out["x"], x0), x2)
   return out
+
+
+def vertex_terms(d0, d2, y0, y1, y2):
+  """(num, den): the vertex of the parabola through (x1 + d0, y0), (x1, y1), (x1 + d2,
+  y2), any spacing, is at x1 + num / den; den < 0 when y1 is below both (a minimum).
+  Scalars or arrays."""
+  num = d0 * d0 * (y2 - y1) - d2 * d2 * (y0 - y1)
+  den = 2 * (d0 * (y2 - y1) - d2 * (y0 - y1))
+  return num, den
 
 
 def optima(rows, x: str, metric: str, by, base: float = 2.0) -> list:

@@ -28,7 +28,7 @@ import json
 import math
 import os
 
-from adamlab.analysis import sensitivity
+from adamlab.analysis import rules, sensitivity
 from adamlab.errors import ConfigError
 from adamlab.files import write_json, write_text
 from adamlab.sweep import grid, jobs, local, results
@@ -54,8 +54,8 @@ def prepare(path_arg: str, workdir: str):
   return spec, sweep, baselines
 
 
-def check(spec: dict, kind: str = "search"):
-  """(sweep, baselines per scale) of a search-like spec, every run's config checked."""
+def check_shape(spec: dict, kind: str = "search") -> None:
+  """The types of a search-like spec's space, scales, seeds, baseline and max_passes."""
   space, scales, seeds = spec["space"], spec["scales"], spec["seeds"]
   if (
     not isinstance(space, dict)
@@ -65,13 +65,25 @@ def check(spec: dict, kind: str = "search"):
     raise ConfigError(f"{kind}.space", space, "a non-empty dict of field -> non-empty list")
   if not isinstance(scales, list) or not scales or not all(isinstance(s, dict) for s in scales):
     raise ConfigError(f"{kind}.scales", scales, "a non-empty list of dicts of overrides")
-  if not isinstance(seeds, list) or not all(isinstance(s, int) and s >= 0 for s in seeds):
-    raise ConfigError(f"{kind}.seeds", seeds, "a list of integers >= 0 ([]: the config's seed)")
+  if (
+    not isinstance(seeds, list)
+    or not all(isinstance(s, int) and s >= 0 for s in seeds)
+    or len(set(seeds)) != len(seeds)
+  ):
+    raise ConfigError(f"{kind}.seeds", seeds, "distinct integers >= 0 ([]: the config's seed)")
+  if not isinstance(spec["baseline"], dict):
+    raise ConfigError(f"{kind}.baseline", spec["baseline"], "a dict of field -> value")
   for key in spec["baseline"]:
     if key not in space:
       raise ConfigError(f"{kind}.baseline.{key}", spec["baseline"][key], f"a field of {kind}.space")
   if not isinstance(spec["max_passes"], int) or spec["max_passes"] < 1:
     raise ConfigError(f"{kind}.max_passes", spec["max_passes"], "an integer >= 1")
+
+
+def check(spec: dict, kind: str = "search"):
+  """(sweep, baselines per scale) of a search-like spec, every run's config checked."""
+  check_shape(spec, kind)
+  space, scales, seeds = spec["space"], spec["scales"], spec["seeds"]
   sweep = dict(base=spec["base"], fixed=spec["fixed"])
   baselines = []
   for scale in scales:
@@ -162,7 +174,7 @@ def descend(spec, baselines, workdir, execute, log):
         curves[i][field], seed_curves[i][field] = curve, per_seed
         choices.append(
           dict(
-            scale=_label(spec["scales"][i]),
+            scale=rules.label(spec["scales"][i]),
             **{"pass": pass_},
             field=field,
             value=best,
@@ -200,17 +212,13 @@ def _order(m):
   return m if m is not None and math.isfinite(m) else math.inf
 
 
-def _label(scale: dict) -> str:
-  return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in scale.items()) or "base"
-
-
 def _write(workdir, spec, choices, rows, curves):
   fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
   with open(os.path.join(workdir, "choices.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=list(choices[0]))
     w.writeheader()
     w.writerows(choices)
-  labels = [_label(s) for s in spec["scales"]]
+  labels = [rules.label(s) for s in spec["scales"]]
   lines = [
     "| scale | pass | field | chosen | " + spec["metric"] + " | changed |",
     "|---|---|---|---|---|---|",

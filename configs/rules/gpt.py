@@ -6,7 +6,8 @@ Presets: `sp` or `mup` (the parametrization), `quick` (CPU-sized). The scales ar
 widths x training lengths at one batch size, plus a second batch size at the smaller
 widths and lengths; the widest width and the longest length are held out: fitted on
 the rest, their optimal lr is predicted, then measured on their own grid. The other
-hyperparameters are held at the AdamW search's near-optimal setting (the fixed set).
+hyperparameters (the fixed set) are held at the near-optimal setting of Marin's AdamW
+table: b1 0.9, b2 0.95, weight decay 0.1, clipping 1.0.
 """
 
 

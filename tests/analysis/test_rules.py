@@ -31,14 +31,21 @@ def _fit(rows, **kw):
   return rules.fit(rules.curves(rows, "lr", "loss", list(TRUE)), list(TRUE), **kw)
 
 
-def test_vectorized_optima_match_transfer_optimum():
+@pytest.mark.parametrize(
+  "xs", [np.log2(GRID), np.array([-9.0, -8.5, -7.0, -6.9, -4.0, -1.0]), np.array([-3.0, -2.0])]
+)
+def test_vectorized_optima_match_transfer_optimum(xs):
+  """Even, uneven and too-short grids; diverged points, all-diverged rows and ties."""
   rng = np.random.default_rng(0)
-  xs = np.log2(GRID)
-  losses = rng.normal(3, 1, (200, len(xs)))
-  losses[rng.random(losses.shape) < 0.1] = np.inf  # diverged points
+  losses = np.round(rng.normal(3, 1, (300, len(xs))), 1)  # (rounded: many ties)
+  losses[rng.random(losses.shape) < 0.1] = np.inf
+  losses[:5] = np.inf
   x, edge = rules._optima(xs, losses)
   for b in range(len(losses)):
     ref = transfer.optimum(list(xs), list(losses[b]))
+    if ref is None:
+      assert np.isnan(x[b]) and edge[b]
+      continue
     # The same formula on the same float64 numbers, in another order of operations.
     assert x[b] == pytest.approx(ref["x"], abs=1e-12) and edge[b] == ref["at_edge"]
 
@@ -61,51 +68,72 @@ def test_an_exact_power_law_is_recovered_with_a_zero_width_interval():
   assert c["value"] == pytest.approx(0.85, abs=1e-9) and c["high"] - c["low"] < 1e-9
 
 
-def test_intervals_cover_the_true_exponents_at_about_their_nominal_rate():
+@pytest.mark.parametrize("misfit", [0.0, 0.1, 0.3])
+def test_intervals_cover_the_true_exponents_at_about_their_nominal_rate(misfit):
   """200 synthetic searches, each fitted on 12 scales (widest and longest held out),
-  2 seeds, 0.1 octave scatter about the law: the 90% intervals must cover the true
-  exponents, and the prediction interval the held-out scale's optimum, 90% of the time.
-  With 200 independent trials the count is binomial, sd sqrt(0.9 * 0.1 / 200) = 0.021;
-  the bounds are 0.9 -/+ 3 sd. (Each trial is seeded, so the outcome is fixed.)"""
+  2 seeds, `misfit` octaves of scatter about the law: the 90% intervals must cover the
+  true exponents, and the prediction interval the held-out scale's optimum, at least
+  90% of the time, and, once the law has scatter, at most 90%. With 200 independent
+  trials the count is binomial, sd sqrt(0.9 * 0.1 / 200) = 0.021; the bounds are
+  0.9 -/+ 3 sd. With no scatter the seed noise, counted by the seed resampling on top
+  of the residuals, makes the intervals conservative (measured 0.975-0.98), so there
+  is no upper bound. (Each trial is seeded, so the outcome is fixed.)"""
   rng = np.random.default_rng(1)
   trials, hits, held_hits = 200, dict.fromkeys(TRUE, 0), 0
   held = dict(width=256, steps=100, batch_size=8)
   for i in range(trials):
-    rows, optima = _synthetic(rng)
+    rows, optima = _synthetic(rng, misfit=misfit)
     rule = _fit(rows, boots=300, seed=i, holdout=[{"width": 256}, {"steps": 200}])
-    assert sum(p["used"] for p in rule["points"]) == 12
+    assert sum(p["used"] for p in rule["points"]) == 12 and rule["boots_used"] >= 270
     for f, a in TRUE.items():
       lo, hi = rule["intervals"][f]
       hits[f] += lo <= a <= hi
     p = rules.predict(rule, held, seed=i)
     measured = next(q["log_x"] for q in rule["points"] if q["scale"] == held)
     held_hits += p["low"] <= 2.0**measured <= p["high"]
+  top = 0.963 if misfit else 1.0
   for f in TRUE:
-    assert 0.837 <= hits[f] / trials <= 0.963, (f, hits[f] / trials)
-  assert 0.837 <= held_hits / trials <= 0.963, held_hits / trials
+    assert 0.837 <= hits[f] / trials <= top, (f, hits[f] / trials)
+  assert 0.837 <= held_hits / trials <= top, held_hits / trials
 
 
 def test_edge_optima_and_diverged_seeds_are_handled():
-  rows, _ = _synthetic(np.random.default_rng(2), misfit=0.0, sigma=0.0)
+  rows, optima = _synthetic(np.random.default_rng(2), misfit=0.0, sigma=0.0)
   # At width 32, steps 50, batch 8 the optimum (2^-4.47) is cut off the grid's top...
-  rows = [
+  edge = (32, 50, 8)
+  rows = [r for r in rows if (r["width"], r["steps"], r["batch_size"]) != edge or r["lr"] <= 2**-8]
+  # ... at width 64 (steps 100, batch 16; optimum 2^-5.33, best point 2^-5) one seed
+  # diverges at the point above the best, so the seeds' mean is diverged there and the
+  # parabola goes through 2^-6, 2^-5 and 2^-3 (uneven spacing; still exact); ...
+  near = (64, 100, 16)
+  bad = next(
     r
     for r in rows
-    if not (r["width"], r["steps"], r["batch_size"]) == (32, 50, 8) or r["lr"] <= 2.0**-8
-  ]
-  # ... and one seed of one point diverges elsewhere (the point is then diverged).
-  bad = next(r for r in rows if (r["width"], r["steps"], r["seed"]) == (256, 200, 1))
+    if (r["width"], r["steps"], r["batch_size"]) == near and r["seed"] == 1 and r["lr"] == 2.0**-4
+  )
   bad["loss"] = math.nan
+  # ... and at width 128 (steps 200, batch 16) every run diverges.
+  dead = (128, 200, 16)
+  for r in rows:
+    if (r["width"], r["steps"], r["batch_size"]) == dead:
+      r["loss"] = math.inf
   rule = _fit(rows, boots=200)
-  point = next(p for p in rule["points"] if p["scale"] == dict(width=32, steps=50, batch_size=8))
-  assert point["at_edge"] and not point["used"]
-  assert sum(p["used"] for p in rule["points"]) == 23
+  point = {tuple(p["scale"].values()): p for p in rule["points"]}
+  assert point[edge]["at_edge"] and not point[edge]["used"] and point[edge]["log_x"] == -8
+  mean = {}
+  for r in rows:
+    if (r["width"], r["steps"], r["batch_size"]) == near:
+      mean.setdefault(math.log2(r["lr"]), []).append(r["loss"])
+  ref = transfer.optimum(list(mean), [float(np.mean(v)) for v in mean.values()])
+  assert ref["refined"] and point[near]["log_x"] == pytest.approx(ref["x"], abs=1e-12)
+  assert point[near]["log_x"] == pytest.approx(optima[near], abs=1e-9) and point[near]["used"]
+  assert point[dead]["diverged"] and point[dead]["log_x"] is None and not point[dead]["used"]
+  assert sum(p["used"] for p in rule["points"]) == 22
   for f, a in TRUE.items():
     assert rule["exponents"][f] == pytest.approx(a, abs=1e-9)
-  assert any(
-    "Left out, optimum at the grid's edge: width=32, steps=50" in line
-    for line in rules.describe(rule, "lr")
-  )
+  text = "\n".join(rules.describe(rule, "lr"))
+  assert "optimum at the grid's edge: width=32, steps=50, batch_size=8." in text
+  assert "every point diverged: width=128, steps=200, batch_size=16" in text
 
 
 def test_bad_arguments_are_refused():
@@ -125,3 +153,5 @@ def test_bad_arguments_are_refused():
     rules.predict(rule, dict(width=64))
   with pytest.raises(ValueError, match="outside the rule's"):
     rules.combine(rule, {"depth": 1})
+  with pytest.raises(ValueError, match="two rows for"):
+    rules.curves(rows + rows[:1], "lr", "loss", list(TRUE))

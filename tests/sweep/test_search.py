@@ -7,7 +7,9 @@ import os
 import pytest
 
 from adamlab.analysis import sensitivity
-from adamlab.sweep import grid
+from adamlab.errors import ConfigError
+from adamlab.files import write_json
+from adamlab.sweep import grid, search
 from tests.sweep.test_sweep import adamlab, sweep_file
 
 SEARCH = """
@@ -95,3 +97,16 @@ def test_classify_shift_cause_and_sensitivity():
   assert rows["eps"]["spread"] == pytest.approx(0.002 / 3.0)
   assert not rows["eps"]["sensitive"] and not rows["eps"]["scale_sensitive"]
   assert sensitivity.spread([(1, 2.0), (2, 3.0)]) == pytest.approx(0.5)
+
+
+def test_a_search_written_before_seeds_existed_still_resumes(tmp_path):
+  path, workdir = sweep_file(tmp_path, SEARCH), tmp_path / "s"
+  spec = grid.load_spec(path, "get_search", search.DEFAULTS)
+  old = {k: v for k, v in spec.items() if k != "seeds"}
+  workdir.mkdir()
+  write_json(str(workdir / "search.json"), dict(search=old))
+  assert search.prepare(path, str(workdir))[0]["seeds"] == []
+  # ... while a directory of another search is refused.
+  write_json(str(workdir / "search.json"), dict(search={**old, "max_passes": 1}))
+  with pytest.raises(ConfigError, match="--workdir"):
+    search.prepare(path, str(workdir))
