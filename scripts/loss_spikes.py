@@ -15,6 +15,8 @@ scripts/rms_spikes.py and anyone else can re-analyse.
     python scripts/loss_spikes.py --quick --workers 2        # 2 CPU cores
     python scripts/loss_spikes.py --quick --workers 2 --vit  # the ViT regime, into <mode>/vit/
     python scripts/loss_spikes.py --quick --workers 2 --max-in-row  # skip, max 10 in a row
+
+scripts/eps_spikes.py runs the same regimes over an eps x b2 grid with these functions.
 """
 
 import csv
@@ -42,6 +44,8 @@ def presets(args, regime) -> list:
   with --max-in-row, only AdamW + skip with skip_spikes_max_in_row."""
   if args.max_in_row:
     return [(regime + ",skip,max_in_row", f"{regime}_skip_max_in_row_")]
+  if getattr(args, "eps", False):  # (scripts/eps_spikes.py)
+    return [(regime + ",eps", f"{regime}_eps_"), (regime + ",atan2", f"{regime}_atan2_")]
   return [(regime, f"{regime}_")] + (
     [] if regime == "vit" else [(regime + ",skip", f"{regime}_skip_")]
   )
@@ -61,6 +65,9 @@ def run_sweeps(args, regimes) -> list:
           for k in logged[0]
           if k in SERIES or k.startswith("rms/")
         }
+        eps = getattr(args, "eps", False)
+        if eps:  # 252 runs: the loss, and the update RMS in float16
+          arrays = {"loss": arrays["loss"], "update_rms": arrays["update_rms"].astype(np.float16)}
         if regime == "vit":  # ~20 RMS_t series a run: weight matrices and embeddings only,
           arrays = {
             k: v.astype(np.float16) if k.startswith("rms/") else v  # in float16
@@ -75,6 +82,16 @@ def run_sweeps(args, regimes) -> list:
             "regime": regime,
             "optimizer": arm(r),
             "b2": r["optimizer.b2"],
+            **(
+              {
+                "eps": r.get("optimizer.eps", ""),
+                "a": r.get("optimizer.a", ""),
+                "b": r.get("optimizer.b", ""),
+                "final_eval_loss": r["final_eval_loss"],
+              }
+              if eps
+              else {}
+            ),
             "seed": r["seed"],
             "lr": logged[0]["lr"],
             "steps": len(arrays["loss"]),

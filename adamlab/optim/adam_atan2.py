@@ -122,6 +122,9 @@ def adam_atan2(
   with k the leaf's learning-rate multiplier from `parametrization` (Adam-atan2 has no
   eps, so the table's eps multipliers do not apply) and decay as `with_learning_rate`
   says. b1, b2, weight_decay and mask default to `optax.adamw`'s values.
+  The step saturates at a pi / 2 per coordinate whatever the gradients' size; in
+  experiments/loss_spikes no (a, b) removed the loss spikes that eps 1e-6 removed
+  from AdamW (README: "What to do").
 
   Args:
     learning_rate: a finite number >= 0 or a schedule.

@@ -13,6 +13,9 @@ Memorizing a small training set reaches that stretch cheaply. The arg is
               StableAdamW only (quick: width 32, 3000 steps; full: width 64, 1024, 10000)
   skip        AdamW only, with the skip-bad-steps wrapper on (optimizer.skip_spikes_*)
   max_in_row  with skip: accept the step after 10 skips in a row
+  eps         AdamW and StableAdamW, eps in {1e-10, 1e-8, 1e-7, 1e-6, 1e-5} x b2
+  atan2       Adam-atan2 at (a, b) = (1.27, 1), optax's default, and a = b in {0.25,
+              1, 4}: the same step as Adam while |m| << b sqrt(v), at most a pi / 2
 
 No warmup, no gradient clipping, no weight decay, a constant lr of 1e-3: what a user
 who calls optax.adam gets. `scripts/loss_spikes.py` runs both regimes and draws the figure.
@@ -31,6 +34,18 @@ REGIMES = {
 ARMS = {"optimizer.name": ["adamw", "stable_adamw", "adam_atan2"]}
 VIT_ARMS = {"optimizer.name": ["adamw", "stable_adamw"]}
 SKIP = {"optimizer.name": ["adamw"], "optimizer.skip_spikes_k": [6.0]}
+EPS = {"optimizer.eps": [1e-10, 1e-8, 1e-7, 1e-6, 1e-5]}
+ATAN2 = {"optimizer.a": [1.27, 0.25, 1.0, 4.0], "optimizer.b": [1.0, 0.25, 1.0, 4.0]}
+
+
+def _arms(words, regime):
+  if "skip" in words:
+    return SKIP
+  if "eps" in words:
+    return VIT_ARMS
+  if "atan2" in words:
+    return {"optimizer.name": ["adam_atan2"]}
+  return VIT_ARMS if regime == "vit" else ARMS
 
 
 def get_sweep(arg: str = ""):
@@ -48,8 +63,7 @@ def get_sweep(arg: str = ""):
              "optimizer.weight_decay": 0.0, "optimizer.skip_spikes_metric": "both",
              "log_every": 100, "eval_every": 1000, "eval_batches": 4,
              "checkpoint_every": 10 ** 6},
-      axes=[SKIP if "skip" in words else VIT_ARMS if regime == "vit" else ARMS,
-            {"seed": [0, 1, 2]},
-            {"optimizer.b2": [0.95, 0.99, 0.999]}],
+      axes=[_arms(words, regime), {"seed": [0, 1, 2]}, {"optimizer.b2": [0.95, 0.99, 0.999]}]
+      + ([EPS] if "eps" in words else [ATAN2] if "atan2" in words else []),
       metric="eval_loss",
   )
