@@ -2,12 +2,14 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 
 from adamlab.analysis import transfer
-from adamlab.sweep import grid
+from adamlab.errors import ConfigError
+from adamlab.sweep import fit, grid
 from tests.sweep.test_sweep import adamlab, sweep_file
 
 TINY = {
@@ -123,6 +125,14 @@ def test_bad_rules_files_are_reported_before_anything_runs(tmp_path, change, nee
   path = tmp_path / "rules.py"
   text = RULES.replace(*change)
   path.write_text(text.replace("search=SEARCH_DIR, ", ""))  # (no search unless the case has one)
+  with pytest.raises(ConfigError, match=re.escape(needle)):
+    fit.prepare(str(path), str(tmp_path / "f"))
+  assert not (tmp_path / "f").exists()
+
+
+def test_a_bad_rules_file_is_one_line_and_exit_code_2(tmp_path):
+  path = tmp_path / "rules.py"
+  path.write_text(RULES.replace("search=SEARCH_DIR, ", "").replace("boots=200", "boots=10"))
   r = adamlab("fit", "--config", str(path), "--workdir", str(tmp_path / "f"))
-  assert r.returncode == 2 and needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
+  assert r.returncode == 2 and "rules.boots" in r.stderr and r.stderr.count("\n") == 1, r.stderr
   assert not (tmp_path / "f").exists()
