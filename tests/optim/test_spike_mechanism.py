@@ -246,3 +246,33 @@ def test_zero_gradient_stretch_decays_v_geometrically_and_eps_bounds_the_step(b2
   np.testing.assert_allclose(nu[T], v_T, rtol=1e-5)
   np.testing.assert_allclose(rms[T], ref["rms"][T], rtol=1e-5)
   assert rms[T] ** 2 <= 1 / (1 - b2) * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1e-6])
+def test_small_gradient_stretch_eps_caps_the_step(eps):
+  """A tiny but steady gradient rho after normal ones: v decays towards rho^2, so
+  with eps << rho Adam's step climbs back to lr size (|u| -> rho / rho = 1) although
+  the gradient is 1e7 times smaller; with eps >> rho the step stays at about
+  rho / eps. This is the cap that removed the full-batch loss spikes at eps 1e-6 in
+  experiments/loss_spikes (the memorized loss's gradients are this small).
+
+  |u| = m_hat / (sqrt(v_hat) + eps) <= m_hat / eps at every step; the step after the
+  stretch, and the whole stretch, against the closed form in float32 (rtol 1e-5)."""
+  rho, S = 1e-7, 2000  # b2 0.95: b2^S v_P = 1e-45 of G^2, far below rho^2 = 1e-14
+  phases = [(P, 1.0, 1), (S, rho, 1)]
+  ref = closed_form(phases, B1, 0.95, eps)
+  u = run(
+    optim.scale_by_stable_adam(B1, 0.95, eps, clip_threshold=None), gradients(phases)[:, None]
+  )[0][:, 0]
+  np.testing.assert_allclose(u, ref["u"], rtol=1e-5)
+  # By the last 100 steps v_hat = rho^2 and m_hat = rho up to b2^1900 and b1^1900
+  # (< 1e-40), so the step is rho / (rho + eps); float32 rounding of the recursions
+  # (~1e-6 relative) is all that is left, well inside 1e-4.
+  settled = np.abs(u[-100:])
+  np.testing.assert_allclose(settled, rho / (rho + f32(eps)), rtol=1e-4)
+  if eps < rho:
+    assert settled.min() > 0.9  # an lr-sized step on a 1e-7 gradient
+  else:
+    assert settled.max() < 0.1 and np.all(
+      np.abs(u[P:]) <= np.abs(ref["m_hat"][P:]) / f32(eps) * (1 + 1e-5)
+    )
