@@ -102,12 +102,17 @@ def _solve(design, y):
   return coef, stderr
 
 
+def held_out(scale: dict, holdout) -> bool:
+  """Whether a scale matches every field of any of the holdout's dicts."""
+  return any(all(scale.get(k) == v for k, v in h.items()) for h in holdout)
+
+
 def _points(scale_curves, holdout) -> list:
   """Per scale: its optimum on the seeds' mean curve, and whether the fit uses it."""
   points = []
   for c in scale_curves:
     x, edge = _optima(c["xs"], np.mean(c["losses"], axis=0, keepdims=True))
-    held = any(all(c["scale"].get(k) == v for k, v in h.items()) for h in holdout)
+    held = held_out(c["scale"], holdout)
     finite = math.isfinite(x[0])
     points.append(
       dict(

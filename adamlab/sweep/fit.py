@@ -83,15 +83,14 @@ def _check_design(spec: dict) -> list:
     for f in fields:
       if not isinstance(s.get(f), (int, float)) or not s[f] > 0:
         raise ConfigError(f"rules.scales.{f}", s.get(f), "a positive number at every scale")
-  held = lambda s: any(all(s.get(k) == v for k, v in h.items()) for h in spec["holdout"])
   if not isinstance(spec["holdout"], list) or not all(
     isinstance(h, dict) and h and set(h) <= set(fields) for h in spec["holdout"]
   ):
     raise ConfigError("rules.holdout", spec["holdout"], f"a list of dicts of fields of {fields}")
   for h in spec["holdout"]:
-    if not any(all(s.get(k) == v for k, v in h.items()) for s in scales):
+    if not any(rules.held_out(s, [h]) for s in scales):
       raise ConfigError("rules.holdout", h, "a scale of rules.scales")
-  fitted = [s for s in scales if not held(s)]
+  fitted = [s for s in scales if not rules.held_out(s, spec["holdout"])]
   design = np.array([[1.0] + [math.log2(s[f]) for f in fields] for s in fitted]).reshape(
     -1, len(fields) + 1
   )
