@@ -13,7 +13,10 @@ Adam (lr 1e-3, b1 0.9, b2 0.95, eps 1e-8, constant lr, no clipping or weight dec
 regime with loss spikes. Every few steps, and at the steps just before each detected
 loss spike, the preconditioned sharpness (top eigenvalue of P^-1/2 H P^-1/2, P =
 sqrt(v_hat) + eps from the optimizer's state) is compared with Adam's limit
-(2 + 2 b1) / ((1 - b1) lr) = 38 / lr.
+(2 + 2 b1) / ((1 - b1) lr) = 38 / lr. It runs at eps 1e-8, 1e-7 and 1e-6: P >= eps bounds
+the preconditioned sharpness by lam_H / eps (lam_H: the Hessian's own top eigenvalue,
+measured every 100 steps), so eps > lr (1 - b1) lam_H / (2 + 2 b1)
+(`hessian.stable_eps`) keeps Adam under its limit whatever v does.
 
 Full-batch GD, full-batch Adam and Hessians are not what the trainer does, so this
 script runs its own short loops on adamlab's model, data and analysis. The Adam part is
@@ -82,12 +85,26 @@ def run(config, inputs, labels, lr, steps, every, warmup=0, kind="mse"):
 
 
 def adam_run(
-  config, inputs, labels, seed, lr, b1, b2, eps, steps, every, before=(8, 4, 2, 1), k=2.0, window=20
+  config,
+  inputs,
+  labels,
+  seed,
+  lr,
+  b1,
+  b2,
+  eps,
+  steps,
+  every,
+  before=(8, 4, 2, 1),
+  k=2.0,
+  window=20,
+  raw_every=100,
 ):
   """Full-batch Adam from init seed `seed`; returns (per-step losses, spike events, rows).
 
-  rows (step, loss, sharpness, threshold, why, iters: power iterations used) are the
-  measurements of the preconditioned sharpness: every `every` steps and at the last step
+  rows (step, loss, sharpness, threshold, why, iters: power iterations used, floor: the
+  fraction of coordinates with sqrt(v_hat) < eps, and every `raw_every` steps raw: the
+  Hessian's own top eigenvalue) are the measurements of the preconditioned sharpness: every `every` steps and at the last step
   ("every") and, when a loss spike is detected at step t (`spikes.detect(loss, k, window)`
   on the losses so far: causal, so it can run online), at t - d for d in `before`
   ("before") and at t itself ("spike"). The params and optimizer states of the last
@@ -108,19 +125,23 @@ def adam_run(
     updates, state = opt.update(grads, state, params)
     return optax.apply_updates(params, updates), state, loss
 
-  v, losses, events, rows, done = params, [], [], [], set()
+  v, v_raw, losses, events, rows, done = params, params, [], [], [], set()
   recent = collections.deque(maxlen=max(before) + 1)  # (t, params_t, state after update at t)
 
   def measure(t, p, st, why):
-    nonlocal v
+    nonlocal v, v_raw
     if t in done:
       return
     done.add(t)
     pre = hessian.adam_preconditioner(st[0].nu, st[0].count, b2, eps)
     lam, used, v = hessian.power_iteration(loss_fn, p, v, iters=20, tol=1e-2, precond=pre)
+    floor = _floor_fraction(pre, eps)
     rows.append(
       dict(step=t, loss=losses[t], sharpness=lam, threshold=threshold, why=why, iters=used)
     )
+    rows[-1]["floor"] = floor
+    if why == "every" and t % raw_every == 0:
+      rows[-1]["raw"], _, v_raw = hessian.power_iteration(loss_fn, p, v_raw, iters=20, tol=1e-2)
 
   for t in range(steps):
     new_params, new_state, loss = step(params, state)
@@ -142,44 +163,58 @@ def adam_run(
   return losses, events, rows
 
 
+def _floor_fraction(precond, eps) -> float:
+  """The fraction of coordinates whose P = sqrt(v_hat) + eps is below 2 eps."""
+  leaves = jax.tree.leaves(precond)
+  below = sum(float(jnp.sum(d < 2.0 * eps)) for d in leaves)
+  return below / sum(d.size for d in leaves)
+
+
 def adam_part(args):
-  """The Adam runs over seeds: {seed: dict(events, peaks, rows, summary, ...)}."""
+  """The Adam runs over eps and seeds: {(eps, seed): dict(events, peaks, rows, summary, ...)}."""
   config, _ = load(["--config=" + os.path.join(REPO, "configs", "mlp.py")])  # width 256, SP
   images, labels = load_fashion_mnist(data_dir(""))["train"]
   inputs, labels = jnp.asarray(images[: args.subset]), jnp.asarray(labels[: args.subset])
   out = {}
-  for seed in args.seeds:
-    start = time.time()
-    losses, events, rows = adam_run(
-      config, inputs, labels, seed, args.lr, args.b1, args.b2, args.eps, args.steps, args.every
-    )
-    loss = np.asarray(losses)
-    peaks = [float(np.max(loss[t : t + args.peak_window])) for t in events]
-    big = [t for t, pk in zip(events, peaks) if pk >= args.big]
-    series = (
-      [r["step"] for r in rows],
-      [r["sharpness"] for r in rows],
-      [r["threshold"] for r in rows],
-    )
-    grid = [r for r in rows if r["why"] == "every"]  # the regular grid: not denser near spikes
-    grid = hessian.spike_summary(
-      [r["step"] for r in grid], [r["sharpness"] for r in grid], [r["threshold"] for r in grid], []
-    )
-    assert events == spikes.detect(loss, 2.0, 20)  # the online detection is the offline one
-    # The ratio just before a spike: at t - 1, since the loss of step t is already the jump's.
-    out[seed] = dict(
-      events=events,
-      peaks=peaks,
-      rows=rows,
-      loss=loss,
-      seconds=time.time() - start,
-      summary=hessian.spike_summary(*series, [t - 1 for t in events]),
-      big_summary=hessian.spike_summary(*series, [t - 1 for t in big]),
-      grid=grid,
-      final_loss=float(loss[-1]),
-    )
-    print(f"adam seed {seed}: {len(events)} spikes, {out[seed]['seconds']:.0f} s", flush=True)
+  for eps in args.eps:
+    for seed in args.seeds:
+      start = time.time()
+      losses, events, rows = adam_run(
+        config, inputs, labels, seed, args.lr, args.b1, args.b2, eps, args.steps, args.every
+      )
+      out[eps, seed] = _adam_summary(args, np.asarray(losses), events, rows)
+      out[eps, seed]["seconds"] = time.time() - start
+      print(f"adam eps {eps:g} seed {seed}: {len(events)} spikes", flush=True)
   return out
+
+
+def _adam_summary(args, loss, events, rows) -> dict:
+  """One Adam run's spikes, jumps and its ratio at them, on the grid and before spikes."""
+  peaks = [float(np.max(loss[t : t + args.peak_window])) for t in events]
+  big = [t for t, pk in zip(events, peaks) if pk >= args.big]
+  series = (
+    [r["step"] for r in rows],
+    [r["sharpness"] for r in rows],
+    [r["threshold"] for r in rows],
+  )
+  grid = [r for r in rows if r["why"] == "every"]  # the regular grid: not denser near spikes
+  late = [r for r in grid if "raw" in r and r["step"] >= args.late]
+  assert events == spikes.detect(loss, 2.0, 20)  # the online detection is the offline one
+  # The ratio just before a spike: at t - 1, since the loss of step t is already the jump's.
+  return dict(
+    events=events,
+    peaks=peaks,
+    rows=rows,
+    loss=loss,
+    summary=hessian.spike_summary(*series, [t - 1 for t in events]),
+    big_summary=hessian.spike_summary(*series, [t - 1 for t in big]),
+    grid=hessian.spike_summary(
+      [r["step"] for r in grid], [r["sharpness"] for r in grid], [r["threshold"] for r in grid], []
+    ),
+    floor=float(np.median([r["floor"] for r in grid if r["step"] >= args.late])),
+    raw=[r["raw"] for r in late],
+    final_loss=float(loss[-1]),
+  )
 
 
 def main():
@@ -190,7 +225,7 @@ def main():
   a.add_argument("--lr", type=float, default=1e-3)
   a.add_argument("--b1", type=float, default=0.9)
   a.add_argument("--b2", type=float, default=0.95)
-  a.add_argument("--eps", type=float, default=1e-8)
+  a.add_argument("--eps", default="1e-8,1e-7,1e-6", help="comma-separated")
   a.add_argument("--steps", type=int, default=3000)
   a.add_argument("--subset", type=int, default=1024, help="the first N training images")
   a.add_argument("--seeds", default="0,1,2", help="init seeds, comma-separated")
@@ -203,7 +238,9 @@ def main():
   )
   args = p.parse_args()
   args.seeds = [int(x) for x in args.seeds.split(",")]
+  args.eps = [float(x) for x in args.eps.split(",")]
   args.peak_window = 20
+  args.late = 500  # "the memorized stretch": after the first loss drop
   start = time.time()
   mode = "quick" if args.quick else "full"
   out = os.path.join(REPO, "experiments", "edge_of_stability", mode)
@@ -247,8 +284,10 @@ def main():
       dict(
         gd=runs,
         adam={
-          seed: dict(events=r["events"], peaks=r["peaks"], measured=r["rows"])
-          for seed, r in adam.items()
+          f"eps {eps:g}, seed {seed}": dict(
+            events=r["events"], peaks=r["peaks"], measured=r["rows"]
+          )
+          for (eps, seed), r in adam.items()
         },
       ),
       f,
@@ -281,8 +320,8 @@ def adam_lines(adam, args):
   thr = float(hessian.adam_threshold(args.lr, args.b1))
   lines = [
     f"## Adam: MLP width 256, full batch, first {args.subset} Fashion-MNIST images, "
-    f"cross-entropy, lr {args.lr:g}, b1 {args.b1:g}, b2 {args.b2:g}, eps {args.eps:g}, "
-    f"{args.steps} steps",
+    f"cross-entropy, lr {args.lr:g}, b1 {args.b1:g}, b2 {args.b2:g}, "
+    f"eps {', '.join(f'{e:g}' for e in args.eps)}, {args.steps} steps",
     "",
     f"ratio: preconditioned sharpness / ((2 + 2 b1) / ((1 - b1) lr)) = sharpness / {thr:g}. "
     f"Measured every {args.every} steps and at 8, 4, 2, 1 and 0 steps before each loss "
@@ -295,11 +334,16 @@ def adam_lines(adam, args):
     f"{args.every} steps): grid_median, grid_max: of the ratio; grid_fraction: the fraction "
     "with ratio >= 0.9 (what at_or_above would be for spikes at random steps); "
     "first: the first grid step with ratio >= 0.9; crossings: grid steps where the "
-    "ratio goes from < 1 to >= 1. capped: measurements whose power iteration hit its "
+    f"ratio goes from < 1 to >= 1. From step {args.late} on (the memorized stretch): "
+    "floor: the median fraction of coordinates with sqrt(v_hat) < eps; lam_H: the median "
+    "and max of the Hessian's own top eigenvalue (every 100 steps); stable_eps: "
+    "`hessian.stable_eps(max lam_H)`, the eps above which the preconditioned sharpness "
+    "cannot reach the limit whatever v is (lam_H / 38000). capped: measurements whose power iteration hit its "
     "20 iterations before the 1e-2 tolerance.",
     "",
   ]
   cols = [
+    "eps",
     "seed",
     "spikes",
     "jumps",
@@ -310,15 +354,20 @@ def adam_lines(adam, args):
     "grid_max",
     "first",
     "crossings",
+    "floor",
+    "lam_H_median",
+    "lam_H_max",
+    "stable_eps",
     "capped",
     "final_loss",
     "seconds",
   ]
   table = []
-  for seed, r in adam.items():
+  for (eps, seed), r in adam.items():
     s, b, g = r["summary"], r["big_summary"], r["grid"]
     table.append(
       dict(
+        eps=eps,
         seed=seed,
         spikes=len(r["events"]),
         jumps=sum(pk >= args.big for pk in r["peaks"]),
@@ -329,6 +378,10 @@ def adam_lines(adam, args):
         grid_max=g["max_ratio"],
         first=g["first"],
         crossings=len(g["crossings"]),
+        floor=r["floor"],
+        lam_H_median=float(np.median(r["raw"])),
+        lam_H_max=float(np.max(r["raw"])),
+        stable_eps=float(hessian.stable_eps(np.max(r["raw"]), args.lr, args.b1)),
         capped=sum(m["iters"] >= 20 for m in r["rows"]),
         final_loss=r["final_loss"],
         seconds=r["seconds"],
@@ -343,10 +396,10 @@ def adam_lines(adam, args):
     "",
   ]
   per = []
-  for seed, r in adam.items():
+  for (eps, seed), r in adam.items():
     by_step = {m["step"]: m for m in r["rows"]}
     for t, pk in zip(r["events"], r["peaks"]):
-      row = dict(seed=seed, step=t)
+      row = dict(eps=eps, seed=seed, step=t)
       for d in (8, 4, 2, 1, 0):
         m = by_step.get(t - d)
         row[f"ratio_t-{d}"] = m["sharpness"] / m["threshold"] if m else None
@@ -378,18 +431,16 @@ def plot(runs, adam, args, path):
   bx.set(xlabel="step", ylabel="training loss (full batch)", yscale="log", title="full-batch GD")
   bx.legend(fontsize=7)
   ax.legend(fontsize=7)
-  colors = plt.cm.tab10(np.arange(len(adam)))
+  seed = args.seeds[0]
+  colors = plt.cm.plasma(np.linspace(0, 0.8, len(args.eps)))
   thr = float(hessian.adam_threshold(args.lr, args.b1))
-  for c, (seed, r) in zip(colors, adam.items()):
+  for c, eps in zip(colors, args.eps):
+    r = adam[eps, seed]
     rows = r["rows"]
-    cx.plot(
-      [m["step"] for m in rows],
-      [m["sharpness"] for m in rows],
-      color=c,
-      lw=0.9,
-      label=f"seed {seed}",
-    )
-    dx.plot(np.maximum(r["loss"], 1e-10), color=c, lw=0.6, label=f"seed {seed}")
+    cx.plot([m["step"] for m in rows], [m["sharpness"] for m in rows], color=c, lw=0.9)
+    raw = [m for m in rows if "raw" in m]
+    cx.plot([m["step"] for m in raw], [m["raw"] / eps for m in raw], color=c, ls=":", lw=1.2)
+    dx.plot(np.maximum(r["loss"], 1e-10), color=c, lw=0.6, label=f"eps {eps:g}")
     for t, pk in zip(r["events"], r["peaks"]):
       big = pk >= args.big
       cx.axvline(t, color=c, lw=0.8 if big else 0.4, ls="-" if big else ":", alpha=0.6)
@@ -398,14 +449,14 @@ def plot(runs, adam, args, path):
   cx.set(
     xlabel="step",
     yscale="log",
-    title=f"full-batch Adam, lr {args.lr:g}, b2 {args.b2:g}",
-    ylabel="preconditioned sharpness\n(vertical lines: loss spikes; solid: jumps)",
+    title=f"full-batch Adam, lr {args.lr:g}, b2 {args.b2:g}, seed {seed}",
+    ylabel="preconditioned sharpness (solid)\nits cap lam_H / eps (dotted)",
   )
   dx.set(
     xlabel="step",
     ylabel="training loss (full batch; floor 1e-10)",
     yscale="log",
-    title="markers: peak loss of each spike",
+    title="markers: peak loss of each spike (colours: eps)",
   )
   cx.legend(fontsize=7)
   dx.legend(fontsize=7)

@@ -10,10 +10,17 @@ Per cell: loss spikes per run (the loss-spike figure's detector), their median h
 the first spike's step, the final training loss (mean of the last 10% of steps), the
 final held-out loss, and the first step with a training loss below 1e-3.
 
-Writes experiments/loss_spikes/<quick|full>/eps/: runs.csv and series/ (loss and
-update RMS of every run), numbers.md, <regime>.png.
+With --width, eps across width in the full-batch regime (preset `width`): AdamW at b2
+0.95 and eps in {1e-8, 1e-7, 1e-6} at the base width (128 in quick mode), widths 64 to
+512, under sp (one global eps) and under mup (eps_multipliers: eps shrinks with the
+width like each layer's gradients), 3 seeds.
 
-    python scripts/eps_spikes.py --quick --workers 2
+Writes experiments/loss_spikes/<quick|full>/eps/ (eps_width/ with --width): runs.csv
+and series/ (loss and update RMS of every run), numbers.md, the figures.
+
+    python scripts/eps_spikes.py --quick --workers 2               # full batch: ~10 min
+    python scripts/eps_spikes.py --quick --workers 2 --minibatch   # and minibatches: 31 min
+    python scripts/eps_spikes.py --quick --workers 2 --width       # across width
 """
 
 import os
@@ -54,7 +61,7 @@ def summarize(runs) -> dict:
 def cells(runs) -> list:
   """One row per (regime, optimizer, eps or (a, b), b2)."""
   out = []
-  for regime in ls.REGIMES:
+  for regime in ("full_batch", "minibatch"):
     for r0 in runs:
       key = (r0["regime"], r0["optimizer"], r0["eps"], r0["a"], r0["b"], r0["b2"])
       if r0["regime"] != regime or r0["seed"] != 0:
@@ -110,13 +117,22 @@ def plot(args, table, regime) -> None:
 
 
 def main():
-  args = common.parse("loss_spikes", __doc__, pack=15)
-  args.eps, args.max_in_row, args.out = True, False, os.path.join(args.out, "eps")
+  args = common.parse(
+    "loss_spikes",
+    __doc__,
+    pack=15,
+    switches={"--minibatch": "the minibatch regime too", "--width": "eps across width"},
+  )
+  args.eps, args.max_in_row = True, False
+  args.out = os.path.join(args.out, "eps_width" if args.width else "eps")
   os.makedirs(args.out, exist_ok=True)
-  ls.run_sweeps(args, ls.REGIMES)
+  if args.width:
+    return main_width(args)
+  regimes = ("full_batch", "minibatch") if args.minibatch else ("full_batch",)
+  ls.run_sweeps(args, regimes)
   runs = ls.read_runs(args.out)
   table = cells(runs)
-  for regime in ls.REGIMES:
+  for regime in regimes:
     plot(args, table, regime)
   common.write_numbers(
     args,
@@ -127,6 +143,64 @@ def main():
       "First spike: mean step over the seeds that spiked. Step to loss < 1e-3: mean over "
       "seeds, when all of them got there (reached: how many did). Final train loss: mean "
       "of the last 10% of steps; held-out loss: the final eval, mean over seeds.",
+      "",
+      *common.table(list(table[0]), table),
+    ],
+  )
+
+
+def width_cells(runs) -> list:
+  """One row per (parametrization, width, eps at the base width)."""
+  keys = sorted({(r["parametrization"], int(r["width"]), float(r["eps"])) for r in runs})
+  out = []
+  for p, width, eps in keys:
+    mine = [
+      r for r in runs if (r["parametrization"], int(r["width"]), float(r["eps"])) == (p, width, eps)
+    ]
+    out.append(dict(parametrization=p, width=width, eps=eps, **summarize(mine)))
+  return out
+
+
+def plot_width(args, table) -> None:
+  """Spikes per run against width, one line per eps (at the base width), sp and mup."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+  for ax, p in zip(axes, ("sp", "mup")):
+    for eps in sorted({t["eps"] for t in table}):
+      rows = [t for t in table if (t["parametrization"], t["eps"]) == (p, eps)]
+      counts = np.array([[int(c) for c in t["spikes per run"].split()] for t in rows])
+      widths = [t["width"] for t in rows]
+      lo, hi = counts.min(1), counts.max(1)
+      mean = counts.mean(1)
+      ax.errorbar(widths, mean, [mean - lo, hi - mean], marker="o", capsize=3, label=f"eps {eps:g}")
+    ax.set_xscale("log", base=2)
+    ax.set(
+      xlabel="width (base width 128)",
+      title=f"{p}: " + ("one global eps" if p == "sp" else "eps x eps_multipliers"),
+    )
+    ax.legend(fontsize=8)
+  axes[0].set_ylabel("loss spikes per run (mean; bars: min, max of 3 seeds)")
+  fig.suptitle("AdamW, full batch, b2 0.95: eps across width")
+  fig.tight_layout()
+  fig.savefig(os.path.join(args.out, "width.png"), dpi=100)
+  plt.close(fig)
+
+
+def main_width(args) -> None:
+  ls.run_sweeps(args, ("full_batch",))
+  table = width_cells(ls.read_runs(args.out))
+  plot_width(args, table)
+  common.write_numbers(
+    args,
+    "Loss spikes against eps across width: sp (one eps) against mup (scaled eps)",
+    [
+      "AdamW, full batch, b2 0.95, lr 1e-3 (times mup's per-layer multipliers), base width "
+      "128. eps: the value at the base width; under mup each layer's eps is eps times "
+      "`optim.eps_multipliers`. Columns as in ../eps/numbers.md.",
       "",
       *common.table(list(table[0]), table),
     ],

@@ -44,6 +44,8 @@ def presets(args, regime) -> list:
   with --max-in-row, only AdamW + skip with skip_spikes_max_in_row."""
   if args.max_in_row:
     return [(regime + ",skip,max_in_row", f"{regime}_skip_max_in_row_")]
+  if getattr(args, "width", False):  # (scripts/eps_spikes.py --width)
+    return [(regime + ",width", f"{regime}_width_")]
   if getattr(args, "eps", False):  # (scripts/eps_spikes.py)
     return [(regime + ",eps", f"{regime}_eps_"), (regime + ",atan2", f"{regime}_atan2_")]
   return [(regime, f"{regime}_")] + (
@@ -87,6 +89,8 @@ def run_sweeps(args, regimes) -> list:
                 "eps": r.get("optimizer.eps", ""),
                 "a": r.get("optimizer.a", ""),
                 "b": r.get("optimizer.b", ""),
+                "parametrization": r.get("parametrization", "sp"),
+                "width": r.get("model.width", ""),
                 "final_eval_loss": r["final_eval_loss"],
               }
               if eps

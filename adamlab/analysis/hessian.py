@@ -124,6 +124,23 @@ def adam_threshold(lr, b1: float = 0.9):
   return (2.0 + 2.0 * b1) / ((1.0 - b1) * np.asarray(lr, float))
 
 
+def stable_eps(sharpness, lr, b1: float = 0.9):
+  """The eps above which Adam's preconditioned sharpness stays under its limit, whatever v is.
+
+  With P = sqrt(v_hat) + eps >= eps elementwise and H's top eigenvalue lam_H >= 0, every
+  u has u' P^-1/2 H P^-1/2 u <= lam_H |P^-1/2 u|^2 <= (lam_H / eps) |u|^2, so the
+  preconditioned sharpness is at most lam_H / eps, with equality when v_hat = 0 (a long
+  stretch of tiny gradients: v decays like b2^t). It stays below `adam_threshold(lr, b1)`
+  = (2 + 2 b1) / ((1 - b1) lr) for every v iff
+
+      eps > lr (1 - b1) lam_H / (2 + 2 b1)    (lam_H / 38000 at lr 1e-3, b1 0.9).
+
+  A sufficient condition, not a necessary one: where v_hat stays large, a smaller eps is
+  also stable. sharpness: lam_H (the Hessian's, not preconditioned).
+  """
+  return np.asarray(sharpness, float) * (1.0 - b1) * np.asarray(lr, float) / (2.0 + 2.0 * b1)
+
+
 def edge_summary(steps, sharpness, lrs, tol: float = 0.1) -> dict:
   """Where a run's sharpness meets the GD stability limit 2 / lr, and whether it stays.
 

@@ -54,6 +54,20 @@ def classify(scales: list, optima: list, curves: list, threshold: float = 0.01) 
   return rows
 
 
+def lr_sensitivity(losses, cap: float) -> float:
+  """Wortsman et al. (2023)'s learning-rate sensitivity of one loss-vs-lr curve.
+
+  The mean over the grid of min(loss, cap) - the smallest such value: 0 if every lr
+  gives the best loss, large if most of the grid is far from it. cap: the loss at
+  initialization (e.g. log of the number of classes); a diverged point (None, nan or
+  inf) counts as cap. The grid is taken as given: space it evenly in log lr.
+  """
+  capped = [cap if m is None or not math.isfinite(m) else min(float(m), cap) for m in losses]
+  if not capped:
+    raise ValueError("losses = []: must hold at least one point")
+  return sum(capped) / len(capped) - min(capped)
+
+
 def _key(v):
   return round(v, 12) if isinstance(v, float) else v
 

@@ -16,6 +16,9 @@ Memorizing a small training set reaches that stretch cheaply. The arg is
   eps         AdamW and StableAdamW, eps in {1e-10, 1e-8, 1e-7, 1e-6, 1e-5} x b2
   atan2       Adam-atan2 at (a, b) = (1.27, 1), optax's default, and a = b in {0.25,
               1, 4}: the same step as Adam while |m| << b sqrt(v), at most a pi / 2
+  width       full batch, AdamW at b2 0.95, 2000 steps, eps in {1e-7, 3e-7, 1e-6} at
+              base width 64, widths 64 to 512, sp (one global eps) against mup (eps
+              shrinks with width)
 
 No warmup, no gradient clipping, no weight decay, a constant lr of 1e-3: what a user
 who calls optax.adam gets. `scripts/loss_spikes.py` runs both regimes and draws the figure.
@@ -35,12 +38,16 @@ ARMS = {"optimizer.name": ["adamw", "stable_adamw", "adam_atan2"]}
 VIT_ARMS = {"optimizer.name": ["adamw", "stable_adamw"]}
 SKIP = {"optimizer.name": ["adamw"], "optimizer.skip_spikes_k": [6.0]}
 EPS = {"optimizer.eps": [1e-10, 1e-8, 1e-7, 1e-6, 1e-5]}
+WIDTH = [{"parametrization": ["sp", "mup"]}, {"model.width": [64, 128, 256, 512]},
+         {"optimizer.eps": [1e-7, 3e-7, 1e-6]}]
 ATAN2 = {"optimizer.a": [1.27, 0.25, 1.0, 4.0], "optimizer.b": [1.0, 0.25, 1.0, 4.0]}
 
 
 def _arms(words, regime):
   if "skip" in words:
     return SKIP
+  if "width" in words:
+    return {"optimizer.name": ["adamw"]}
   if "eps" in words:
     return VIT_ARMS
   if "atan2" in words:
@@ -55,15 +62,19 @@ def get_sweep(arg: str = ""):
   fixed = REGIMES[regime](quick)
   if "max_in_row" in words:
     fixed["optimizer.skip_spikes_max_in_row"] = 10
+  if "width" in words:  # the base width is the narrowest, as in the transfer figures
+    fixed.update({"model.width": 64, "steps": 2000})
   return dict(
       base="configs/vit.py:sp" if regime == "vit" else "configs/mlp.py:sp",
-      fixed={**fixed, "model.base_width": fixed["model.width"], "steps": 3000 if quick else 10000,
+      fixed={"model.base_width": fixed["model.width"], "steps": 3000 if quick else 10000, **fixed,
              "optimizer.learning_rate": 1e-3, "optimizer.schedule": "constant",
              "optimizer.warmup_steps": 0, "optimizer.grad_clip_norm": 0.0,
              "optimizer.weight_decay": 0.0, "optimizer.skip_spikes_metric": "both",
              "log_every": 100, "eval_every": 1000, "eval_batches": 4,
              "checkpoint_every": 10 ** 6},
-      axes=[_arms(words, regime), {"seed": [0, 1, 2]}, {"optimizer.b2": [0.95, 0.99, 0.999]}]
-      + ([EPS] if "eps" in words else [ATAN2] if "atan2" in words else []),
+      axes=[_arms(words, regime), {"seed": [0, 1, 2]},
+            {"optimizer.b2": [0.95] if "width" in words else [0.95, 0.99, 0.999]}]
+      + (WIDTH if "width" in words else [EPS] if "eps" in words
+         else [ATAN2] if "atan2" in words else []),
       metric="eval_loss",
   )

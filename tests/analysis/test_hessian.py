@@ -162,6 +162,28 @@ def test_adam_threshold():
     assert (abs(x) > 1.0) == grows
 
 
+def test_stable_eps_bounds_the_preconditioned_sharpness():
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(6, 6))
+  h = a @ a.T  # positive semi-definite
+  lam_h = np.linalg.eigvalsh(h).max()
+  lr, b1 = 1e-3, 0.9
+  eps = hessian.stable_eps(lam_h, lr, b1)
+  assert eps == pytest.approx(lam_h / 38_000.0)
+
+  def ratio(v, eps):  # top eigenvalue of P^-1/2 H P^-1/2 over Adam's limit
+    s = 1.0 / np.sqrt(np.sqrt(v) + eps)
+    return np.linalg.eigvalsh(s[:, None] * h * s[None, :]).max() / hessian.adam_threshold(lr, b1)
+
+  # v = 0 (the decayed second moment) meets the limit exactly at that eps: the bound is tight.
+  assert ratio(np.zeros(6), eps) == pytest.approx(1.0, rel=1e-9)
+  assert ratio(np.zeros(6), 1.01 * eps) < 1.0 < ratio(np.zeros(6), 0.99 * eps)
+  # Any v >= 0 stays below it at that eps; with a large v a smaller eps is stable too.
+  for _ in range(100):
+    assert ratio(rng.exponential(size=6) * eps**2, eps) < 1.0
+  assert ratio(np.full(6, (10 * eps) ** 2), 0.1 * eps) < 1.0
+
+
 def test_spike_summary_on_constructed_series():
   steps = [0, 10, 20, 30, 40, 50, 60]
   ratio = [0.5, 0.8, 0.95, 1.2, 0.7, 1.05, 1.3]

@@ -1,0 +1,248 @@
+"""Does StableAdamW's update clipping replace warmup? (seed 000: Wortsman et al. 2023)
+
+Update clipping comes from Adafactor, where an out-of-date second moment showed up in
+runs without warmup. Here a GPT on GCIDE and a ViT on Fashion-MNIST train with AdamW,
+StableAdamW (update clipping at 1) and AdamW with global-norm gradient clipping at 1,
+without warmup and with a linear warmup over the first 10% of the steps, over an lr
+grid of 6 octaves and b2 in {0.95, 0.99, 0.999}, 3 seeds (configs/sweeps/warmup.py).
+
+Per (model, arm, warmup, b2): the final held-out loss against lr (mean and spread over
+seeds), the best lr, and the lr sensitivity (`sensitivity.lr_sensitivity`: the mean
+over the grid of the loss minus the best loss, a diverged or worse-than-init run
+counted at the loss of a uniform prediction). In the ViT runs: which layer's RMS_t goes
+above 1 first, and when.
+
+Writes experiments/warmup/<quick|full>/: runs.csv and series/ (every run's per-step
+loss; the ViT's per-layer RMS_t over the first steps), numbers.md, warmup.png.
+
+    python scripts/warmup.py --quick --workers 2
+"""
+
+import csv
+import math
+import os
+
+import numpy as np
+
+import common
+from adamlab.analysis import sensitivity, spikes
+
+MODELS = ("gpt", "vit")
+CAP = {"gpt": math.log(256), "vit": math.log(10)}  # the loss of a uniform prediction
+EARLY = 50  # steps of per-layer RMS_t kept from each ViT run
+
+
+def arm(row) -> str:
+  name = {"adamw": "AdamW", "stable_adamw": "StableAdamW"}[row["optimizer.name"]]
+  return name + (" + clip 1" if float(row["optimizer.grad_clip_norm"]) else "")
+
+
+def run_sweeps(args) -> list:
+  """Run (or find) both sweeps; save each run's series; returns runs.csv's rows."""
+  table = []
+  for model in MODELS:
+    workdir, rows = common.sweep(args, "warmup", tag=f"{model}_", preset=model)
+    for r in rows:
+      logged = common.read_metrics(os.path.join(workdir, r["id"]))
+      arrays = {"loss": common.series(workdir, r["id"], "loss", logged)[1].astype(np.float32)}
+      if model == "vit":
+        for k in logged[0]:
+          if k.startswith("rms/") and (k.endswith("kernel") or spikes.depth(k[4:]) == 0):
+            arrays[k] = common.series(workdir, r["id"], k, logged)[1][:EARLY].astype(np.float16)
+      path = os.path.join("series", model, r["id"] + ".npz")
+      os.makedirs(os.path.dirname(os.path.join(args.out, path)), exist_ok=True)
+      np.savez_compressed(os.path.join(args.out, path), **arrays)
+      table.append(
+        dict(
+          model=model,
+          arm=arm(r),
+          warmup=r["optimizer.warmup_steps"],
+          b2=r["optimizer.b2"],
+          lr=r["optimizer.learning_rate"],
+          seed=r["seed"],
+          final_eval_loss=r["final_eval_loss"],
+          diverged=r["diverged"],
+          run_id=r["id"],
+          series=path,
+        )
+      )
+  with open(os.path.join(args.out, "runs.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+  return table
+
+
+def read_runs(out: str) -> list:
+  """runs.csv's rows, typed, each with its series."""
+  with open(os.path.join(out, "runs.csv")) as f:
+    rows = list(csv.DictReader(f))
+  runs = []
+  for row in rows:
+    loss = float(row["final_eval_loss"]) if row["final_eval_loss"] not in ("", "None") else None
+    run = dict(row, warmup=int(row["warmup"]), b2=float(row["b2"]), lr=float(row["lr"]))
+    run.update(seed=int(row["seed"]), final_eval_loss=loss)
+    with np.load(os.path.join(out, row["series"])) as z:
+      run["loss"] = z["loss"]
+      run["rms"] = {k[4:]: z[k].astype(np.float32) for k in z.files if k.startswith("rms/")}
+    runs.append(run)
+  return runs
+
+
+def curve(runs, key) -> tuple:
+  """(lrs, losses[seed, lr]) of one (model, arm, warmup, b2) cell; None where diverged."""
+  mine = [r for r in runs if (r["model"], r["arm"], r["warmup"], r["b2"]) == key]
+  lrs = sorted({r["lr"] for r in mine})
+  seeds = sorted({r["seed"] for r in mine})
+  losses = [[None] * len(lrs) for _ in seeds]
+  for r in mine:
+    ok = r["final_eval_loss"] is not None and r["diverged"] != "True"
+    losses[seeds.index(r["seed"])][lrs.index(r["lr"])] = r["final_eval_loss"] if ok else None
+  return lrs, losses
+
+
+def cells(runs) -> list:
+  """One row per (model, arm, warmup, b2): best lr and loss, lr sensitivity (mean, sd)."""
+  out = []
+  keys = sorted({(r["model"], r["arm"], r["warmup"], r["b2"]) for r in runs})
+  for key in keys:
+    lrs, losses = curve(runs, key)
+    cap = CAP[key[0]]
+    capped = np.array([[cap if m is None else min(m, cap) for m in s] for s in losses])
+    mean = capped.mean(0)
+    sens = [sensitivity.lr_sensitivity(s, cap) for s in losses]
+    out.append(
+      dict(
+        model=key[0],
+        arm=key[1],
+        warmup=key[2],
+        b2=key[3],
+        best_lr=lrs[int(np.argmin(mean))],
+        best_loss=float(mean.min()),
+        best_loss_sd=float(capped[:, int(np.argmin(mean))].std(ddof=1)),
+        lr_sensitivity=float(np.mean(sens)),
+        sensitivity_sd=float(np.std(sens, ddof=1)),
+        diverged=sum(m is None for s in losses for m in s),
+        runs=capped.size,
+      )
+    )
+  return out
+
+
+def first_above(run, level: float = 1.0) -> tuple:
+  """(layer, step) of the first RMS_t above `level` in a ViT run's early steps (ties: the
+  layer nearest the input), or (None, None) if none is."""
+  firsts = {}
+  for layer, x in run["rms"].items():
+    above = np.flatnonzero(np.asarray(x, float) > level)
+    if len(above):
+      firsts[layer] = int(above[0]) + 1  # logged steps start at 1
+  if not firsts:
+    return None, None
+  layer = min(firsts, key=lambda k: (firsts[k], spikes.depth(k), k))
+  return layer, firsts[layer]
+
+
+def rms_rows(runs) -> list:
+  """Per (arm, warmup): how often each layer is the first above RMS_t 1 in the first
+  EARLY steps, the median step it happens, and the patch embedding's median peak."""
+  out = []
+  vit = [r for r in runs if r["model"] == "vit" and r["rms"]]
+  for key in sorted({(r["arm"], r["warmup"]) for r in vit}):
+    mine = [r for r in vit if (r["arm"], r["warmup"]) == key]
+    firsts = [first_above(r) for r in mine]
+    hit = [(layer, t) for layer, t in firsts if layer is not None]
+    layers = sorted({layer for layer, _ in hit}, key=lambda k: -sum(x == k for x, _ in hit))
+    out.append(
+      dict(
+        arm=key[0],
+        warmup=key[1],
+        runs=len(mine),
+        above_1=len(hit),
+        patch_embed_first=sum(layer == "patch_embed.kernel" for layer, _ in hit),
+        first_layers=", ".join(f"{k} {sum(x == k for x, _ in hit)}" for k in layers[:3]),
+        median_step=float(np.median([t for _, t in hit])) if hit else float("nan"),
+        patch_embed_peak=float(np.median([np.max(r["rms"]["patch_embed.kernel"]) for r in mine])),
+      )
+    )
+  return out
+
+
+STYLE = {"AdamW": "C0", "StableAdamW": "C3", "AdamW + clip 1": "C2"}
+
+
+def plot(args, runs) -> None:
+  """Final held-out loss against lr: one row per model, one column per b2; colour: arm,
+  solid: warmup, dashed: none. Diverged points are drawn at the cap."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  b2s = sorted({r["b2"] for r in runs})
+  fig, axes = plt.subplots(len(MODELS), len(b2s), figsize=(13, 7.5), squeeze=False)
+  for i, model in enumerate(MODELS):
+    for j, b2 in enumerate(b2s):
+      ax = axes[i][j]
+      for name, color in STYLE.items():
+        for warmup in sorted({r["warmup"] for r in runs}):
+          lrs, losses = curve(runs, (model, name, warmup, b2))
+          if not lrs:
+            continue
+          cap = CAP[model]
+          capped = np.array([[cap if m is None else min(m, cap) for m in s] for s in losses])
+          ls = "-" if warmup else "--"
+          label = f"{name}, {'warmup ' + str(warmup) if warmup else 'no warmup'}"
+          ax.errorbar(
+            lrs,
+            capped.mean(0),
+            capped.std(0, ddof=1),
+            color=color,
+            ls=ls,
+            marker=".",
+            capsize=2,
+            label=label,
+          )
+      ax.set_xscale("log", base=2)
+      ax.set_ylim(top=CAP[model] * 1.02)
+      ax.set(title=f"{model}, b2 {b2}", xlabel="peak lr", ylabel="final held-out loss")
+  axes[0][0].legend(fontsize=7)
+  fig.suptitle(
+    "No warmup (dashed) against warmup (solid): mean and sd of 3 seeds; the cap is a uniform prediction"
+  )
+  fig.tight_layout()
+  fig.savefig(os.path.join(args.out, "warmup.png"), dpi=100)
+  plt.close(fig)
+
+
+def main():
+  args = common.parse("warmup", __doc__, pack=24)
+  run_sweeps(args)
+  runs = read_runs(args.out)
+  plot(args, runs)
+  table, rms = cells(runs), rms_rows(runs)
+  common.write_numbers(
+    args,
+    "Warmup against update clipping: AdamW, StableAdamW, AdamW + global-norm clipping",
+    [
+      "Final held-out loss after the cosine decay, capped at a uniform prediction's (GPT "
+      f"ln 256 = {CAP['gpt']:.3f}, ViT ln 10 = {CAP['vit']:.3f}); a diverged run counts at "
+      "the cap. best_lr, best_loss (sd over seeds): the lr with the lowest mean over 3 "
+      "seeds. lr_sensitivity (sd): Wortsman et al.'s mean over the grid of loss minus "
+      "best loss, per seed, then mean and sd over the seeds. diverged: runs stopped by "
+      "non-finite steps, of `runs`.",
+      "",
+      *common.table(list(table[0]), table),
+      "",
+      f"ViT, the first {EARLY} steps: which weight matrix or embedding's RMS_t goes above 1 "
+      "first (over all b2 and lr; ties go to the layer nearest the input), in how many "
+      "runs; median_step: when; patch_embed_peak: the median over runs of the patch "
+      f"embedding's largest RMS_t in those {EARLY} steps.",
+      "",
+      *common.table(list(rms[0]), rms),
+    ],
+  )
+
+
+if __name__ == "__main__":
+  main()
