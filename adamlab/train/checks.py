@@ -122,7 +122,7 @@ def check_workdir(workdir: str, config) -> bool:
   default value, so a run started by an older adamlab resumes.
   """
   added = {
-    None: {"grad_accum_steps": 1},
+    None: {"grad_accum_steps": 1, "plots": True},
     "data": data.default_config().to_dict(),
     "model": models.default_config(config.model.name).to_dict(),
     "optimizer": optimizer.default_config().to_dict(),

@@ -31,6 +31,7 @@ def base(model_name: str) -> ml_collections.ConfigDict:
   config.eval_batches = 4  # held-out batches per evaluation
   config.checkpoint_every = 200  # Orbax checkpoint interval (and always at the end)
   config.keep_checkpoints = 3  # newest checkpoints kept
+  config.plots = True  # loss.png, lr.png and rms.png in the run directory at the end
   config.ema_decay = 0.0  # EMA of the weights, evaluated too (0 = off)
   config.max_nonfinite = 5  # this many non-finite steps in a row stop the run (or rewind)
   config.rewind_skip = (

@@ -116,7 +116,7 @@ def run_pack(configs, workdirs, log=print) -> list:
         r.ckpt.close()
         if r.writer:
           r.writer.close()
-  for r in runs:
+  for r in runs if configs[0].plots else ():  # ~1 s a run: a sweep may turn them off
     plots.plot_run(r.workdir)
   if not any(r.active for r in runs):
     raise TrainingStopped(_read(os.path.join(runs[0].workdir, STOPPED)))

@@ -63,7 +63,7 @@ def get_sweep(arg: str = ""):
   if "max_in_row" in words:
     fixed["optimizer.skip_spikes_max_in_row"] = 10
   if "width" in words:  # the base width is the narrowest, as in the transfer figures
-    fixed.update({"model.width": 64, "steps": 2000})
+    fixed.update({"model.width": 64, "steps": 2000, "plots": False})
   return dict(
       base="configs/vit.py:sp" if regime == "vit" else "configs/mlp.py:sp",
       fixed={"model.base_width": fixed["model.width"], "steps": 3000 if quick else 10000, **fixed,

@@ -69,6 +69,7 @@ def get_sweep(arg: str = ""):
       "eval_batches": 8,
       "max_nonfinite": 5,
       "checkpoint_every": 10**6,
+      "plots": False,  # ~1 s a run, 756 runs
     },
     axes=[
       ARMS,

@@ -113,6 +113,15 @@ def test_outputs_of_a_run(tmp_path):
   }
   assert tb.keys() == expected.keys()
   np.testing.assert_allclose([tb[k] for k in expected], list(expected.values()), rtol=1e-6)
+  # plots = False: the same run directory but for the figures.
+  r = train(tmp_path / "bare", "--config.steps=5", "--config.log_every=5", "--config.plots=False")
+  assert r.returncode == 0, r.stderr
+  assert sorted(os.listdir(tmp_path / "bare")) == [
+    "checkpoints",
+    "config.json",
+    "metrics.jsonl",
+    "tb",
+  ]
   last = rows(run)[-1]
   for key in (
     "loss",
@@ -178,10 +187,14 @@ def test_a_run_saved_before_new_fields_existed_still_resumes(tmp_path):
     ("data", "full_batch"),
   ):
     del saved[section][field]  # a config.json written by an older adamlab
+  del saved["plots"]  # (a top-level field)
   (tmp_path / "config.json").write_text(json.dumps(saved))
   assert check_workdir(str(tmp_path), config) is True
   config.data.train_size = 64  # not the default: not the same run
   with pytest.raises(ConfigError, match="data.train_size"):
+    check_workdir(str(tmp_path), config)
+  config.data.train_size, config.plots = 0, False
+  with pytest.raises(ConfigError, match="plots"):
     check_workdir(str(tmp_path), config)
   (tmp_path / "config.json").write_text("[]")  # readable JSON, but not a config
   with pytest.raises(ConfigError, match="JSON object"):
