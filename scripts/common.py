@@ -7,6 +7,7 @@ is fixed, so a second call finds the finished runs), analyses the runs with
 """
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -100,6 +101,20 @@ def write_numbers(args, title: str, lines) -> None:
   with open(os.path.join(args.out, "numbers.md"), "w") as f:
     f.write(text)
   print(text)
+
+
+def write_csv(path: str, rows: list) -> None:
+  """rows (dicts with the same keys) as a CSV file with a header."""
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def read_csv(path: str) -> list:
+  """A CSV file's rows as dicts of strings."""
+  with open(path) as f:
+    return list(csv.DictReader(f))
 
 
 def table(columns, rows) -> list:

@@ -212,6 +212,7 @@ def _adam_summary(args, loss, events, rows) -> dict:
       [r["step"] for r in grid], [r["sharpness"] for r in grid], [r["threshold"] for r in grid], []
     ),
     floor=float(np.median([r["floor"] for r in grid if r["step"] >= args.late])),
+    late_max=max(r["sharpness"] / r["threshold"] for r in grid if r["step"] >= args.late),
     raw=[r["raw"] for r in late],
     final_loss=float(loss[-1]),
   )
@@ -335,10 +336,12 @@ def adam_lines(adam, args):
     "with ratio >= 0.9 (what at_or_above would be for spikes at random steps); "
     "first: the first grid step with ratio >= 0.9; crossings: grid steps where the "
     f"ratio goes from < 1 to >= 1. From step {args.late} on (the memorized stretch): "
-    "floor: the median fraction of coordinates with sqrt(v_hat) < eps; lam_H: the median "
-    "and max of the Hessian's own top eigenvalue (every 100 steps); stable_eps: "
-    "`hessian.stable_eps(max lam_H)`, the eps above which the preconditioned sharpness "
-    "cannot reach the limit whatever v is (lam_H / 38000). capped: measurements whose power iteration hit its "
+    "late_max: the largest grid ratio; floor: the median fraction of coordinates with "
+    "sqrt(v_hat) < eps; lam_H: the median and max of the Hessian's own top eigenvalue "
+    "(every 100 steps); stable_eps: `hessian.stable_eps(max lam_H)`, the eps above which "
+    "the preconditioned sharpness cannot reach the limit whatever v is (lam_H / 38000); "
+    "unguarded: the fraction of those lam_H with stable_eps(lam_H) > eps, where the "
+    "bound does not rule the instability out. capped: measurements whose power iteration hit its "
     "20 iterations before the 1e-2 tolerance.",
     "",
   ]
@@ -354,10 +357,12 @@ def adam_lines(adam, args):
     "grid_max",
     "first",
     "crossings",
+    "late_max",
     "floor",
     "lam_H_median",
     "lam_H_max",
     "stable_eps",
+    "unguarded",
     "capped",
     "final_loss",
     "seconds",
@@ -378,10 +383,12 @@ def adam_lines(adam, args):
         grid_max=g["max_ratio"],
         first=g["first"],
         crossings=len(g["crossings"]),
+        late_max=r["late_max"],
         floor=r["floor"],
         lam_H_median=float(np.median(r["raw"])),
         lam_H_max=float(np.max(r["raw"])),
         stable_eps=float(hessian.stable_eps(np.max(r["raw"]), args.lr, args.b1)),
+        unguarded=float(np.mean(hessian.stable_eps(r["raw"], args.lr, args.b1) > eps)),
         capped=sum(m["iters"] >= 20 for m in r["rows"]),
         final_loss=r["final_loss"],
         seconds=r["seconds"],

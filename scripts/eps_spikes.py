@@ -11,16 +11,16 @@ the first spike's step, the final training loss (mean of the last 10% of steps),
 final held-out loss, and the first step with a training loss below 1e-3.
 
 With --width, eps across width in the full-batch regime (preset `width`): AdamW at b2
-0.95 and eps in {1e-8, 1e-7, 1e-6} at the base width (128 in quick mode), widths 64 to
-512, under sp (one global eps) and under mup (eps_multipliers: eps shrinks with the
-width like each layer's gradients), 3 seeds.
+0.95, 2000 steps, eps in {1e-7, 3e-7, 1e-6} at the base width 64, widths 64 to 512,
+under sp (one global eps) and under mup (eps_multipliers: eps shrinks with the width
+like each layer's gradients), 3 seeds.
 
 Writes experiments/loss_spikes/<quick|full>/eps/ (eps_width/ with --width): runs.csv
 and series/ (loss and update RMS of every run), numbers.md, the figures.
 
     python scripts/eps_spikes.py --quick --workers 2               # full batch: ~10 min
     python scripts/eps_spikes.py --quick --workers 2 --minibatch   # and minibatches: 31 min
-    python scripts/eps_spikes.py --quick --workers 2 --width       # across width
+    python scripts/eps_spikes.py --quick --workers 2 --width       # across width: ~10 min
 """
 
 import os
@@ -179,12 +179,12 @@ def plot_width(args, table) -> None:
       ax.errorbar(widths, mean, [mean - lo, hi - mean], marker="o", capsize=3, label=f"eps {eps:g}")
     ax.set_xscale("log", base=2)
     ax.set(
-      xlabel="width (base width 128)",
+      xlabel="width (base width 64)",
       title=f"{p}: " + ("one global eps" if p == "sp" else "eps x eps_multipliers"),
     )
     ax.legend(fontsize=8)
   axes[0].set_ylabel("loss spikes per run (mean; bars: min, max of 3 seeds)")
-  fig.suptitle("AdamW, full batch, b2 0.95: eps across width")
+  fig.suptitle("AdamW, full batch, b2 0.95, 2000 steps: eps across width")
   fig.tight_layout()
   fig.savefig(os.path.join(args.out, "width.png"), dpi=100)
   plt.close(fig)
@@ -198,8 +198,8 @@ def main_width(args) -> None:
     args,
     "Loss spikes against eps across width: sp (one eps) against mup (scaled eps)",
     [
-      "AdamW, full batch, b2 0.95, lr 1e-3 (times mup's per-layer multipliers), base width "
-      "128. eps: the value at the base width; under mup each layer's eps is eps times "
+      "AdamW, full batch, 256 images, b2 0.95, lr 1e-3 (times mup's per-layer "
+      "multipliers), 2000 steps, base width 64. eps: the value at the base width; under mup each layer's eps is eps times "
       "`optim.eps_multipliers`. Columns as in ../eps/numbers.md.",
       "",
       *common.table(list(table[0]), table),

@@ -19,7 +19,6 @@ scripts/rms_spikes.py and anyone else can re-analyse.
 scripts/eps_spikes.py runs the same regimes over an eps x b2 grid with these functions.
 """
 
-import csv
 import os
 
 import numpy as np
@@ -104,19 +103,14 @@ def run_sweeps(args, regimes) -> list:
             "series": path,
           }
         )
-  with open(os.path.join(args.out, "runs.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, list(table[0]))
-    writer.writeheader()
-    writer.writerows(table)
+  common.write_csv(os.path.join(args.out, "runs.csv"), table)
   return table
 
 
 def read_runs(out: str) -> list:
   """Every run of runs.csv with its series: [dict(row fields, loss=..., rms={layer: ...})]."""
-  with open(os.path.join(out, "runs.csv")) as f:
-    rows = list(csv.DictReader(f))
   runs = []
-  for row in rows:
+  for row in common.read_csv(os.path.join(out, "runs.csv")):
     with np.load(os.path.join(out, row["series"])) as z:
       run = dict(
         row,

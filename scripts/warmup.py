@@ -9,8 +9,8 @@ grid of 6 octaves and b2 in {0.95, 0.99, 0.999}, 3 seeds (configs/sweeps/warmup.
 Per (model, arm, warmup, b2): the final held-out loss against lr (mean and spread over
 seeds), the best lr, and the lr sensitivity (`sensitivity.lr_sensitivity`: the mean
 over the grid of the loss minus the best loss, a diverged or worse-than-init run
-counted at the loss of a uniform prediction). In the ViT runs: which layer's RMS_t goes
-above 1 first, and when.
+counted at the loss of a uniform prediction). In the ViT runs: which layer's RMS_t
+peaks highest in the first 50 steps, and when some layer's first goes above 1.
 
 Writes experiments/warmup/<quick|full>/: runs.csv and series/ (every run's per-step
 loss; the ViT's per-layer RMS_t over the first steps), numbers.md, warmup.png.
@@ -18,7 +18,6 @@ loss; the ViT's per-layer RMS_t over the first steps), numbers.md, warmup.png.
     python scripts/warmup.py --quick --workers 2
 """
 
-import csv
 import math
 import os
 
@@ -30,6 +29,7 @@ from adamlab.analysis import sensitivity, spikes
 MODELS = ("gpt", "vit")
 CAP = {"gpt": math.log(256), "vit": math.log(10)}  # the loss of a uniform prediction
 EARLY = 50  # steps of per-layer RMS_t kept from each ViT run
+PATCH = "patch_embed.kernel"
 
 
 def arm(row) -> str:
@@ -66,19 +66,14 @@ def run_sweeps(args) -> list:
           series=path,
         )
       )
-  with open(os.path.join(args.out, "runs.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, list(table[0]))
-    writer.writeheader()
-    writer.writerows(table)
+  common.write_csv(os.path.join(args.out, "runs.csv"), table)
   return table
 
 
 def read_runs(out: str) -> list:
   """runs.csv's rows, typed, each with its series."""
-  with open(os.path.join(out, "runs.csv")) as f:
-    rows = list(csv.DictReader(f))
   runs = []
-  for row in rows:
+  for row in common.read_csv(os.path.join(out, "runs.csv")):
     loss = float(row["final_eval_loss"]) if row["final_eval_loss"] not in ("", "None") else None
     run = dict(row, warmup=int(row["warmup"]), b2=float(row["b2"]), lr=float(row["lr"]))
     run.update(seed=int(row["seed"]), final_eval_loss=loss)
@@ -129,40 +124,35 @@ def cells(runs) -> list:
   return out
 
 
-def first_above(run, level: float = 1.0) -> tuple:
-  """(layer, step) of the first RMS_t above `level` in a ViT run's early steps (ties: the
-  layer nearest the input), or (None, None) if none is."""
-  firsts = {}
-  for layer, x in run["rms"].items():
-    above = np.flatnonzero(np.asarray(x, float) > level)
-    if len(above):
-      firsts[layer] = int(above[0]) + 1  # logged steps start at 1
-  if not firsts:
-    return None, None
-  layer = min(firsts, key=lambda k: (firsts[k], spikes.depth(k), k))
-  return layer, firsts[layer]
-
-
 def rms_rows(runs) -> list:
-  """Per (arm, warmup): how often each layer is the first above RMS_t 1 in the first
-  EARLY steps, the median step it happens, and the patch embedding's median peak."""
+  """Per (arm, warmup), over the ViT runs (every b2 and lr): the layers whose RMS_t peaks
+  highest in the first EARLY steps and how often, the patch embedding's rank among the
+  layers (median), its median peak, and the median step at which each run first has a
+  layer above 1."""
   out = []
   vit = [r for r in runs if r["model"] == "vit" and r["rms"]]
   for key in sorted({(r["arm"], r["warmup"]) for r in vit}):
     mine = [r for r in vit if (r["arm"], r["warmup"]) == key]
-    firsts = [first_above(r) for r in mine]
-    hit = [(layer, t) for layer, t in firsts if layer is not None]
-    layers = sorted({layer for layer, _ in hit}, key=lambda k: -sum(x == k for x, _ in hit))
+    tops, ranks, firsts = [], [], []
+    for r in mine:
+      peaks = {k: float(np.max(v)) for k, v in r["rms"].items()}
+      order = sorted(peaks, key=lambda k: -peaks[k])
+      tops.append(order[0])
+      ranks.append(order.index(PATCH) + 1)
+      above = [np.flatnonzero(np.asarray(v, float) > 1.0) for v in r["rms"].values()]
+      firsts.append(min(int(a[0]) + 1 for a in above if len(a)))  # logged steps start at 1
+    common_tops = sorted(set(tops), key=lambda k: -tops.count(k))[:3]
     out.append(
       dict(
         arm=key[0],
         warmup=key[1],
         runs=len(mine),
-        above_1=len(hit),
-        patch_embed_first=sum(layer == "patch_embed.kernel" for layer, _ in hit),
-        first_layers=", ".join(f"{k} {sum(x == k for x, _ in hit)}" for k in layers[:3]),
-        median_step=float(np.median([t for _, t in hit])) if hit else float("nan"),
-        patch_embed_peak=float(np.median([np.max(r["rms"]["patch_embed.kernel"]) for r in mine])),
+        highest_peak=", ".join(f"{k} {tops.count(k)}" for k in common_tops),
+        patch_embed_highest=tops.count(PATCH),
+        patch_embed_rank=float(np.median(ranks)),
+        layers=len(mine[0]["rms"]),
+        patch_embed_peak=float(np.median([np.max(r["rms"][PATCH]) for r in mine])),
+        first_above_1=float(np.median(firsts)),
       )
     )
   return out
@@ -204,7 +194,6 @@ def plot(args, runs) -> None:
             label=label,
           )
       ax.set_xscale("log", base=2)
-      ax.set_ylim(top=CAP[model] * 1.02)
       ax.set(title=f"{model}, b2 {b2}", xlabel="peak lr", ylabel="final held-out loss")
   axes[0][0].legend(fontsize=7)
   fig.suptitle(
@@ -234,10 +223,12 @@ def main():
       "",
       *common.table(list(table[0]), table),
       "",
-      f"ViT, the first {EARLY} steps: which weight matrix or embedding's RMS_t goes above 1 "
-      "first (over all b2 and lr; ties go to the layer nearest the input), in how many "
-      "runs; median_step: when; patch_embed_peak: the median over runs of the patch "
-      f"embedding's largest RMS_t in those {EARLY} steps.",
+      f"ViT, the first {EARLY} steps of every run (all b2 and lr): highest_peak: the "
+      "weight matrices or embeddings whose RMS_t reaches the highest value, and in how "
+      "many runs; patch_embed_highest: runs where it is the patch embedding's kernel; "
+      "patch_embed_rank: its median rank of `layers`; patch_embed_peak: the median of its "
+      "largest RMS_t; first_above_1: the median step at which some layer's RMS_t first "
+      "exceeds 1 (RMS_t is exactly 1 at step 1, where v_hat = g^2).",
       "",
       *common.table(list(rms[0]), rms),
     ],
