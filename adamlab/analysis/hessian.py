@@ -8,7 +8,8 @@ Cohen et al. (2022), "Adaptive Gradient Methods at the Edge of Stability": for A
 quantity is the preconditioned sharpness, the top eigenvalue of P^-1/2 H P^-1/2 (the same
 spectrum as P^-1 H) with P = diag(sqrt(v_hat) + eps), and the limit is
 `adam_threshold(lr, b1)` = (2 + 2 b1) / ((1 - b1) lr), 38 / lr at b1 = 0.9. The same power
-iteration takes the diagonal P as `precond`.
+iteration takes the diagonal P as `precond`. Since P >= eps, `stable_eps` gives the eps
+that keeps Adam under that limit whatever its second moment does.
 """
 
 import functools
