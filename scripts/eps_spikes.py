@@ -12,8 +12,9 @@ final held-out loss, and the first step with a training loss below 1e-3.
 
 With --width, eps across width in the full-batch regime (preset `width`): AdamW at b2
 0.95, 2000 steps, eps in {1e-7, 3e-7, 1e-6} at the base width 64, widths 64 to 512,
-under sp (one global eps) and under mup (eps_multipliers: eps shrinks with the width
-like each layer's gradients), 3 seeds.
+3 seeds, under sp (one lr and one eps for every layer), mup (per-layer lr and eps,
+`eps_multipliers`: eps shrinks with the width like each layer's gradients), and mup's
+lrs with one eps.
 
 Writes experiments/loss_spikes/<quick|full>/eps/ (eps_width/ with --width): runs.csv
 and series/ (loss and update RMS of every run), numbers.md, the figures.
@@ -149,39 +150,54 @@ def main():
   )
 
 
+WIDTH_ARMS = {
+  "sp": "sp: one lr, one eps",
+  "mup": "mup: lr and eps per layer",
+  "mup, one eps": "mup's lr, one eps",
+}
+
+
+def width_arm(run) -> str:
+  """The arm of an eps-across-width run: sp, mup, or mup with scale_eps off."""
+  if run["parametrization"] == "sp":
+    return "sp"
+  return "mup" if run["scale_eps"] == "True" else "mup, one eps"
+
+
 def width_cells(runs) -> list:
-  """One row per (parametrization, width, eps at the base width)."""
-  keys = sorted({(r["parametrization"], int(r["width"]), float(r["eps"])) for r in runs})
+  """One row per (arm, width, eps at the base width)."""
+  key = lambda r: (width_arm(r), int(r["width"]), float(r["eps"]))
   out = []
-  for p, width, eps in keys:
-    mine = [
-      r for r in runs if (r["parametrization"], int(r["width"]), float(r["eps"])) == (p, width, eps)
-    ]
-    out.append(dict(parametrization=p, width=width, eps=eps, **summarize(mine)))
+  for arm in WIDTH_ARMS:
+    for k in sorted({key(r) for r in runs if width_arm(r) == arm}):
+      mine = [r for r in runs if key(r) == k]
+      out.append(dict(arm=arm, width=k[1], eps=k[2], **summarize(mine)))
   return out
 
 
 def plot_width(args, table) -> None:
-  """Spikes per run against width, one line per eps (at the base width), sp and mup."""
+  """Spikes per run against width, one line per eps (at the base width), one panel per arm."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-  for ax, p in zip(axes, ("sp", "mup")):
+  fig, axes = plt.subplots(1, len(WIDTH_ARMS), figsize=(14, 4), sharey=True)
+  for ax, (arm, title) in zip(axes, WIDTH_ARMS.items()):
     for eps in sorted({t["eps"] for t in table}):
-      rows = [t for t in table if (t["parametrization"], t["eps"]) == (p, eps)]
+      rows = [t for t in table if (t["arm"], t["eps"]) == (arm, eps)]
       counts = np.array([[int(c) for c in t["spikes per run"].split()] for t in rows])
-      widths = [t["width"] for t in rows]
-      lo, hi = counts.min(1), counts.max(1)
       mean = counts.mean(1)
-      ax.errorbar(widths, mean, [mean - lo, hi - mean], marker="o", capsize=3, label=f"eps {eps:g}")
+      ax.errorbar(
+        [t["width"] for t in rows],
+        mean,
+        [mean - counts.min(1), counts.max(1) - mean],
+        marker="o",
+        capsize=3,
+        label=f"eps {eps:g}",
+      )
     ax.set_xscale("log", base=2)
-    ax.set(
-      xlabel="width (base width 64)",
-      title=f"{p}: " + ("one global eps" if p == "sp" else "eps x eps_multipliers"),
-    )
+    ax.set(xlabel="width (base width 64)", title=title)
     ax.legend(fontsize=8)
   axes[0].set_ylabel("loss spikes per run (mean; bars: min, max of 3 seeds)")
   fig.suptitle("AdamW, full batch, b2 0.95, 2000 steps: eps across width")
@@ -196,11 +212,13 @@ def main_width(args) -> None:
   plot_width(args, table)
   common.write_numbers(
     args,
-    "Loss spikes against eps across width: sp (one eps) against mup (scaled eps)",
+    "Loss spikes against eps across width: sp, mup, and mup with one eps",
     [
-      "AdamW, full batch, 256 images, b2 0.95, lr 1e-3 (times mup's per-layer "
-      "multipliers), 2000 steps, base width 64. eps: the value at the base width; under mup each layer's eps is eps times "
-      "`optim.eps_multipliers`. Columns as in ../eps/numbers.md.",
+      "AdamW, full batch, 256 images, b2 0.95, lr 1e-3, 2000 steps, base width 64. sp: "
+      "one lr and one eps for every layer (per_layer_lr and scale_eps off); mup: each "
+      "layer's lr and eps times `optim.lr_multipliers` and `optim.eps_multipliers`; "
+      "mup, one eps: mup's lrs with scale_eps off. eps: the value at the base width. "
+      "Columns as in ../eps/numbers.md.",
       "",
       *common.table(list(table[0]), table),
     ],

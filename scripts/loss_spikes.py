@@ -89,6 +89,7 @@ def run_sweeps(args, regimes) -> list:
                 "a": r.get("optimizer.a", ""),
                 "b": r.get("optimizer.b", ""),
                 "parametrization": r.get("parametrization", "sp"),
+                "scale_eps": r.get("optimizer.scale_eps", True),
                 "width": r.get("model.width", ""),
                 "final_eval_loss": r["final_eval_loss"],
               }

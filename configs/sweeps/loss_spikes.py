@@ -17,8 +17,8 @@ Memorizing a small training set reaches that stretch cheaply. The arg is
   atan2       Adam-atan2 at (a, b) = (1.27, 1), optax's default, and a = b in {0.25,
               1, 4}: the same step as Adam while |m| << b sqrt(v), at most a pi / 2
   width       full batch, AdamW at b2 0.95, 2000 steps, eps in {1e-7, 3e-7, 1e-6} at
-              base width 64, widths 64 to 512, sp (one global eps) against mup (eps
-              shrinks with width)
+              base width 64, widths 64 to 512: sp (one lr, one eps), mup (lr and eps
+              per layer, shrinking with width) and mup with one eps
 
 No warmup, no gradient clipping, no weight decay, a constant lr of 1e-3: what a user
 who calls optax.adam gets. `scripts/loss_spikes.py` runs both regimes and draws the figure.
@@ -38,8 +38,11 @@ ARMS = {"optimizer.name": ["adamw", "stable_adamw", "adam_atan2"]}
 VIT_ARMS = {"optimizer.name": ["adamw", "stable_adamw"]}
 SKIP = {"optimizer.name": ["adamw"], "optimizer.skip_spikes_k": [6.0]}
 EPS = {"optimizer.eps": [1e-10, 1e-8, 1e-7, 1e-6, 1e-5]}
-WIDTH = [{"parametrization": ["sp", "mup"]}, {"model.width": [64, 128, 256, 512]},
-         {"optimizer.eps": [1e-7, 3e-7, 1e-6]}]
+# sp: one lr and one eps for every layer; mup: the table's lr and eps per layer; mup with
+# scale_eps off: the table's lr with one eps (what the eps scaling alone does).
+WIDTH = [{"parametrization": ["sp", "mup", "mup"], "optimizer.per_layer_lr": [False, True, True],
+          "optimizer.scale_eps": [False, True, False]},
+         {"model.width": [64, 128, 256, 512]}, {"optimizer.eps": [1e-7, 3e-7, 1e-6]}]
 ATAN2 = {"optimizer.a": [1.27, 0.25, 1.0, 4.0], "optimizer.b": [1.0, 0.25, 1.0, 4.0]}
 
 
