@@ -103,6 +103,14 @@ def write_numbers(args, title: str, lines) -> None:
   print(text)
 
 
+def save_series(out: str, group: str, run_id: str, arrays: dict) -> str:
+  """A run's series as out/series/<group>/<run_id>.npz; returns that path, relative to out."""
+  path = os.path.join("series", group, run_id + ".npz")
+  os.makedirs(os.path.dirname(os.path.join(out, path)), exist_ok=True)
+  np.savez_compressed(os.path.join(out, path), **arrays)
+  return path
+
+
 def write_csv(path: str, rows: list) -> None:
   """rows (dicts with the same keys) as a CSV file with a header."""
   with open(path, "w", newline="") as f:

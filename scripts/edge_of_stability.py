@@ -104,8 +104,8 @@ def adam_run(
 
   rows (step, loss, sharpness, threshold, why, iters: power iterations used, floor: the
   fraction of coordinates with sqrt(v_hat) < eps, and every `raw_every` steps raw: the
-  Hessian's own top eigenvalue) are the measurements of the preconditioned sharpness: every `every` steps and at the last step
-  ("every") and, when a loss spike is detected at step t (`spikes.detect(loss, k, window)`
+  Hessian's own top eigenvalue) are the measurements of the preconditioned sharpness:
+  every `every` steps and at the last step ("every") and, when a loss spike is detected at step t (`spikes.detect(loss, k, window)`
   on the losses so far: causal, so it can run online), at t - d for d in `before`
   ("before") and at t itself ("spike"). The params and optimizer states of the last
   max(before) steps are kept for that. At step t, P is the preconditioner of the update
@@ -135,11 +135,10 @@ def adam_run(
     done.add(t)
     pre = hessian.adam_preconditioner(st[0].nu, st[0].count, b2, eps)
     lam, used, v = hessian.power_iteration(loss_fn, p, v, iters=20, tol=1e-2, precond=pre)
-    floor = _floor_fraction(pre, eps)
     rows.append(
       dict(step=t, loss=losses[t], sharpness=lam, threshold=threshold, why=why, iters=used)
     )
-    rows[-1]["floor"] = floor
+    rows[-1]["floor"] = _floor_fraction(pre, eps)
     if why == "every" and t % raw_every == 0:
       rows[-1]["raw"], _, v_raw = hessian.power_iteration(loss_fn, p, v_raw, iters=20, tol=1e-2)
 
@@ -198,7 +197,7 @@ def _adam_summary(args, loss, events, rows) -> dict:
     [r["threshold"] for r in rows],
   )
   grid = [r for r in rows if r["why"] == "every"]  # the regular grid: not denser near spikes
-  late = [r for r in grid if "raw" in r and r["step"] >= args.late]
+  late = [r for r in grid if r["step"] >= args.late]  # the memorized stretch
   assert events == spikes.detect(loss, 2.0, 20)  # the online detection is the offline one
   # The ratio just before a spike: at t - 1, since the loss of step t is already the jump's.
   return dict(
@@ -211,9 +210,9 @@ def _adam_summary(args, loss, events, rows) -> dict:
     grid=hessian.spike_summary(
       [r["step"] for r in grid], [r["sharpness"] for r in grid], [r["threshold"] for r in grid], []
     ),
-    floor=float(np.median([r["floor"] for r in grid if r["step"] >= args.late])),
-    late_max=max(r["sharpness"] / r["threshold"] for r in grid if r["step"] >= args.late),
-    raw=[r["raw"] for r in late],
+    floor=float(np.median([r["floor"] for r in late])),
+    late_max=max(r["sharpness"] / r["threshold"] for r in late),
+    raw=[r["raw"] for r in late if "raw" in r],
     final_loss=float(loss[-1]),
   )
 

@@ -54,7 +54,7 @@ def presets(args, regime) -> list:
 
 def run_sweeps(args, regimes) -> list:
   """Run (or find) every sweep; save each run's series; returns runs.csv's rows."""
-  os.makedirs(os.path.join(args.out, "series"), exist_ok=True)
+  eps = getattr(args, "eps", False)  # (scripts/eps_spikes.py)
   table = []
   for regime in regimes:
     for preset, tag in presets(args, regime):
@@ -66,7 +66,6 @@ def run_sweeps(args, regimes) -> list:
           for k in logged[0]
           if k in SERIES or k.startswith("rms/")
         }
-        eps = getattr(args, "eps", False)
         if eps:  # 252 runs: the loss, and the update RMS in float16
           arrays = {"loss": arrays["loss"], "update_rms": arrays["update_rms"].astype(np.float16)}
         if regime == "vit":  # ~20 RMS_t series a run: weight matrices and embeddings only,
@@ -75,9 +74,7 @@ def run_sweeps(args, regimes) -> list:
             for k, v in arrays.items()
             if not k.startswith("rms/") or k.endswith("kernel") or spikes.depth(k[4:]) == 0
           }
-        path = os.path.join("series", regime, r["id"] + ".npz")
-        os.makedirs(os.path.dirname(os.path.join(args.out, path)), exist_ok=True)
-        np.savez_compressed(os.path.join(args.out, path), **arrays)
+        path = common.save_series(args.out, regime, r["id"], arrays)
         table.append(
           {
             "regime": regime,

@@ -49,9 +49,7 @@ def run_sweeps(args) -> list:
         for k in logged[0]:
           if k.startswith("rms/") and (k.endswith("kernel") or spikes.depth(k[4:]) == 0):
             arrays[k] = common.series(workdir, r["id"], k, logged)[1][:EARLY].astype(np.float16)
-      path = os.path.join("series", model, r["id"] + ".npz")
-      os.makedirs(os.path.dirname(os.path.join(args.out, path)), exist_ok=True)
-      np.savez_compressed(os.path.join(args.out, path), **arrays)
+      path = common.save_series(args.out, model, r["id"], arrays)
       table.append(
         dict(
           model=model,
@@ -96,6 +94,11 @@ def curve(runs, key) -> tuple:
   return lrs, losses
 
 
+def _capped(losses, cap) -> np.ndarray:
+  """losses[seed][lr] with a diverged point (None) at cap and none above it."""
+  return np.array([[cap if m is None else min(m, cap) for m in s] for s in losses])
+
+
 def cells(runs) -> list:
   """One row per (model, arm, warmup, b2): best lr and loss, lr sensitivity (mean, sd)."""
   out = []
@@ -103,7 +106,7 @@ def cells(runs) -> list:
   for key in keys:
     lrs, losses = curve(runs, key)
     cap = CAP[key[0]]
-    capped = np.array([[cap if m is None else min(m, cap) for m in s] for s in losses])
+    capped = _capped(losses, cap)
     mean = capped.mean(0)
     sens = [sensitivity.lr_sensitivity(s, cap) for s in losses]
     out.append(
@@ -179,8 +182,7 @@ def plot(args, runs) -> None:
           lrs, losses = curve(runs, (model, name, warmup, b2))
           if not lrs:
             continue
-          cap = CAP[model]
-          capped = np.array([[cap if m is None else min(m, cap) for m in s] for s in losses])
+          capped = _capped(losses, CAP[model])
           ls = "-" if warmup else "--"
           label = f"{name}, {'warmup ' + str(warmup) if warmup else 'no warmup'}"
           ax.errorbar(
