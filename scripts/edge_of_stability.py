@@ -401,6 +401,15 @@ def adam_lines(adam, args):
     "before and the peak loss within 20 steps.",
     "",
   ]
+  per = _per_spike(adam)
+  if per:
+    lines += common.table(list(per[0]), per)
+  return lines
+
+
+def _per_spike(adam) -> list:
+  """One row per loss spike: its ratio 8, 4, 2, 1 and 0 steps before, the loss one step
+  before and the peak loss."""
   per = []
   for (eps, seed), r in adam.items():
     by_step = {m["step"]: m for m in r["rows"]}
@@ -412,9 +421,7 @@ def adam_lines(adam, args):
       row["loss_before"] = by_step[t - 1]["loss"] if t - 1 in by_step else None
       row["peak_loss"] = pk
       per.append(row)
-  if per:
-    lines += common.table(list(per[0]), per)
-  return lines
+  return per
 
 
 def plot(runs, adam, args, path):
