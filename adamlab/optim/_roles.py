@@ -1,16 +1,20 @@
-"""Which axes of a leaf are fan-in and fan-out, and so its role, from two shapes.
+"""Which axes of a leaf are fan-in, fan-out and layer axes, and so its role.
 
-A dimension that differs between the base and the target shape is a width
-dimension. For a matrix the first axis is fan-in and the second fan-out (Flax, Haiku,
-optax). A kernel of rank >= 3 splits its axes into a fan-in group and a fan-out group
-at some position k: Flax's `DenseGeneral` and `MultiHeadDotProductAttention` store
-(d, heads, head_dim) for q, k and v and (heads, head_dim, d) for the output, a
-convolution (h, w, in, out). A split is valid when each group holds at most one width
-axis (a layer's fan-in and fan-out each grow linearly with width). Among the valid
-splits the one whose single-axis side equals the product of the other side at the
-base (d = heads * head_dim) wins; then the last-axis split (convolutions); a leaf
-that is still ambiguous is an error asking for `fan_in_axes`. Vectors, and leaves
-named "bias" or "b" of any rank, have a fan-in of one.
+A dimension that differs between the base and the target shape is a width dimension;
+each has its own ratio (Llama's rounded feed-forward size grows by 704/192 where d
+grows by 4). The fan-in axes come from the model's computation when `parametrize` is
+given `apply` (`_usage`), else from the shape rule:
+
+- a matrix's first axis is fan-in and its second fan-out (Flax, Haiku, optax);
+- a kernel of rank >= 3 splits its axes into a fan-in group and a fan-out group at
+  some position k, each holding at most one width axis. Among the valid splits, the
+  one whose single-axis side equals the product of the other at the base
+  (d = heads * head_dim) wins; then the last-axis split (convolutions); a leaf still
+  ambiguous is an error asking for `fan_in_axes`;
+- vectors, and leaves named "bias" or "b" of any rank, have a fan-in of one.
+
+A leaf's numbers use one ratio: its fan-in's for hidden and output leaves, its
+fan-out's for input leaves (see `parametrize`).
 """
 
 import dataclasses
@@ -28,8 +32,11 @@ class LeafRole:
   role: str
   width_mult: float
   base_fan_in: int
-  ratio: Optional[Fraction]  # the width ratio of the leaf's changed axes (None: none)
-  fan_in: tuple = ()  # the fan-in axes; the others are fan-out
+  fan_in: tuple = ()  # the fan-in axes; the others, less layer axes, are fan-out
+  layer_axes: tuple = ()  # stacked layers: neither fan-in nor width
+  kind: str = "matrix"  # matrix, embedding or vector (init keeps a vector's value)
+  readout_mult: float = 1.0  # the fan-in ratio of a tied embedding's readout use
+  widths: tuple = ()  # (fan, base, probe and target sizes) of each width axis
 
 
 def path_names(path) -> tuple:
@@ -56,7 +63,7 @@ def _fan_in_axes(where: str, base: tuple, shape: tuple, changed: list) -> Sequen
     fail_described(
       where,
       f"{shape}, grown from {base} in axes {tuple(changed)}",
-      "at most one width axis in fan-in and one in fan-out: pass fan_in_axes",
+      "at most one width axis in fan-in and one in fan-out: pass fan_in_axes, or apply",
     )
   if rank >= 3:
     products = [k for k in valid if _single_side_is_product(base, k)]
@@ -69,7 +76,7 @@ def _fan_in_axes(where: str, base: tuple, shape: tuple, changed: list) -> Sequen
   return fail_described(
     where,
     f"{shape}, grown from {base}, with ambiguous fan-in axes",
-    f"one of {[tuple(range(k)) for k in valid]}: pass fan_in_axes",
+    f"one of {[tuple(range(k)) for k in valid]}: pass fan_in_axes, or apply",
   )
 
 
@@ -92,75 +99,116 @@ def _is_bias(path) -> bool:
   return bool(names) and names[-1] in BIAS_NAMES
 
 
-def role(path, base, shape, fan_in_axes: Optional[Callable] = None) -> LeafRole:
-  """The LeafRole of one leaf from its base and target shapes."""
+def role(path, base, shape, probe=None, fan_in_axes: Optional[Callable] = None, use=None):
+  """The LeafRole of one leaf from its base and target shapes.
+
+  probe: the shape at a width that tells the width axes (`parametrize`'s delta), or
+  None for the target. use: the leaf's `_usage.Use` from the model's trace, or None."""
   where = leaf_name(path)
   base, shape = tuple(base), tuple(shape)
-  if len(base) != len(shape):
-    fail_described(where, f"{shape}, of another rank than the base's {base}", "of the base's rank")
-  changed = [i for i, (b, s) in enumerate(zip(base, shape)) if b != s]
-  ratios = {Fraction(shape[i], base[i]) for i in changed if base[i] > 0}
-  if len(ratios) > 1:
-    fail_described(
-      where,
-      f"{shape}, grown from {base} by " + " and ".join(str(r) for r in sorted(ratios)),
-      "grown by one width ratio (only width dimensions may differ)",
-    )
+  probe = shape if probe is None else tuple(probe)
+  for other in (shape, probe):
+    if len(base) != len(other):
+      fail_described(
+        where, f"{other}, of another rank than the base's {base}", "of the base's rank"
+      )
+  changed = [i for i, (b, s) in enumerate(zip(base, probe)) if b != s]
+  if probe is not shape and any(
+    b != s and i not in changed for i, (b, s) in enumerate(zip(base, shape))
+  ):
+    fail_described(where, f"{shape} at the target, {probe} at delta",
+                   "delta must differ from base in the width axes only")  # fmt: skip
   given = fan_in_axes(path_names(path), shape) if fan_in_axes else None
-  if given is not None:
-    fan_in = tuple(a % len(shape) for a in given)
+  given = None if given is None else tuple(sorted(a % len(shape) for a in given))
+  layers, kind, readout = (), "matrix", None
+  if use is not None:
+    fan_in, layers, kind, readout = use.fan_in, use.layer_axes, use.kind, use.readout_fan_in
+    _check_use(where, use, given, base, shape, changed)
+  elif given is not None:
+    fan_in = given
   elif len(shape) < 2 or _is_bias(path):  # like inputs: a fan-in of one
     fan_in = ()
   else:
     fan_in = tuple(_fan_in_axes(where, base, shape, changed))
-  fan_out = tuple(i for i in range(len(shape)) if i not in fan_in)
-  pick = lambda s, axes: _prod([s[i] for i in axes])
-  base_fan_in = pick(base, fan_in)
-  m_in = pick(shape, fan_in) / base_fan_in
-  m_out = pick(shape, fan_out) / pick(base, fan_out)
-  ratio = ratios.pop() if ratios else None
-  if m_in != 1 and m_out != 1:
-    return LeafRole("hidden", m_in, base_fan_in, ratio, fan_in)
-  if m_in != 1:
-    return LeafRole("output", m_in, base_fan_in, ratio, fan_in)
-  if m_out != 1:
-    return LeafRole("input", m_out, base_fan_in, ratio, fan_in)
-  return LeafRole("fixed", 1.0, base_fan_in, ratio, fan_in)
+  if not fan_in and kind == "matrix":
+    kind = "vector"
+  fan_out = tuple(i for i in range(len(shape)) if i not in fan_in and i not in layers)
+  ratio = lambda axes: Fraction(_prod([shape[i] for i in axes]), _prod([base[i] for i in axes]))
+  grows = lambda axes: any(i in changed for i in axes)
+  widths = tuple(
+    ("in" if i in fan_in else "out", base[i], probe[i], shape[i])
+    for i in changed
+    if i not in layers
+  )
+  readout_mult = float(ratio(readout)) if readout is not None else float(ratio(fan_in))
+  info = dict(
+    base_fan_in=_prod([base[i] for i in fan_in]),
+    fan_in=tuple(fan_in),
+    layer_axes=tuple(layers),
+    kind=kind,
+    readout_mult=readout_mult,
+    widths=widths,
+  )
+  if grows(fan_in):
+    return LeafRole("hidden" if grows(fan_out) else "output", float(ratio(fan_in)), **info)
+  if grows(fan_out):
+    return LeafRole("input", float(ratio(fan_out)), **info)
+  return LeafRole("fixed", 1.0, **info)
 
 
-def check_one_width(roles: Any, allow_narrower: bool) -> None:
-  """Every leaf that grows grows by one ratio, above 1 unless narrower is asked for."""
+def _check_use(where, use, given, base, shape, changed) -> None:
+  """The trace against what a user passed, and axes the trace says are fixed."""
+  if given is not None and given != tuple(use.fan_in):
+    fail_described(
+      where,
+      f"given fan_in_axes {given}, but apply contracts it over {tuple(use.fan_in)}",
+      "the axes its forward contracts (drop fan_in_axes for it)",
+    )
+  for i in use.layer_axes:
+    if i in changed or base[i] != shape[i]:
+      fail_described(
+        where,
+        f"{shape}, grown from {base} in axis {i}, which apply slices layer by layer",
+        "the same number of layers in base and target (the depth rule takes "
+        "depth=, base_depth=, alpha=)",
+      )
+  if use.kind == "embedding" and any(i in changed for i in use.fan_in):
+    fail_described(
+      where,
+      f"{shape}, grown from {base} in its looked-up axes {tuple(use.fan_in)}",
+      "a lookup table whose looked-up (vocabulary) axes are fixed across width",
+    )
+
+
+def check_widths(roles: Any, allow_narrower: bool) -> None:
+  """Every width dimension is one layer's fan-out and another's fan-in (a feature one
+  layer makes and another consumes), and none shrinks unless narrower is asked for."""
   is_role = lambda x: isinstance(x, LeafRole)
   leaves = jax.tree_util.tree_flatten_with_path(roles, is_leaf=is_role)[0]
-  grown = [(p, r) for p, r in leaves if r.ratio is not None]
-  if not grown:
-    return
-  counts: dict = {}
-  for _, r in grown:
-    counts[r.ratio] = counts.get(r.ratio, 0) + 1
-  width = max(counts, key=lambda ratio: counts[ratio])
-  for p, r in grown:
-    if r.ratio != width:
+  fans: dict = {}
+  ratios = set()
+  for p, r in leaves:
+    for fan, b, probe, t in r.widths:
+      fans.setdefault((b, probe), (p, set()))[1].add(fan)
+      ratios.add(Fraction(t, b))
+  # A dimension seen on one side only (a toy model's last layer, a head_dim no
+  # parameter consumes) passes when it grows by a ratio that a matched one has.
+  matched = {Fraction(probe, b) for (b, probe), (_, seen) in fans.items() if len(seen) == 2}
+  for (b, probe), (p, seen) in fans.items():
+    if len(seen) == 1 and Fraction(probe, b) not in matched:
+      fan = "input" if "in" in seen else "output"
       fail_described(
         leaf_name(p),
-        f"grown by {r.ratio}",
-        f"grown by the model's width ratio {width}: only width dimensions "
-        "may differ between base and target",
+        f"grown by {Fraction(probe, b)} (from {b} to {probe}) in its {fan} fan alone",
+        "matched by a leaf whose other fan grows (a width dimension "
+        "is one layer's fan-out and the next one's fan-in): only width "
+        "dimensions may differ between base and target",
       )
-  fans = {r.role for _, r in grown}
-  if not fans & {"hidden", "output"} or not fans & {"hidden", "input"}:
-    # A width feature one layer makes, another consumes: its fan-in grows somewhere.
-    fail_described(
-      leaf_name(grown[0][0]),
-      f"grown by {width} in its {fans.pop()} fan alone",
-      "matched by a leaf whose other fan grows (a width dimension "
-      "is one layer's fan-out and the next one's fan-in): only width "
-      "dimensions may differ between base and target",
-    )
-  if width < 1 and not allow_narrower:
+  narrowest = min(ratios, default=Fraction(1))
+  if narrowest < 1 and not allow_narrower:
     fail(
       "target / base width ratio",
-      str(width),
+      str(narrowest),
       ">= 1: is the target narrower than the base (base and target swapped)? "
       "Pass allow_narrower=True to mean it",
     )

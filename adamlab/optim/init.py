@@ -5,15 +5,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from adamlab.optim._checks import fail_described
+from adamlab.optim._roles import leaf_name
 from adamlab.optim.parametrization import LeafScale, check_params
 
 
 def init_params(table: Any, params: Any, key: jax.Array) -> Any:
   r"""Params initialized from a parametrization table.
 
-  Matrices (rank >= 2) are drawn from N(0, init_std^2). Vectors and scalars keep the
-  model's own initial value v as their effective value: stored v / multiplier, so
-  biases stay 0 and norm gains start at an effective 1 in every parametrization.
+  Matrices and embeddings are drawn from N(0, init_std^2), each stacked layer at the
+  single layer's std. Vectors (gains, biases, scalars; a stacked (layers, d) gain too
+  when the table was built with `apply`) keep the model's own initial value v as their
+  effective value: stored v / multiplier, so biases stay 0 and norm gains start at an
+  effective 1 in every parametrization. An integer leaf is an error: it is no weight.
 
   .. math::
 
@@ -49,9 +53,14 @@ def init_params(table: Any, params: Any, key: jax.Array) -> Any:
   leaves, treedef = jax.tree.flatten(params)
   scales = treedef.flatten_up_to(table)  # type: ignore[attr-defined]
   out = []
+  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
   for i, (p, s) in enumerate(zip(leaves, scales)):
     p = jnp.asarray(p)
-    if p.ndim >= 2:
+    if not jnp.issubdtype(p.dtype, jnp.inexact):
+      fail_described(
+        leaf_name(paths[i]), f"of dtype {p.dtype}", "a float leaf (a weight to initialize)"
+      )
+    if s.kind != "vector":
       out.append(s.init_std * jax.random.normal(jax.random.fold_in(key, i), p.shape, p.dtype))
     else:
       out.append((p / s.multiplier).astype(p.dtype))

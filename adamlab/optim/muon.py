@@ -47,9 +47,11 @@ def muon_dimension_numbers(table: Any) -> Any:
   """
 
   def one(s):
-    if s.role != "hidden" or len(s.shape) < 2:
+    if s.role != "hidden" or s.kind == "vector":
       return None
-    fan_out = tuple(i for i in range(len(s.shape)) if i not in s.fan_in_axes)
+    # Layer axes of a stacked leaf are neither: optax orthogonalizes each layer apart.
+    skip = set(s.fan_in_axes) | set(s.layer_axes)
+    fan_out = tuple(i for i in range(len(s.shape)) if i not in skip)
     return contrib.MuonDimensionNumbers(reduction_axis=s.fan_in_axes, output_axis=fan_out)
 
   return jax.tree.map(one, table, is_leaf=_is_leaf)

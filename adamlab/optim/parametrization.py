@@ -51,7 +51,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 import jax
 import optax
 
-from adamlab.optim import _checks, _roles
+from adamlab.optim import _checks, _roles, _usage
 
 ROLES = ("input", "hidden", "output", "fixed")
 PARAMETRIZATIONS = ("sp", "ntk", "mup", "mfp", "mup_tp5")
@@ -290,8 +290,12 @@ class LeafScale:
     readout_multiplier: the multiplier this leaf would have as the readout: a tied
       embedding's use as the output layer.
     shape: the target shape the table was built for (`init` checks it).
-    fan_in_axes: the leaf's fan-in axes (the others are fan-out): what Muon
-      contracts when it orthogonalizes a multi-axis kernel.
+    fan_in_axes: the leaf's fan-in axes (the others, less layer_axes, are fan-out):
+      what Muon contracts when it orthogonalizes a multi-axis kernel.
+    layer_axes: axes of stacked layers (sliced by a scan, batched by a vmap): neither
+      fan-in nor width; every number is the single layer's.
+    kind: "matrix", "embedding" (looked up) or "vector" (gains, biases: `init_params`
+      keeps their values).
     optimizer: the family the table was built for (`parametrize`'s `optimizer`).
   """
 
@@ -306,6 +310,8 @@ class LeafScale:
   readout_multiplier: float = 1.0
   shape: tuple = ()
   fan_in_axes: tuple = ()
+  layer_axes: tuple = ()
+  kind: str = "matrix"
   optimizer: str = "adam"
 
 
@@ -327,6 +333,7 @@ def parametrize(
   fan_in_axes: Optional[Callable[[tuple, tuple], Optional[Sequence[int]]]] = None,
   allow_narrower: bool = False,
   delta: Any = None,
+  apply: Optional[Callable[[Any], Any]] = None,
 ) -> Any:
   r"""The per-leaf table that a model (init, multipliers) and an optimizer share.
 
@@ -411,29 +418,30 @@ def parametrize(
   exps = exponents(parametrization, optimizer, alignment)
   constants = _checked_constants(constants)
   rule = _depth_rule(depth, base_depth, alpha, optimizer)
-  in_block = in_block or in_blocks
   check_same_tree(target, base, "target", "base")
-  roles = jax.tree_util.tree_map_with_path(
-    lambda p, b, t: _roles.role(p, _shape(b), _shape(t), fan_in_axes), base, target
-  )
-  _roles.check_one_width(roles, allow_narrower)
   if delta is not None:
-    roles = _roles_from_delta(roles, base, delta, fan_in_axes)
+    check_same_tree(delta, base, "delta", "base")
+  roles = _roles_of(base, target, delta, fan_in_axes, apply)
+  _roles.check_widths(roles, allow_narrower)
   stds = _base_stds(base_std, target)
   adam_eps = scale_eps and optimizer in ("adam", "muon", "muon_rms")
   a_out = exps["output"].a
+  in_block = in_block or in_blocks
 
   def leaf(path, r, t, std=None) -> LeafScale:
     scale = _width_scale(r, exps[r.role], constants.get(r.role, {}), std, per_layer_lr, adam_eps)
     scale = dataclasses.replace(
       scale,
       shape=_shape(t),
-      readout_multiplier=r.width_mult**-a_out,
+      readout_multiplier=r.readout_mult**-a_out,
       fan_in_axes=r.fan_in,
+      layer_axes=r.layer_axes,
+      kind=r.kind,
       optimizer=optimizer,
     )
-    if rule is None or not in_block(_roles.path_names(path)):
+    if rule is None or not (in_block(_roles.path_names(path)) or r.layer_axes):
       return scale
+    _check_stacked_depth(path, r, t, depth)
     return _depth_scale(scale, rule, per_layer_lr, adam_eps)
 
   is_role = lambda x: isinstance(x, _roles.LeafRole)
@@ -443,28 +451,36 @@ def parametrize(
   return jax.tree_util.tree_map_with_path(leaf, *trees, is_leaf=is_role)
 
 
-def _roles_from_delta(roles, base, delta, fan_in_axes):
-  """Each leaf's role and fan-in axes from base against delta, its width ratio from
-  base against target (`roles`)."""
-  check_same_tree(delta, base, "delta", "base")
-  probed = jax.tree_util.tree_map_with_path(
-    lambda p, b, d: _roles.role(p, _shape(b), _shape(d), fan_in_axes), base, delta
-  )
-  _roles.check_one_width(probed, allow_narrower=True)
-  is_role = lambda x: isinstance(x, _roles.LeafRole)
+def _roles_of(base, target, delta, fan_in_axes, apply):
+  """A tree of `_roles.LeafRole`: width axes from base against delta (or target),
+  ratios from base against target, fan-in axes from apply's trace or the shape rule."""
+  paths, treedef = jax.tree_util.tree_flatten_with_path(target)
+  names = [_roles.leaf_name(p) for p, _ in paths]
+  uses = [None] * len(paths)
+  if apply is not None:
+    if not callable(apply):
+      _checks.fail("apply", apply, "a function f(params) -> outputs (the model's forward)")
+    uses = _usage.read_uses(apply, target, names)
+  bases = treedef.flatten_up_to(base)  # type: ignore[attr-defined]
+  probes = [None] * len(paths) if delta is None else treedef.flatten_up_to(delta)  # type: ignore[attr-defined]
+  roles = [
+    _roles.role(p, _shape(b), _shape(t), None if d is None else _shape(d), fan_in_axes, u)
+    for (p, t), b, d, u in zip(paths, bases, probes, uses)
+  ]
+  return jax.tree.unflatten(treedef, roles)
 
-  def merge(path, r, d):
-    if r.role not in ("fixed", d.role):
-      _checks.fail_described(
-        _roles.leaf_name(path),
-        f"{r.role} from base to target but {d.role} from base to delta",
-        "one role: delta must differ from base in the width axes only",
-      )
-    return dataclasses.replace(
-      d, width_mult=r.width_mult if r.role != "fixed" else 1.0, ratio=r.ratio
+
+def _check_stacked_depth(path, r, t, depth) -> None:
+  """A leaf stacked along one layer axis holds `depth` layers, or depth is wrong."""
+  if depth is None or len(r.layer_axes) != 1:
+    return
+  layers = _shape(t)[r.layer_axes[0]]
+  if layers != depth:
+    _checks.fail_described(
+      _roles.leaf_name(path),
+      f"a stack of {layers} layers (axis {r.layer_axes[0]} of {_shape(t)})",
+      f"a stack of depth = {depth!r} layers: pass the depth the stack holds",
     )
-
-  return jax.tree_util.tree_map_with_path(merge, roles, probed, is_leaf=is_role)
 
 
 def _shape(x) -> tuple:
@@ -524,7 +540,7 @@ def _checked_constants(constants) -> dict:
 def _check_some_block(roles, in_block, is_role, depth) -> None:
   # A predicate that matches nothing would silently leave depth out of the table.
   paths = jax.tree_util.tree_flatten_with_path(roles, is_leaf=is_role)[0]
-  if not any(in_block(_roles.path_names(path)) for path, _ in paths):
+  if not any(in_block(_roles.path_names(path)) or r.layer_axes for path, r in paths):
     _checks.fail(
       "in_block",
       in_block,

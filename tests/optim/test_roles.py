@@ -110,19 +110,19 @@ def test_swapped_base_and_target_is_an_error_unless_asked_for():
 @pytest.mark.parametrize(
   "target,leaf,match",
   [
-    # the input dimension changes too: two ratios within one leaf
-    (mlp(256, d_in=32), "w_in", r"is \(32, 256\), grown from \(16, 64\) by 2 and 4: must"),
+    # the input dimension changes too: a fan-in that no layer makes
+    (mlp(256, d_in=32), "w_in", r"is grown by 2 \(from 16 to 32\) in its input fan alone: must"),
     # the readout's classes change: its bias grows by another ratio than the width
     (
       {**mlp(256), "b_out": jnp.zeros((20,))},
       "b_out",
-      r"is grown by 2: must be grown by the model's width ratio 4",
+      r"is grown by 2 \(from 10 to 20\) in its output fan alone: must be matched",
     ),
     # a non-width dimension alone changes in a model whose width does not
     (
       {**mlp(64), "w_out": jnp.zeros((64, 30))},
       "w_out",
-      r"is grown by 3 in its input fan alone: must be matched by a leaf whose other fan",
+      r"is grown by 3 \(from 10 to 30\) in its output fan alone: must be matched by a leaf",
     ),
   ],
   ids=["input_dim", "classes", "only_classes"],
