@@ -66,8 +66,30 @@ class _Facts:
   unknown: set = dataclasses.field(default_factory=set)
 
 
+@dataclasses.dataclass
+class Trace:
+  """A forward traced on shapes: its jaxpr, each leaf's `Use`, and which leaf each
+  contraction (`dot_general` or convolution, by `id` of its equation) multiplies."""
+
+  jaxpr: Any
+  uses: list
+  products: dict
+
+
+@dataclasses.dataclass
+class _Ctx:
+  facts: list
+  shapes: list
+  products: dict
+
+
 def read_uses(apply: Callable, params: Any, names: list) -> list:
-  """The `Use` of each leaf of `params` (in flatten order) under `apply(params)`.
+  """The `Use` of each leaf of `params` (in flatten order) under `apply(params)`."""
+  return trace(apply, params, names).uses
+
+
+def trace(apply: Callable, params: Any, names: list) -> Trace:
+  """Trace `apply(params)` on shapes and read every leaf's use.
 
   names: each leaf's name, for errors. Raises ValueError naming a leaf whose use the
   trace cannot decide (read by no product, or only by primitives it does not know)."""
@@ -76,15 +98,19 @@ def read_uses(apply: Callable, params: Any, names: list) -> list:
   try:
     closed = jax.make_jaxpr(lambda *xs: apply(jax.tree.unflatten(treedef, xs)))(*shapes)
   except Exception as e:  # the user's forward failed on the params' shapes
-    fail_described("apply", f"a forward that fails on these params ({type(e).__name__}: {e})",
-                   "f(params) -> outputs, traceable on the params' shapes")  # fmt: skip
-  facts = [_Facts() for _ in leaves]
+    fail_described(
+      "apply",
+      f"a forward that fails on these params ({type(e).__name__}: {e})",
+      "f(params) -> outputs, traceable on the params' shapes",
+    )
+  ctx = _Ctx([_Facts() for _ in leaves], shapes, {})
   tags = [{i: tuple(frozenset([a]) for a in range(len(s.shape)))} for i, s in enumerate(shapes)]
-  _walk(closed.jaxpr, tags, facts, shapes)
-  return [_decide(f, n, len(s.shape)) for f, n, s in zip(facts, names, shapes)]
+  _walk(closed.jaxpr, tags, ctx)
+  uses = [_decide(f, n) for f, n in zip(ctx.facts, names)]
+  return Trace(closed, uses, ctx.products)
 
 
-def _decide(f: _Facts, name: str, rank: int) -> Use:
+def _decide(f: _Facts, name: str) -> Use:
   layers = tuple(sorted(f.layers))
   drop = lambda axes: tuple(sorted(set(axes) - f.layers))
   products = {drop(c) for c in f.contracted}
@@ -122,7 +148,7 @@ def _literal(v) -> bool:
   return type(v).__name__ == "Literal"  # (jax.core.Literal moved between releases)
 
 
-def _walk(jaxpr, tags: list, facts: list, shapes: list) -> list:
+def _walk(jaxpr, tags: list, ctx) -> list:
   """Propagate leaf tags ({leaf: Axes} or None per invar) through `jaxpr`; returns the
   outvars' tags."""
   env: dict = {}
@@ -134,48 +160,48 @@ def _walk(jaxpr, tags: list, facts: list, shapes: list) -> list:
     ins = [read(v) for v in eqn.invars]
     if not any(ins):
       continue
-    outs = _eqn(eqn, ins, facts, shapes)
+    outs = _eqn(eqn, ins, ctx)
     for v, t in zip(eqn.outvars, outs):
       if t:
         env[v] = t
   return [read(v) for v in jaxpr.outvars]
 
 
-def _eqn(eqn, ins, facts, shapes) -> list:
+def _eqn(eqn, ins, ctx) -> list:
   name, p = eqn.primitive.name, eqn.params
   none = [None] * len(eqn.outvars)
   if name == "scan":
-    return _scan(eqn, ins, facts, shapes)
+    return _scan(eqn, ins, ctx)
   if name == "while":
     nc, nb = p["cond_nconsts"], p["body_nconsts"]
-    return _walk(p["body_jaxpr"].jaxpr, ins[nc : nc + nb] + ins[nc + nb :], facts, shapes)
+    return _walk(p["body_jaxpr"].jaxpr, ins[nc : nc + nb] + ins[nc + nb :], ctx)
   if name == "cond":
-    outs = [_walk(b.jaxpr, ins[1:], facts, shapes) for b in p["branches"]]
+    outs = [_walk(b.jaxpr, ins[1:], ctx) for b in p["branches"]]
     return [_union(*ts) for ts in zip(*outs)]
   sub = next((p[k] for k in _CALL_PARAMS if k in p), None)
   if sub is not None:
     sub = getattr(sub, "jaxpr", sub)
     if len(sub.invars) == len(ins):
-      return _walk(sub, ins, facts, shapes)
+      return _walk(sub, ins, ctx)
   if name == "dot_general":
-    _dot(eqn, ins, facts)
+    _dot(eqn, ins, ctx)
     return none
   if name == "conv_general_dilated":
-    return _conv(eqn, ins, facts)
+    return _conv(eqn, ins, ctx)
   if name == "gather":
-    return [_gather(eqn, ins, facts, shapes)]
+    return [_gather(eqn, ins, ctx)]
   if name in _UNARY or name in _NARY:
-    return [_elementwise(eqn, ins, facts)]
-  out = _layout(eqn, ins, facts, shapes)
+    return [_elementwise(eqn, ins, ctx)]
+  out = _layout(eqn, ins, ctx)
   if out is not None:
     return [out]
   for t in ins:
     for leaf in t or ():
-      facts[leaf].unknown.add(name)
+      ctx.facts[leaf].unknown.add(name)
   return none
 
 
-def _layout(eqn, ins, facts, shapes) -> Optional[dict]:
+def _layout(eqn, ins, ctx) -> Optional[dict]:
   """Primitives that move, copy or slice axes: the output's tags, or None if unknown."""
   name, p, t = eqn.primitive.name, eqn.params, ins[0]
   shape = lambda v: tuple(v.aval.shape)
@@ -193,26 +219,26 @@ def _layout(eqn, ins, facts, shapes) -> Optional[dict]:
     return out
   if name == "squeeze":
     dims = {d % len(shape(eqn.invars[0])) for d in p["dimensions"]}
-    _layers_dropped(t, dims, facts, shapes)
+    _layers_dropped(t, dims, ctx)
     return {i: tuple(x for k, x in enumerate(a) if k not in dims) for i, a in t.items()}
   if name == "reshape":
-    return _reshape(t, shape(eqn.invars[0]), shape(eqn.outvars[0]), facts, shapes)
+    return _reshape(t, shape(eqn.invars[0]), shape(eqn.outvars[0]), ctx)
   if name == "concatenate":
     return _union(*[x for x in ins if x])
   return None
 
 
-def _layers_dropped(t, dims, facts, shapes) -> None:
+def _layers_dropped(t, dims, ctx) -> None:
   """Axes removed one entry at a time (W[i]): layer axes of the leaves they carry."""
   for i, a in t.items():
     for d in dims:
-      facts[i].layers.update(k for k in a[d] if shapes[i].shape[k] > 1)
+      ctx.facts[i].layers.update(k for k in a[d] if ctx.shapes[i].shape[k] > 1)
 
 
-def _reshape(t, src, dst, facts, shapes) -> dict:
+def _reshape(t, src, dst, ctx) -> dict:
   """Match axes of src and dst by running products (size-1 axes dropped or added)."""
   keep_src = [k for k, n in enumerate(src) if n != 1]
-  _layers_dropped(t, {k for k, n in enumerate(src) if n == 1}, facts, shapes)
+  _layers_dropped(t, {k for k, n in enumerate(src) if n == 1}, ctx)
   keep_dst = [k for k, n in enumerate(dst) if n != 1]
   groups, si, di = [], 0, 0
   while si < len(keep_src) and di < len(keep_dst):
@@ -247,7 +273,7 @@ def _union(*ts) -> Optional[dict]:
   return out or None
 
 
-def _elementwise(eqn, ins, facts) -> Optional[dict]:
+def _elementwise(eqn, ins, ctx) -> Optional[dict]:
   """A leaf scaled by a constant stays a leaf; against an activation it is a vector use."""
   others = [v for v, t in zip(eqn.invars, ins) if not t]
   scalar = lambda v: _literal(v) or int(np.prod(v.aval.shape)) == 1
@@ -255,40 +281,42 @@ def _elementwise(eqn, ins, facts) -> Optional[dict]:
     return _union(*[t for t in ins if t])
   for t in ins:
     for leaf in t or ():
-      facts[leaf].elementwise = True
+      ctx.facts[leaf].elementwise = True
   return None
 
 
-def _dot(eqn, ins, facts) -> None:
+def _dot(eqn, ins, ctx) -> None:
   (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
   both = ins[0] and ins[1]
   for t, contract, batch in ((ins[0], lc, lb), (ins[1], rc, rb)):
     for leaf, a in (t or {}).items():
       if both:  # a product of two parameters: neither's fan-in is known
-        facts[leaf].unknown.add("dot_general with another parameter")
+        ctx.facts[leaf].unknown.add("dot_general with another parameter")
         continue
-      facts[leaf].contracted.append(frozenset().union(*[a[k] for k in contract]))
-      facts[leaf].layers.update(*[a[k] for k in batch])
+      ctx.facts[leaf].contracted.append(frozenset().union(*[a[k] for k in contract]))
+      ctx.products[id(eqn)] = leaf
+      ctx.facts[leaf].layers.update(*[a[k] for k in batch])
 
 
-def _conv(eqn, ins, facts) -> list:
+def _conv(eqn, ins, ctx) -> list:
   dn = eqn.params["dimension_numbers"]
   if ins[0]:
     for leaf in ins[0]:
-      facts[leaf].unknown.add("conv_general_dilated (as the input)")
+      ctx.facts[leaf].unknown.add("conv_general_dilated (as the input)")
   rhs = dn.rhs_spec  # (out feature, in feature, *spatial)
   for leaf, a in (ins[1] or {}).items():
-    facts[leaf].contracted.append(frozenset().union(*[a[k] for k in rhs[1:]]))
+    ctx.facts[leaf].contracted.append(frozenset().union(*[a[k] for k in rhs[1:]]))
+    ctx.products[id(eqn)] = leaf
   return [None]
 
 
-def _gather(eqn, ins, facts, shapes) -> Optional[dict]:
+def _gather(eqn, ins, ctx) -> Optional[dict]:
   """Many entries looked up: an embedding. One entry (W[i] with a traced i): a layer."""
   dn = eqn.params["dimension_numbers"]
   operand, indices = ins[0], ins[1]
   if indices:
     for leaf in indices:
-      facts[leaf].unknown.add("gather (as indices)")
+      ctx.facts[leaf].unknown.add("gather (as indices)")
   if not operand:
     return None
   idx_shape = tuple(eqn.invars[1].aval.shape)
@@ -296,9 +324,9 @@ def _gather(eqn, ins, facts, shapes) -> Optional[dict]:
   looked = dn.start_index_map
   if lookups > 1:
     for leaf, a in operand.items():
-      facts[leaf].looked_up.append(frozenset().union(*[a[k] for k in looked]))
+      ctx.facts[leaf].looked_up.append(frozenset().union(*[a[k] for k in looked]))
     return None
-  _layers_dropped(operand, set(dn.collapsed_slice_dims), facts, shapes)
+  _layers_dropped(operand, set(dn.collapsed_slice_dims), ctx)
   kept = [k for k in range(len(eqn.invars[0].aval.shape)) if k not in dn.collapsed_slice_dims]
   out_rank = len(eqn.outvars[0].aval.shape)
   out = {}
@@ -310,17 +338,17 @@ def _gather(eqn, ins, facts, shapes) -> Optional[dict]:
   return out
 
 
-def _scan(eqn, ins, facts, shapes) -> list:
+def _scan(eqn, ins, ctx) -> list:
   """xs are sliced on their first axis: a layer axis of the leaves they carry."""
   p = eqn.params
   n_in = p["num_consts"] + p["num_carry"]
   inner = list(ins[:n_in])
   for t in ins[n_in:]:
     if t:
-      _layers_dropped(t, {0}, facts, shapes)
+      _layers_dropped(t, {0}, ctx)
       t = {i: a[1:] for i, a in t.items()}
     inner.append(t)
-  outs = _walk(p["jaxpr"].jaxpr, inner, facts, shapes)
+  outs = _walk(p["jaxpr"].jaxpr, inner, ctx)
   n_carry = p["num_carry"]
   ys = [None if not t else {i: (frozenset(),) + a for i, a in t.items()} for t in outs[n_carry:]]
   return outs[:n_carry] + ys

@@ -427,9 +427,11 @@ def parametrize(
   adam_eps = scale_eps and optimizer in ("adam", "muon", "muon_rms")
   a_out = exps["output"].a
   in_block = in_block or in_blocks
+  m_back, sgd = _readout_ratio(roles), optimizer == "sgd"
 
   def leaf(path, r, t, std=None) -> LeafScale:
-    scale = _width_scale(r, exps[r.role], constants.get(r.role, {}), std, per_layer_lr, adam_eps)
+    k = constants.get(r.role, {})
+    scale = _width_scale(r, exps[r.role], k, std, per_layer_lr, adam_eps, m_back, sgd)
     scale = dataclasses.replace(
       scale,
       shape=_shape(t),
@@ -501,19 +503,32 @@ def _base_stds(base_std, params):
   return jax.tree.map(lambda _: float(base_std), params)
 
 
-def _width_scale(r, e: Exponents, k, std, per_layer_lr, adam_eps) -> LeafScale:
+def _width_scale(r, e: Exponents, k, std, per_layer_lr, adam_eps, m_back, sgd) -> LeafScale:
+  """One leaf's width numbers. The gradient's scale m^-g is the leaf's own multiplier
+  m^-a times the backward signal's m_back^-(g - a), which the readout sets: so eps,
+  and SGD's learning rate (its step carries the gradient), take m_back there."""
   m = r.width_mult
+  m_back = m if m_back is None else m_back
+  back = e.g - e.a  # the backward signal's exponent (0 at the readout)
   if std is None:
     std = 1.0 if r.base_fan_in == 1 else r.base_fan_in**-0.5
+  lr = m**-e.c if not sgd else m ** -(e.c + back) * m_back**back
   return LeafScale(
     role=r.role,
     width_mult=m,
     multiplier=k.get("multiplier", 1.0) * m**-e.a,
     init_std=k.get("init_std", 1.0) * std * m**-e.b,
-    lr=k.get("lr", 1.0) * (m**-e.c if per_layer_lr else 1.0),
-    eps=k.get("eps", 1.0) * (m**-e.g if adam_eps else 1.0),
-    decay_width_mult=m**e.c if per_layer_lr else 1.0,
+    lr=k.get("lr", 1.0) * (lr if per_layer_lr else 1.0),
+    eps=k.get("eps", 1.0) * (m**-e.a * m_back**-back if adam_eps else 1.0),
+    decay_width_mult=1.0 / lr if per_layer_lr else 1.0,
   )
+
+
+def _readout_ratio(roles) -> Optional[float]:
+  """The output leaves' width ratio when they agree (the backward signal's), else None."""
+  is_role = lambda x: isinstance(x, _roles.LeafRole)
+  ratios = {r.width_mult for r in jax.tree.leaves(roles, is_leaf=is_role) if r.role == "output"}
+  return ratios.pop() if len(ratios) == 1 else None
 
 
 def _depth_scale(scale: LeafScale, rule, per_layer_lr, adam_eps) -> LeafScale:

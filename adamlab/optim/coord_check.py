@@ -1,0 +1,180 @@
+"""The coordinate check of Tensor Programs V on a user's own model, with no hooks.
+
+The layers are read from the same trace as `parametrize(apply=)`: every contraction
+(`dot_general`, convolution) that multiplies a parameter is a layer, named after that
+parameter, with `[i]` for the i-th layer of a scanned stack. A small interpreter
+evaluates the traced forward and keeps each such output's RMS; scans are unrolled so
+that each stacked layer is seen apart.
+"""
+
+import contextlib
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from adamlab.optim import _checks, _roles, _usage
+
+_CALLS = ("jit", "pjit", "closed_call", "core_call", "remat2", "checkpoint", "custom_jvp_call",
+          "custom_vjp_call", "custom_vjp_call_jaxpr")  # fmt: skip
+
+
+class CoordCheck(NamedTuple):
+  """What `coord_check` measured.
+
+  Attributes:
+    widths: the widths, ascending.
+    layers: each layer's name (its parameter's, with [i] inside a scan).
+    rms: float array (steps + 1, widths, layers): step 0 at init, step t after t
+      updates.
+    slopes: {layer: slope of log2 rms against log2 width at the last step}.
+  """
+
+  widths: tuple
+  layers: tuple
+  rms: np.ndarray
+  slopes: dict
+
+
+def coord_check(setup: Callable[[int], tuple], widths, steps: int = 3) -> CoordCheck:
+  r"""Each layer's output RMS over a few optimizer steps, at several widths.
+
+  Under muP every layer's output stays Theta(1) as the width grows, so the slope of
+  log2 RMS against log2 width is near 0; under SP with Adam the readout's grows
+  (Yang et al. 2022, Tensor Programs V, Figure 5). The equivalent of microsoft/mup's
+  `get_coord_data`: the layers come from the forward's trace, so the model needs no
+  hooks.
+
+  .. math::
+
+    \text{slope}_\ell = \frac{d \log_2 \text{RMS}(h_\ell)}{d \log_2 n}
+
+  Args:
+    setup: setup(width) -> (forward, loss, params, tx): forward(params) is the model
+      at that width on a fixed batch (what `parametrize(apply=)` takes), loss(params)
+      the scalar it trains on, params the initial params, tx an Optax transform.
+    widths: at least two distinct positive widths.
+    steps: optimizer steps, >= 0 (the records of step t are taken before update t+1).
+
+  Returns:
+    A `CoordCheck`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from adamlab import optim
+    >>> x = jnp.ones((8, 4))
+    >>> shapes = lambda n: {"w_in": jnp.zeros((4, n)), "w_out": jnp.zeros((n, 2))}
+    >>> def setup(n):
+    ...   fwd = lambda p: jnp.tanh(x @ p["w_in"]) @ p["w_out"]
+    ...   table = optim.parametrize(base=shapes(8), target=shapes(n), apply=fwd)
+    ...   model = lambda p: fwd(optim.apply_multipliers(table, p))
+    ...   params = optim.init_params(table, shapes(n), jax.random.PRNGKey(0))
+    ...   return model, lambda p: (model(p) ** 2).mean(), params, optim.adamw(
+    ...     1e-2, parametrization=table)
+    >>> cc = optim.coord_check(setup, (8, 32), steps=2)
+    >>> cc.layers, cc.rms.shape
+    (("params['w_in']", "params['w_out']"), (3, 2, 2))
+
+  References:
+    Yang et al. 2022, Tensor Programs V, arXiv:2203.03466 (the coordinate check).
+  """
+  widths = tuple(sorted(widths))
+  if len(set(widths)) < 2 or any(not isinstance(w, int) or w < 1 for w in widths):
+    _checks.fail("widths", widths, "at least two distinct integers >= 1")
+  _checks.integer("steps", steps, 0)
+  per_width = [_records(*setup(w), steps) for w in widths]
+  layers = tuple(per_width[0][0])
+  for w, (names, _) in zip(widths, per_width):
+    if tuple(names) != layers:
+      _checks.fail_described(
+        f"setup({w})", f"a model with layers {names}", f"the layers of setup({widths[0]})"
+      )
+  rms = np.stack([r for _, r in per_width], axis=1)  # (steps + 1, widths, layers)
+  x = np.log2(np.asarray(widths, float))
+  slopes = {k: float(np.polyfit(x, np.log2(rms[-1, :, i]), 1)[0]) for i, k in enumerate(layers)}
+  return CoordCheck(widths, layers, rms, slopes)
+
+
+def _records(forward, loss, params, tx, steps):
+  """(layer names, rms array (steps + 1, layers)) of one width."""
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  names = [_roles.leaf_name(p) for p, _ in leaves]
+  found = _usage.trace(forward, params, names)
+  labels: list = []
+
+  @jax.jit
+  def record(p):
+    out = _evaluate(found, names, jax.tree.leaves(p))
+    labels[:] = [k for k, _ in out]  # (set while tracing: names are not arrays)
+    return [v for _, v in out]
+
+  @jax.jit
+  def step(p, state):
+    updates, state = tx.update(jax.grad(loss)(p), state, p)
+    return optax.apply_updates(p, updates), state
+
+  state, rows = tx.init(params), []
+  for t in range(steps + 1):
+    rows.append([float(v) for v in record(params)])
+    if t < steps:
+      params, state = step(params, state)
+  return labels, np.asarray(rows)
+
+
+def _evaluate(found, names, flat) -> list:
+  """[(layer, rms)] of every parameter contraction of the traced forward."""
+  out: list = []
+  closed = found.jaxpr
+  _eval(closed.jaxpr, closed.consts, flat, found.products, names, "", out)
+  seen: dict = {}
+  for i, (k, v) in enumerate(out):  # a leaf used twice at one place: name#2
+    seen[k] = seen.get(k, 0) + 1
+    if seen[k] > 1:
+      out[i] = (f"{k}#{seen[k]}", v)
+  return out
+
+
+def _eval(jaxpr, consts, args, products, names, suffix, out) -> list:
+  env = dict(zip(jaxpr.constvars, consts))
+  env.update(zip(jaxpr.invars, args))
+  read = lambda v: v.val if type(v).__name__ == "Literal" else env[v]
+  for eqn in jaxpr.eqns:
+    ins = [read(v) for v in eqn.invars]
+    outs = _eval_eqn(eqn, ins, products, names, suffix, out)
+    if id(eqn) in products:
+      y = outs[0].astype(jnp.float32)
+      out.append((names[products[id(eqn)]] + suffix, jnp.sqrt(jnp.mean(y * y))))
+    env.update(zip(eqn.outvars, outs))
+  return [read(v) for v in jaxpr.outvars]
+
+
+def _eval_eqn(eqn, ins, products, names, suffix, out) -> list:
+  name, p = eqn.primitive.name, eqn.params
+  if name == "scan":
+    return _unrolled_scan(p, ins, products, names, suffix, out)
+  sub = next((p[k] for k in ("jaxpr", "call_jaxpr") if k in p), None)
+  if name in _CALLS and sub is not None:
+    inner, consts = getattr(sub, "jaxpr", sub), getattr(sub, "consts", ())
+    if len(inner.invars) == len(ins):
+      return _eval(inner, consts, ins, products, names, suffix, out)
+  bind = eqn.primitive.get_bind_params(p)  # (subfuns, params) before JAX 0.7, then params
+  subfuns, params = bind if isinstance(bind, tuple) else ((), bind)
+  with eqn.ctx.manager if hasattr(eqn, "ctx") else contextlib.nullcontext():
+    result = eqn.primitive.bind(*subfuns, *ins, **params)
+  return list(result) if eqn.primitive.multiple_results else [result]
+
+
+def _unrolled_scan(p, ins, products, names, suffix, out) -> list:
+  nc, ncarry = p["num_consts"], p["num_carry"]
+  consts, carry, xs = ins[:nc], ins[nc : nc + ncarry], ins[nc + ncarry :]
+  body = p["jaxpr"]
+  order = range(p["length"] - 1, -1, -1) if p["reverse"] else range(p["length"])
+  ys: dict = {}
+  for i in order:
+    res = _eval(body.jaxpr, body.consts, consts + carry + [x[i] for x in xs], products, names,
+                f"{suffix}[{i}]", out)  # fmt: skip
+    carry, ys[i] = res[:ncarry], res[ncarry:]
+  n_ys = len(body.jaxpr.outvars) - ncarry
+  return list(carry) + [jnp.stack([ys[i][k] for i in range(p["length"])]) for k in range(n_ys)]
