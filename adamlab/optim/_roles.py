@@ -139,7 +139,7 @@ def role(path, base, shape, probe=None, fan_in_axes: Optional[Callable] = None, 
     ("in" if i in fan_in else "out", base[i], probe[i], shape[i])
     for i in changed
     if i not in layers
-  )
+  ) + tuple(("in", base[i], probe[i], shape[i]) for i in (readout or ()) if i in changed)
   readout_mult = float(ratio(readout)) if readout is not None else float(ratio(fan_in))
   info = dict(
     base_fan_in=_prod([base[i] for i in fan_in]),
