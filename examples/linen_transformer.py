@@ -10,9 +10,11 @@ a tied or untied readout); muP adds four lines, marked "muP" below:
 
 A tied readout also scales its logits by the table's readout multiplier.
 
-The coordinate check trains each width for a few Adam steps and fits how the mean
-|activation| of every layer grows with width (`adamlab.analysis.slopes`): about 0
-under muP, growing under the standard parametrization at one learning rate.
+The table reads how each parameter is used from the forward (`apply=`): attention's
+(d, heads, head_dim) kernels, the tied embedding's lookup and readout. The coordinate
+check (`optim.coord_check`) trains each width for a few Adam steps and fits how the RMS
+of every layer's output grows with width: about 0 under muP, growing under the
+standard parametrization at one learning rate.
 
   python examples/linen_transformer.py            # muP and SP, untied and tied
 """
@@ -24,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamlab import analysis, optim
+from adamlab import optim
 
 VOCAB, SEQ, BASE_WIDTH, HEAD_DIM = 64, 16, 32, 8
 
@@ -33,7 +35,7 @@ class Transformer(nn.Module):
   width: int
   depth: int = 2
   tied: bool = False
-  logit_scale: float = 1.0  # a tied readout's muP factor (1: none)
+  logit_scale: float = 1.0  # a tied readout's muP factor (1: none), on x before the product
 
   @nn.compact
   def __call__(self, tokens):
@@ -49,7 +51,7 @@ class Transformer(nn.Module):
         nn.gelu(nn.Dense(4 * self.width, name=f"mlp_in_{i}")(h))
       )
     x = nn.LayerNorm(name="ln_f")(x)
-    return self.logit_scale * embed.attend(x) if self.tied else nn.Dense(VOCAB, name="readout")(x)
+    return embed.attend(self.logit_scale * x) if self.tied else nn.Dense(VOCAB, name="readout")(x)
 
 
 def param_shapes(width, tied, depth=2):
@@ -57,13 +59,15 @@ def param_shapes(width, tied, depth=2):
   return jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, SEQ), jnp.int32))["params"]
 
 
-def train(width, parametrization="mup", tied=False, steps=3, lr=2e-2, seed=0, depth=2):
-  """(params, activations): `steps` AdamW steps on one batch, then every layer's output."""
+def setup(width, parametrization="mup", tied=False, lr=2e-2, seed=0, depth=2):
+  """(forward, loss, params, tx) at `width`: what `optim.coord_check` takes."""
   key = jax.random.PRNGKey(seed)
   tokens = jax.random.randint(jax.random.PRNGKey(1), (8, SEQ + 1), 0, VOCAB)
+  inputs, targets = tokens[:, :-1], tokens[:, 1:]
   table = optim.parametrize(
     base=param_shapes(BASE_WIDTH, tied, depth),
     target=param_shapes(width, tied, depth),
+    apply=lambda p: Transformer(width, depth, tied).apply({"params": p}, inputs),
     parametrization=parametrization,
     per_layer_lr=parametrization != "sp",
   )  # muP 1
@@ -72,45 +76,24 @@ def train(width, parametrization="mup", tied=False, steps=3, lr=2e-2, seed=0, de
     emb = table["embed"]["embedding"]
     scale = emb.readout_multiplier / emb.multiplier
   model = Transformer(width, depth, tied, logit_scale=scale)
-  params = optim.init_params(table, model.init(key, tokens[:, :-1])["params"], key)  # muP 2
+  params = optim.init_params(table, model.init(key, inputs)["params"], key)  # muP 2
   tx = optim.adamw(lr, weight_decay=0.0, parametrization=table)  # muP 3
 
-  def loss_fn(p):
-    logits = model.apply({"params": optim.apply_multipliers(table, p)}, tokens[:, :-1])  # muP 4
-    return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+  def forward(p):
+    return model.apply({"params": optim.apply_multipliers(table, p)}, inputs)  # muP 4
 
-  @jax.jit
-  def step(params, state):
-    updates, state = tx.update(jax.grad(loss_fn)(params), state, params)
-    return optax.apply_updates(params, updates), state
+  def loss(p):
+    return optax.softmax_cross_entropy_with_integer_labels(forward(p), targets).mean()
 
-  state = tx.init(params)
-  for _ in range(steps):
-    params, state = step(params, state)
-  _, inter = model.apply(
-    {"params": optim.apply_multipliers(table, params)}, tokens[:, :-1], capture_intermediates=True
-  )
-  return params, inter["intermediates"]
+  return forward, loss, params, tx
 
 
 def coordinate_check(
   parametrization="mup", tied=False, widths=(32, 64, 128, 256), steps=3, depth=2
 ):
-  """{layer: slope of log2 mean|output| against log2 width} after `steps` steps."""
-  rows = []
-  layers = ("embed", "attn_0", f"mlp_out_{depth - 1}", "ln_f") + (() if tied else ("readout",))
-  for width in widths:
-    _, inter = train(width, parametrization, tied, steps, depth=depth)
-    for name in layers:
-      out = inter[name]["__call__"][0]
-      rows.append(dict(width=width, step=steps, layer=name, l1=float(jnp.abs(out).mean())))
-    if tied:
-      rows.append(
-        dict(
-          width=width, step=steps, layer="logits", l1=float(jnp.abs(inter["__call__"][0]).mean())
-        )
-      )
-  return analysis.slopes(rows)
+  """{layer: slope of log2 RMS of its output against log2 width} after `steps` steps."""
+  make = lambda w: setup(w, parametrization, tied, depth=depth)
+  return optim.coord_check(make, widths, steps).slopes
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ the loss. The four muP lines are marked.
 """
 
 import jax
-import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from adamlab import analysis, optim
+from adamlab import optim
 
 D_IN, D_OUT, BASE_WIDTH = 32, 10, 32
 
@@ -28,15 +27,15 @@ class MLP(nnx.Module):
   def __call__(self, x):
     h1 = nnx.relu(self.inp(x))
     h2 = self.norm(nnx.relu(self.hidden(h1)))
-    return self.out(h2), {"inp": h1, "hidden": h2}
+    return self.out(h2)
 
 
 def param_state(width):
   return nnx.state(nnx.eval_shape(lambda: MLP(width, nnx.Rngs(0))), nnx.Param)
 
 
-def train(width, parametrization="mup", steps=3, lr=2e-2, seed=0):
-  """Every layer's output after `steps` AdamW steps on one batch."""
+def setup(width, parametrization="mup", lr=2e-2, seed=0):
+  """(forward, loss, params, tx) at `width`: what `optim.coord_check` takes."""
   x = jax.random.normal(jax.random.PRNGKey(1), (64, D_IN))
   y = jax.random.randint(jax.random.PRNGKey(2), (64,), 0, D_OUT)
   table = optim.parametrize(
@@ -52,29 +51,15 @@ def train(width, parametrization="mup", steps=3, lr=2e-2, seed=0):
   def forward(p):
     return nnx.merge(graphdef, optim.apply_multipliers(table, p))(x)  # muP 4
 
-  def loss_fn(p):
-    return optax.softmax_cross_entropy_with_integer_labels(forward(p)[0], y).mean()
+  def loss(p):
+    return optax.softmax_cross_entropy_with_integer_labels(forward(p), y).mean()
 
-  @jax.jit
-  def step(p, state):
-    updates, state = tx.update(jax.grad(loss_fn)(p), state, p)
-    return optax.apply_updates(p, updates), state
-
-  state = tx.init(params)
-  for _ in range(steps):
-    params, state = step(params, state)
-  logits, hidden = forward(params)
-  return {**hidden, "out": logits}
+  return forward, loss, params, tx
 
 
 def coordinate_check(parametrization="mup", widths=(32, 64, 128, 256), steps=3):
-  """{layer: slope of log2 mean|output| against log2 width} after `steps` steps."""
-  rows = [
-    dict(width=w, step=steps, layer=k, l1=float(jnp.abs(v).mean()))
-    for w in widths
-    for k, v in train(w, parametrization, steps).items()
-  ]
-  return analysis.slopes(rows)
+  """{layer: slope of log2 RMS of its output against log2 width} after `steps` steps."""
+  return optim.coord_check(lambda w: setup(w, parametrization), widths, steps).slopes
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamlab import analysis, optim
+from adamlab import optim
 
 D_IN, D_OUT, BASE_WIDTH = 32, 10, 32
 
@@ -24,11 +24,11 @@ def shapes(width):
 def forward(p, x):
   h1 = jax.nn.relu(x @ p["w_in"] + p["b_in"])
   h2 = jax.nn.relu(h1 @ p["w_hid"])
-  return h2 @ p["w_out"], {"w_in": h1, "w_hid": h2}
+  return h2 @ p["w_out"]
 
 
-def train(width, parametrization="mup", steps=3, lr=2e-2, seed=0):
-  """Every layer's output after `steps` AdamW steps on one batch."""
+def setup(width, parametrization="mup", lr=2e-2, seed=0):
+  """(forward, loss, params, tx) at `width`: what `optim.coord_check` takes."""
   x = jax.random.normal(jax.random.PRNGKey(1), (64, D_IN))
   y = jax.random.randint(jax.random.PRNGKey(2), (64,), 0, D_OUT)
   table = optim.parametrize(
@@ -40,28 +40,13 @@ def train(width, parametrization="mup", steps=3, lr=2e-2, seed=0):
   params = optim.init_params(table, shapes(width), jax.random.PRNGKey(seed))
   tx = optim.adamw(lr, weight_decay=0.0, parametrization=table)
   run = lambda p: forward(optim.apply_multipliers(table, p), x)
-  loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(run(p)[0], y).mean()
-
-  @jax.jit
-  def step(p, state):
-    updates, state = tx.update(jax.grad(loss_fn)(p), state, p)
-    return optax.apply_updates(p, updates), state
-
-  state = tx.init(params)
-  for _ in range(steps):
-    params, state = step(params, state)
-  logits, hidden = run(params)
-  return {**hidden, "w_out": logits}
+  loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(run(p), y).mean()
+  return run, loss, params, tx
 
 
 def coordinate_check(parametrization="mup", widths=(32, 64, 128, 256), steps=3):
-  """{layer: slope of log2 mean|output| against log2 width} after `steps` steps."""
-  rows = [
-    dict(width=w, step=steps, layer=k, l1=float(jnp.abs(v).mean()))
-    for w in widths
-    for k, v in train(w, parametrization, steps).items()
-  ]
-  return analysis.slopes(rows)
+  """{layer: slope of log2 RMS of its output against log2 width} after `steps` steps."""
+  return optim.coord_check(lambda w: setup(w, parametrization), widths, steps).slopes
 
 
 if __name__ == "__main__":

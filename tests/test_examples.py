@@ -1,5 +1,6 @@
 """The worked examples of muP on a user's own model (examples/): the coordinate check
-of each, with adamlab.analysis.slopes, is flat under muP and not under SP."""
+of each (`optim.coord_check`, layers read from the forward's trace) is flat under muP
+and not under SP."""
 
 import importlib.util
 import pathlib
@@ -17,23 +18,27 @@ def example(name):
   return module
 
 
-# (example, keyword arguments, the layer whose SP slope grows): the readout's output,
-# whose size under SP at one learning rate grows with width after a few Adam steps.
+# (example, keyword arguments, the layer whose SP slope grows, widths): the readout's
+# output, whose size under SP at one learning rate grows with width after a few Adam
+# steps. The scanned Llama at the widths its acceptance names, 64 to 256.
 CASES = [
-  ("pytree_mlp", {}, "w_out"),
-  ("nnx_mlp", {}, "out"),
-  ("linen_transformer", {"tied": False}, "readout"),
-  ("linen_transformer", {"tied": True}, "logits"),
+  ("pytree_mlp", {}, "params['w_out']", WIDTHS),
+  ("nnx_mlp", {}, "params['out']['kernel'].value", WIDTHS),
+  ("linen_transformer", {"tied": False}, "params['readout']['kernel']", WIDTHS),
+  ("linen_transformer", {"tied": True}, "params['embed']['embedding']", WIDTHS),
+  ("scanned_llama", {}, "params['head']", (64, 128, 256)),
 ]
 
 
 @pytest.mark.parametrize(
-  "name,kwargs,readout", CASES, ids=["pytree", "nnx", "linen_untied", "linen_tied"]
+  "name,kwargs,readout,widths",
+  CASES,
+  ids=["pytree", "nnx", "linen_untied", "linen_tied", "scanned_llama"],
 )
-def test_coordinate_check_is_flat_under_mup_and_not_under_sp(name, kwargs, readout):
+def test_coordinate_check_is_flat_under_mup_and_not_under_sp(name, kwargs, readout, widths):
   module = example(name)
-  mup = module.coordinate_check("mup", widths=WIDTHS, **kwargs)
-  sp = module.coordinate_check("sp", widths=WIDTHS, **kwargs)
+  mup = module.coordinate_check("mup", widths=widths, **kwargs)
+  sp = module.coordinate_check("sp", widths=widths, **kwargs)
   assert set(mup) == set(sp) and readout in mup
   # Flat: every layer's size changes by less than 2^0.3 per doubling of the width (at
   # widths 32 to 128, 3 steps: measured at most 0.23). SP's readout grows by 2^0.3 per
