@@ -36,8 +36,24 @@ def read_csv(path):
     return [{k: types[k](v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def plot(rows, path, title: str = "", x: str = "width") -> None:
-  """A panel per step: log2 width (or depth) against l1 (log scale), a line per layer."""
+def coord_check_rows(result) -> list:
+  """The rows (width, step, layer, rms) of an `adamlab.optim.coord_check` result."""
+  return [
+    dict(width=w, step=t, layer=layer, rms=float(result.rms[t, i, j]))
+    for t in range(result.rms.shape[0])
+    for i, w in enumerate(result.widths)
+    for j, layer in enumerate(result.layers)
+  ]
+
+
+def plot_coord_check(result, path, title: str = "") -> None:
+  """Plot an `adamlab.optim.coord_check` result: a panel per step, RMS against width."""
+  plot(coord_check_rows(result), path, title, value="rms")
+
+
+def plot(rows, path, title: str = "", x: str = "width", value: str = "l1") -> None:
+  """A panel per step: log2 width (or depth) against `value` (log scale), a line per
+  layer."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -51,7 +67,7 @@ def plot(rows, path, title: str = "", x: str = "width") -> None:
   cmap = plt.get_cmap("viridis")
   for ax, step in zip(axes[0], steps):
     for i, layer in enumerate(layers):
-      pts = sorted((r[x], r["l1"]) for r in rows if r["step"] == step and r["layer"] == layer)
+      pts = sorted((r[x], r[value]) for r in rows if r["step"] == step and r["layer"] == layer)
       ax.plot(
         [math.log2(w) for w, _ in pts],
         [v for _, v in pts],
@@ -62,7 +78,7 @@ def plot(rows, path, title: str = "", x: str = "width") -> None:
     ax.set_yscale("log")
     ax.set_title(f"step {step}")
     ax.set_xlabel(f"log2 {x}")
-  axes[0][0].set_ylabel("mean |x|")
+  axes[0][0].set_ylabel("mean |x|" if value == "l1" else value)
   axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
   fig.suptitle(title)
   fig.tight_layout()
