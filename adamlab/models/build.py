@@ -163,12 +163,15 @@ def table(config, family: str):
   model.base_depth and model.alpha set, in depth. config.optimizer's per_layer_lr and
   scale_eps (default True) are `optim.parametrize`'s arguments. The model at twice
   the base width is the `delta` that tells the width axes, so the roles are known at
-  the base width too (Muon needs them there)."""
+  the base width too (Muon needs them there). A width below model.base_width is
+  ordinary muTransfer (tuning narrower than the reference): the config names its base
+  width, so a narrower target is meant, not base and target swapped."""
   opt = config.get("optimizer", {})
   return optim.parametrize(
     base=param_shapes(config, config.model.base_width),
     target=param_shapes(config, config.model.width),
     delta=param_shapes(config, 2 * config.model.base_width),
+    allow_narrower=True,
     parametrization=config.get("parametrization", "sp"),
     optimizer=family,
     alignment=config.get("alignment", "full"),

@@ -71,6 +71,34 @@ def test_gpt_roles_axes_and_table_drive_init():
   np.testing.assert_allclose(scale[...] * scale.get_metadata("multiplier"), 1.0, rtol=1e-6)
 
 
+def test_gpt_narrower_than_its_base_width_is_mup():
+  """Width 32 under base 128 is muTransfer down from the base (m = 32/128): Adam's muP
+  (Tensor Programs V, Table 3) in effective terms, multiplier times the stored value,
+  which hold in every abc-convention. Hidden: lr 1/fan_in (m^-1 = 4, multiplier 1),
+  init std 1/sqrt(fan_in). Output: init and update 1/fan_in (both m^-1 times the
+  base's). Input: init and update Theta(1) (the base's)."""
+  m = 32 / 128
+  target = models.table(config("gpt", "mup", 32, 128, num_heads=4), "adam")
+  base = models.table(config("gpt", "mup", 128, 128, num_heads=4), "adam")
+  effective = {"hidden": (m**-0.5, m**-1), "output": (m**-1, m**-1), "input": (1.0, 1.0)}
+  roles = {"qkv": "hidden", "out": "hidden", "up": "hidden", "down": "hidden"}
+  roles.update(readout="output", embed="input", pos_embed="input", bias="input", scale="input")
+  is_leaf = lambda x: hasattr(x, "role")
+  leaves = jax.tree_util.tree_flatten_with_path(target, is_leaf=is_leaf)[0]
+  assert len(leaves) == len(jax.tree.leaves(base, is_leaf=is_leaf))
+  for (path, t), b in zip(leaves, jax.tree.leaves(base, is_leaf=is_leaf)):
+    names = [str(getattr(k, "key", "")) for k in path]
+    role = roles[names[-1] if names[-1] in roles else names[-2]]
+    assert t.role == role, names
+    init, lr = effective[role]
+    assert t.multiplier * t.init_std == pytest.approx(init * b.multiplier * b.init_std), names
+    assert t.multiplier * t.lr == pytest.approx(lr * b.multiplier * b.lr), names
+    if role == "hidden":
+      assert (t.lr, t.multiplier) == (pytest.approx(4.0), 1.0), names
+      fan_in = t.shape[0]  # (in, out) kernels
+      assert t.init_std == pytest.approx(fan_in**-0.5), names
+
+
 @pytest.mark.parametrize("name", ["gpt", "vit"])
 def test_options_and_bf16(name):
   extra = dict(
