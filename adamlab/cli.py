@@ -62,7 +62,7 @@ def coordcheck(args, extra):
     title += f", alpha {config.model.alpha}"
   analysis.plot_coords(rows, os.path.join(args.out, "coordcheck.png"), title, x=axis)
   print(
-    f"coordinate check: {title}; {axis}s {sizes}; slope of log2 mean|x| vs log2 {axis} "
+    f"coordinate check: {title}; {axis}s {sizes}; slope of log2 RMS vs log2 {axis} "
     f"after {args.steps} steps"
   )
   for layer, slope in sorted(analysis.slopes(rows, x=axis).items()):

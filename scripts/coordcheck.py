@@ -1,7 +1,7 @@
 """Coordinate check (Tensor Programs V): GPT activations vs width, SP vs muP.
 
 Runs `adamlab coordcheck` for each parametrization: a few Adam steps at several widths
-on one fixed batch, recording the mean |x| of every layer's output. Under muP the
+on one fixed batch, recording the RMS of every layer's output. Under muP the
 sizes stay flat in width (slope ~0 on log-log axes) once the updates dominate; under SP
 (one global lr) the residual stream, attention logits and output logits grow with
 width after a step.
@@ -61,7 +61,7 @@ def main():
     args,
     "Coordinate check: GPT, Adam, SP vs muP",
     [
-      f"Slope of log2 mean|x| against log2 width (widths {widths}, lr {LR}, "
+      f"Slope of log2 RMS against log2 width (widths {widths}, lr {LR}, "
       "Adam, one fixed batch), at init and after the last step. 0 = width-independent; "
       "+0.5 = grows like sqrt(width); +1 = like width.",
       "",

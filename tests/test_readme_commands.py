@@ -144,7 +144,7 @@ def test_readme_coordcheck_as_written_runs_width_64_under_base_128(tmp_path):
   assert _widths(rows) == set(written)
   steps = int(argv[argv.index("--steps") + 1])
   assert {int(r["step"]) for r in rows} == set(range(steps + 1))
-  assert all(math.isfinite(float(r["l1"])) and float(r["l1"]) > 0 for r in rows)
+  assert all(math.isfinite(float(r["rms"])) and float(r["rms"]) > 0 for r in rows)
   assert (out / "coordcheck.png").stat().st_size > 10_000
 
 

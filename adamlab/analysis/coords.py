@@ -7,14 +7,14 @@ import math
 import numpy as np
 
 
-def slopes(rows, step=None, x: str = "width"):
-  """{layer: fitted slope of log2(l1) against log2(x)} at `step` (default: last); x is
-  "width" or "depth"."""
+def slopes(rows, step=None, x: str = "width", value: str = "rms"):
+  """{layer: fitted slope of log2(value) against log2(x)} at `step` (default: last); x
+  is "width" or "depth", value "rms" (or "l1", the mean |x| of older files)."""
   step = max(r["step"] for r in rows) if step is None else step
   by_layer: dict = {}
   for r in rows:
     if r["step"] == step:
-      by_layer.setdefault(r["layer"], []).append((math.log2(r[x]), math.log2(r["l1"])))
+      by_layer.setdefault(r["layer"], []).append((math.log2(r[x]), math.log2(r[value])))
   return {
     layer: float(np.polyfit(np.array(pts)[:, 0], np.array(pts)[:, 1], 1)[0])
     for layer, pts in by_layer.items()
@@ -24,7 +24,7 @@ def slopes(rows, step=None, x: str = "width"):
 
 def write_csv(rows, path) -> None:
   with open(path, "w", newline="") as f:
-    fields = ["width", "depth", "step", "layer", "l1"]
+    fields = ["width", "depth", "step", "layer", "rms", "l1"]
     w = csv.DictWriter(f, fieldnames=[k for k in fields if any(k in r for r in rows)])
     w.writeheader()
     w.writerows(rows)
@@ -32,7 +32,7 @@ def write_csv(rows, path) -> None:
 
 def read_csv(path):
   with open(path) as f:
-    types = dict(width=int, depth=int, step=int, layer=str, l1=float)
+    types = dict(width=int, depth=int, step=int, layer=str, rms=float, l1=float)
     return [{k: types[k](v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
@@ -48,10 +48,10 @@ def coord_check_rows(result) -> list:
 
 def plot_coord_check(result, path, title: str = "") -> None:
   """Plot an `adamlab.optim.coord_check` result: a panel per step, RMS against width."""
-  plot(coord_check_rows(result), path, title, value="rms")
+  plot(coord_check_rows(result), path, title)
 
 
-def plot(rows, path, title: str = "", x: str = "width", value: str = "l1") -> None:
+def plot(rows, path, title: str = "", x: str = "width", value: str = "rms") -> None:
   """A panel per step: log2 width (or depth) against `value` (log scale), a line per
   layer."""
   import matplotlib
@@ -78,7 +78,7 @@ def plot(rows, path, title: str = "", x: str = "width", value: str = "l1") -> No
     ax.set_yscale("log")
     ax.set_title(f"step {step}")
     ax.set_xlabel(f"log2 {x}")
-  axes[0][0].set_ylabel("mean |x|" if value == "l1" else value)
+  axes[0][0].set_ylabel("mean |x|" if value == "l1" else "RMS")
   axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
   fig.suptitle(title)
   fig.tight_layout()

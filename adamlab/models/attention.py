@@ -56,7 +56,7 @@ class Attention(nnx.Module):
     self.scale = scale
     self.causal = causal
 
-  def __call__(self, x, records=None, prefix=""):
+  def __call__(self, x, prefix=""):
     b, t, d = x.shape
     q, k, v = jnp.split(self.qkv(x).reshape(b, t, 3 * self.heads, d // self.heads), 3, axis=2)
     if self.q_norm is not None:
@@ -65,7 +65,7 @@ class Attention(nnx.Module):
       pos = jnp.arange(t)
       q, k = rotary(q, pos), rotary(k, pos)
     y = jax.nn.dot_product_attention(q, k, v, scale=self.scale, is_causal=self.causal)
-    record(records, prefix + "attn", y)
+    y = record(prefix + "attn", y)
     return self.out(y.reshape(b, t, d))
 
 
@@ -78,14 +78,14 @@ class MLP(nnx.Module):
     self.up = Dense(d, (2 if self.swiglu else 1) * hidden, ("embed", "mlp"), dtype=dtype)
     self.down = Dense(hidden, d, ("mlp", "embed"), dtype=dtype)
 
-  def __call__(self, x, records=None, prefix=""):
+  def __call__(self, x, prefix=""):
     h = self.up(x)
     if self.swiglu:
       gate, up = jnp.split(h, 2, axis=-1)
       h = jax.nn.silu(gate) * up
     else:
       h = jax.nn.gelu(h)
-    record(records, prefix + "mlp_hidden", h)
+    h = record(prefix + "mlp_hidden", h)
     return self.down(h)
 
 
@@ -100,11 +100,11 @@ class Block(nnx.Module):
     self.dropout = cfg.get("dropout", 0.0)
     self.branch = branch_multiplier(cfg)
 
-  def __call__(self, x, records=None, prefix="", dropout_key=None):
+  def __call__(self, x, prefix="", dropout_key=None):
     keys = jax.random.split(dropout_key) if dropout_key is not None else (None, None)
-    x = x + self._scaled(dropout(self.attn(self.norm1(x), records, prefix), self.dropout, keys[0]))
-    x = x + self._scaled(dropout(self.mlp(self.norm2(x), records, prefix), self.dropout, keys[1]))
-    return record(records, prefix + "out", x)
+    x = x + self._scaled(dropout(self.attn(self.norm1(x), prefix), self.dropout, keys[0]))
+    x = x + self._scaled(dropout(self.mlp(self.norm2(x), prefix), self.dropout, keys[1]))
+    return record(prefix + "out", x)
 
   def _scaled(self, y):
     # (1.0 at the base depth: not even a multiply, so such a model is today's bit for bit)
@@ -148,17 +148,12 @@ REMAT = {
 }
 
 
-def block_fn(graphdef, remat: str, scanned: bool, with_records: bool):
-  """apply(state, x, key) -> (x, records) of one block, rematerialized as `remat` says.
-
-  Records come back as outputs (keys without the "block{i}." prefix): a traced function
-  cannot write into the caller's dict.
-  """
+def block_fn(graphdef, remat: str, scanned: bool, prefix: str = ""):
+  """apply(state, x, key) -> x of one block, rematerialized as `remat` says; its
+  coordinate-check tags start with `prefix` (a scan's are told apart by the trace)."""
 
   def apply(state, x, key):
-    records = {} if with_records else None
-    x = nnx.merge(graphdef, state)(x, records, "", key)
-    return x, records or {}
+    return nnx.merge(graphdef, state)(x, prefix, key)
 
   if remat == "none":
     return apply
@@ -167,23 +162,20 @@ def block_fn(graphdef, remat: str, scanned: bool, with_records: bool):
   return jax.checkpoint(apply, policy=REMAT[remat], prevent_cse=not scanned)
 
 
-def run_blocks(blocks, x, records=None, dropout_key=None, remat="none", scan=False):
+def run_blocks(blocks, x, dropout_key=None, remat="none", scan=False):
   """x through every block; block i draws dropout from fold_in(dropout_key, i)."""
   if scan:
-    return _scan_blocks(blocks, x, records, dropout_key, remat)
-  if remat == "none":
-    for i, block in enumerate(blocks):
-      x = block(x, records, f"block{i}.", fold(dropout_key, i))
-    return x
+    return _scan_blocks(blocks, x, dropout_key, remat)
   for i, block in enumerate(blocks):
-    graphdef, state = nnx.split(block)
-    apply = block_fn(graphdef, remat, False, records is not None)
-    x, found = apply(state, x, fold(dropout_key, i))
-    _name_records(records, found, i)
+    if remat == "none":
+      x = block(x, f"block{i}.", fold(dropout_key, i))
+    else:
+      graphdef, state = nnx.split(block)
+      x = block_fn(graphdef, remat, False, f"block{i}.")(state, x, fold(dropout_key, i))
   return x
 
 
-def _scan_blocks(blocks, x, records, dropout_key, remat):
+def _scan_blocks(blocks, x, dropout_key, remat):
   """One traced block, scanned over the blocks' parameters stacked on a leading axis."""
   graphdef, _ = nnx.split(blocks[0])
   states = []
@@ -193,20 +185,11 @@ def _scan_blocks(blocks, x, records, dropout_key, remat):
       raise ValueError("model.scan_layers needs blocks of one structure and multipliers")
     states.append(state)
   stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-  apply = block_fn(graphdef, remat, True, records is not None)
+  apply = block_fn(graphdef, remat, True)
 
   def body(x, layer):
     i, state = layer
     key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-    return apply(state, x, key)
+    return apply(state, x, key), None
 
-  x, found = jax.lax.scan(body, x, (jnp.arange(len(blocks)), stacked))
-  for i in range(len(blocks)):
-    _name_records(records, {k: v[i] for k, v in found.items()}, i)
-  return x
-
-
-def _name_records(records, found, i: int) -> None:
-  """A block's records under the names the unrolled stack gives them ("block{i}.out")."""
-  if records is not None:
-    records.update({f"block{i}.{k}": v for k, v in found.items()})
+  return jax.lax.scan(body, x, (jnp.arange(len(blocks)), stacked))[0]

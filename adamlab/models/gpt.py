@@ -35,12 +35,12 @@ class GPT(nnx.Module):
     )
     self.dtype = dtype
 
-  def __call__(self, tokens, records=None, dropout_key=None):
+  def __call__(self, tokens, dropout_key=None):
     x = jnp.take(value(self.embed, self.dtype), tokens, axis=0)
     if self.pos_embed is not None:
       x = x + value(self.pos_embed, self.dtype)[: tokens.shape[1]]
-    record(records, "embed", x)
-    x = run_blocks(self.blocks, x, records, dropout_key, self.remat, self.scan_layers)
+    x = record("embed", x)
+    x = run_blocks(self.blocks, x, dropout_key, self.remat, self.scan_layers)
     x = self.final_norm(x)
     if self.tied:
       e = self.embed
@@ -48,4 +48,4 @@ class GPT(nnx.Module):
       logits = x.astype(self.dtype) @ w.T
     else:
       logits = self.readout(x)
-    return record(records, "logits", logits.astype(jnp.float32))
+    return record("logits", logits.astype(jnp.float32))

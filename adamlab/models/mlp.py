@@ -27,9 +27,9 @@ class MLP(nnx.Module):
       dtype=dtype,
     )
 
-  def __call__(self, images, records=None, dropout_key=None):
+  def __call__(self, images, dropout_key=None):
     x = images.reshape(images.shape[0], -1)
     for i, layer in enumerate(self.layers):
-      x = record(records, f"hidden{i}", jax.nn.relu(layer(x)))
+      x = record(f"hidden{i}", jax.nn.relu(layer(x)))
       x = dropout(x, self.dropout, fold(dropout_key, i))
-    return record(records, "logits", self.readout(x).astype(jnp.float32))
+    return record("logits", self.readout(x).astype(jnp.float32))

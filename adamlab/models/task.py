@@ -31,10 +31,10 @@ class LanguageModel(NamedTuple):
   data_kind: str = "text"
 
   def objective(self, apply):
-    """loss(params, inputs, targets, records=None, dropout_key=None) -> (loss, {"accuracy"})."""
+    """loss(params, inputs, targets, dropout_key=None) -> (loss, {"accuracy"})."""
 
-    def loss(params, inputs, targets, records=None, dropout_key=None):
-      logits = apply(params, inputs, records, dropout_key)
+    def loss(params, inputs, targets, dropout_key=None):
+      logits = apply(params, inputs, dropout_key)
       return lm_loss(logits, targets, self.z_loss), {"accuracy": accuracy(logits, targets)}
 
     return loss
@@ -71,10 +71,10 @@ class Classifier(NamedTuple):
   data_kind: str = "images"
 
   def objective(self, apply):
-    """loss(params, inputs, targets, records=None, dropout_key=None) -> (loss, {"accuracy"})."""
+    """loss(params, inputs, targets, dropout_key=None) -> (loss, {"accuracy"})."""
 
-    def loss(params, inputs, targets, records=None, dropout_key=None):
-      value, acc = classification_loss(apply(params, inputs, records, dropout_key), targets)
+    def loss(params, inputs, targets, dropout_key=None):
+      value, acc = classification_loss(apply(params, inputs, dropout_key), targets)
       return value, {"accuracy": acc}
 
     return loss

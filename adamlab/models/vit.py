@@ -38,13 +38,13 @@ class ViT(nnx.Module):
     )
     self.dtype = dtype
 
-  def __call__(self, images, records=None, dropout_key=None):
+  def __call__(self, images, dropout_key=None):
     x = self.patch_embed(patchify(images.astype(self.dtype), self.patch))
     if self.cls is not None:
       cls = jnp.broadcast_to(value(self.cls, self.dtype), (x.shape[0], 1, x.shape[-1]))
       x = jnp.concatenate([cls, x], axis=1)
-    x = record(records, "patch_embed", x + value(self.pos_embed, self.dtype))
-    x = run_blocks(self.blocks, x, records, dropout_key, self.remat, self.scan_layers)
+    x = record("patch_embed", x + value(self.pos_embed, self.dtype))
+    x = run_blocks(self.blocks, x, dropout_key, self.remat, self.scan_layers)
     x = self.final_norm(x)
     x = x[:, 0] if self.cls is not None else x.mean(axis=1)
-    return record(records, "logits", self.head(x).astype(jnp.float32))
+    return record("logits", self.head(x).astype(jnp.float32))

@@ -5,7 +5,7 @@ program, on any params layout (dicts, Flax linen or nnx, Equinox, Haiku).
 """
 
 from adamlab.optim.adam_atan2 import ScaleByAdamAtan2State, adam_atan2, scale_by_adam_atan2
-from adamlab.optim.coord_check import CoordCheck, coord_check
+from adamlab.optim.coord_check import CoordCheck, coord_check, coord_records
 from adamlab.optim.chain import DECAY_MODES, scale_by_parametrization, with_learning_rate
 from adamlab.optim.init import apply_multipliers, init_params
 from adamlab.optim.muon import SHAPES as MUON_SHAPES, muon, muon_dimension_numbers, shape_factors
@@ -63,6 +63,7 @@ __all__ = (
   "init_params",
   "apply_multipliers",
   "coord_check",
+  "coord_records",
   "CoordCheck",
   "exponents",
   "Exponents",

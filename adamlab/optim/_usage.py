@@ -32,7 +32,7 @@ _UNARY = {
   "neg", "exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "sin", "cos", "sqrt",
   "rsqrt", "cbrt", "abs", "sign", "integer_pow", "square", "erf", "convert_element_type",
   "copy", "copy_p", "reduce_precision", "real", "imag", "stop_gradient", "optimization_barrier",
-  "sharding_constraint", "mesh_cast", "reshard", "pvary", "floor", "ceil", "round",
+  "sharding_constraint", "mesh_cast", "reshard", "pvary", "floor", "ceil", "round", "name",
 }  # fmt: skip
 _NARY = {"add", "add_any", "sub", "mul", "div", "max", "min", "pow", "atan2", "rem", "select_n",
          "clamp", "nextafter"}  # fmt: skip
@@ -88,11 +88,12 @@ def read_uses(apply: Callable, params: Any, names: list) -> list:
   return trace(apply, params, names).uses
 
 
-def trace(apply: Callable, params: Any, names: list) -> Trace:
+def trace(apply: Callable, params: Any, names: list, decide: bool = True) -> Trace:
   """Trace `apply(params)` on shapes and read every leaf's use.
 
   names: each leaf's name, for errors. Raises ValueError naming a leaf whose use the
-  trace cannot decide (read by no product, or only by primitives it does not know)."""
+  trace cannot decide (read by no product, or only by primitives it does not know),
+  unless decide is False (then uses is None: only the products are wanted)."""
   leaves, treedef = jax.tree.flatten(params)
   shapes = [jax.ShapeDtypeStruct(np.shape(x), getattr(x, "dtype", np.float32)) for x in leaves]
   try:
@@ -106,7 +107,7 @@ def trace(apply: Callable, params: Any, names: list) -> Trace:
   ctx = _Ctx([_Facts() for _ in leaves], shapes, {})
   tags = [{i: tuple(frozenset([a]) for a in range(len(s.shape)))} for i, s in enumerate(shapes)]
   _walk(closed.jaxpr, tags, ctx)
-  uses = [_decide(f, n) for f, n in zip(ctx.facts, names)]
+  uses = [_decide(f, n) for f, n in zip(ctx.facts, names)] if decide else None
   return Trace(closed, uses, ctx.products)
 
 

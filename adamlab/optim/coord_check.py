@@ -2,9 +2,11 @@
 
 The layers are read from the same trace as `parametrize(apply=)`: every contraction
 (`dot_general`, convolution) that multiplies a parameter is a layer, named after that
-parameter, with `[i]` for the i-th layer of a scanned stack. A small interpreter
-evaluates the traced forward and keeps each such output's RMS; scans are unrolled so
-that each stacked layer is seen apart.
+parameter, and so is every value the model tags with
+`jax.ad_checkpoint.checkpoint_name(x, name)` (a residual stream, say), named by its
+tag; `[i]` marks the i-th layer of a scan. A small interpreter evaluates the traced
+forward and keeps each such output's RMS; scans are unrolled so that each stacked
+layer is seen apart.
 """
 
 import contextlib
@@ -38,7 +40,12 @@ class CoordCheck(NamedTuple):
   slopes: dict
 
 
-def coord_check(setup: Callable[[int], tuple], widths, steps: int = 3) -> CoordCheck:
+LAYERS = ("all", "products", "named")
+
+
+def coord_check(
+  setup: Callable[[int], tuple], widths, steps: int = 3, layers: str = "all"
+) -> CoordCheck:
   r"""Each layer's output RMS over a few optimizer steps, at several widths.
 
   Under muP every layer's output stays Theta(1) as the width grows, so the slope of
@@ -57,6 +64,8 @@ def coord_check(setup: Callable[[int], tuple], widths, steps: int = 3) -> CoordC
       the scalar it trains on, params the initial params, tx an Optax transform.
     widths: at least two distinct positive widths.
     steps: optimizer steps, >= 0 (the records of step t are taken before update t+1).
+    layers: "products" (every contraction with a parameter), "named" (every value
+      tagged with `jax.ad_checkpoint.checkpoint_name`) or "all" (both).
 
   Returns:
     A `CoordCheck`.
@@ -84,35 +93,63 @@ def coord_check(setup: Callable[[int], tuple], widths, steps: int = 3) -> CoordC
   if len(set(widths)) < 2 or any(not isinstance(w, int) or w < 1 for w in widths):
     _checks.fail("widths", widths, "at least two distinct integers >= 1")
   _checks.integer("steps", steps, 0)
-  per_width = [_records(*setup(w), steps) for w in widths]
-  layers = tuple(per_width[0][0])
-  for w, (names, _) in zip(widths, per_width):
-    if tuple(names) != layers:
+  per_width = [coord_records(*setup(w), steps=steps, layers=layers) for w in widths]
+  names = per_width[0][0]
+  for w, (found, _) in zip(widths, per_width):
+    if found != names:
       _checks.fail_described(
-        f"setup({w})", f"a model with layers {names}", f"the layers of setup({widths[0]})"
+        f"setup({w})", f"a model with layers {found}", f"the layers of setup({widths[0]})"
       )
   rms = np.stack([r for _, r in per_width], axis=1)  # (steps + 1, widths, layers)
   x = np.log2(np.asarray(widths, float))
-  slopes = {k: float(np.polyfit(x, np.log2(rms[-1, :, i]), 1)[0]) for i, k in enumerate(layers)}
-  return CoordCheck(widths, layers, rms, slopes)
+  slopes = {k: float(np.polyfit(x, np.log2(rms[-1, :, i]), 1)[0]) for i, k in enumerate(names)}
+  return CoordCheck(widths, names, rms, slopes)
 
 
-def _records(forward, loss, params, tx, steps):
-  """(layer names, rms array (steps + 1, layers)) of one width."""
+def coord_records(forward, loss, params, tx, steps: int = 3, layers: str = "all"):
+  """The coordinate check of one model: `coord_check`'s measurement at one size.
+
+  Args:
+    forward: forward(params), the model on a fixed batch (closing over it).
+    loss: loss(params), the scalar it trains on.
+    params: the initial params.
+    tx: an Optax transform; `update` is given `loss=` (`optax.with_extra_args_support`).
+    steps: optimizer steps, >= 0.
+    layers: "all", "products" or "named" (see `coord_check`).
+
+  Returns:
+    (layer names, float array (steps + 1, layers) of each layer's output RMS).
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from jax.ad_checkpoint import checkpoint_name
+    >>> from adamlab import optim
+    >>> x, p = jnp.ones((4, 3)), {"w": jnp.full((3, 2), 0.5)}
+    >>> fwd = lambda p: checkpoint_name(x @ p["w"], "out") + 1.0
+    >>> names, rms = optim.coord_records(fwd, lambda p: fwd(p).sum(), p, optax.sgd(0.1), 1)
+    >>> names, rms[0].tolist()
+    (("params['w']", 'out'), [1.5, 1.5])
+  """
+  _checks.integer("steps", steps, 0)
+  _checks.one_of("layers", layers, LAYERS)
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   names = [_roles.leaf_name(p) for p, _ in leaves]
-  found = _usage.trace(forward, params, names)
+  found = _usage.trace(forward, params, names, decide=False)
+  keep = dict(all=("product", "name"), products=("product",), named=("name",))[layers]
   labels: list = []
 
   @jax.jit
   def record(p):
-    out = _evaluate(found, names, jax.tree.leaves(p))
+    out = _evaluate(found, names, jax.tree.leaves(p), keep)
     labels[:] = [k for k, _ in out]  # (set while tracing: names are not arrays)
     return [v for _, v in out]
 
+  tx = optax.with_extra_args_support(tx)
+
   @jax.jit
   def step(p, state):
-    updates, state = tx.update(jax.grad(loss)(p), state, p)
+    value, grads = jax.value_and_grad(loss)(p)
+    updates, state = tx.update(grads, state, p, loss=value)  # (skip_spikes reads it)
     return optax.apply_updates(p, updates), state
 
   state, rows = tx.init(params), []
@@ -120,14 +157,21 @@ def _records(forward, loss, params, tx, steps):
     rows.append([float(v) for v in record(params)])
     if t < steps:
       params, state = step(params, state)
-  return labels, np.asarray(rows)
+  return tuple(labels), np.asarray(rows)
 
 
-def _evaluate(found, names, flat) -> list:
-  """[(layer, rms)] of every parameter contraction of the traced forward."""
+def _evaluate(found, names, flat, keep) -> list:
+  """[(layer, rms)] of the kept layers of the traced forward."""
   out: list = []
   closed = found.jaxpr
-  _eval(closed.jaxpr, closed.consts, flat, found.products, names, "", out)
+  label = lambda eqn: (
+    names[found.products[id(eqn)]]
+    if "product" in keep and id(eqn) in found.products
+    else eqn.params["name"]
+    if "name" in keep and eqn.primitive.name == "name"
+    else None
+  )
+  _eval(closed.jaxpr, closed.consts, flat, label, "", out)
   seen: dict = {}
   for i, (k, v) in enumerate(out):  # a leaf used twice at one place: name#2
     seen[k] = seen.get(k, 0) + 1
@@ -136,29 +180,30 @@ def _evaluate(found, names, flat) -> list:
   return out
 
 
-def _eval(jaxpr, consts, args, products, names, suffix, out) -> list:
+def _eval(jaxpr, consts, args, label, suffix, out) -> list:
   env = dict(zip(jaxpr.constvars, consts))
   env.update(zip(jaxpr.invars, args))
   read = lambda v: v.val if type(v).__name__ == "Literal" else env[v]
   for eqn in jaxpr.eqns:
     ins = [read(v) for v in eqn.invars]
-    outs = _eval_eqn(eqn, ins, products, names, suffix, out)
-    if id(eqn) in products:
+    outs = _eval_eqn(eqn, ins, label, suffix, out)
+    name = label(eqn)
+    if name is not None:
       y = outs[0].astype(jnp.float32)
-      out.append((names[products[id(eqn)]] + suffix, jnp.sqrt(jnp.mean(y * y))))
+      out.append((name + suffix, jnp.sqrt(jnp.mean(y * y))))
     env.update(zip(eqn.outvars, outs))
   return [read(v) for v in jaxpr.outvars]
 
 
-def _eval_eqn(eqn, ins, products, names, suffix, out) -> list:
+def _eval_eqn(eqn, ins, label, suffix, out) -> list:
   name, p = eqn.primitive.name, eqn.params
   if name == "scan":
-    return _unrolled_scan(p, ins, products, names, suffix, out)
+    return _unrolled_scan(p, ins, label, suffix, out)
   sub = next((p[k] for k in ("jaxpr", "call_jaxpr") if k in p), None)
   if name in _CALLS and sub is not None:
     inner, consts = getattr(sub, "jaxpr", sub), getattr(sub, "consts", ())
     if len(inner.invars) == len(ins):
-      return _eval(inner, consts, ins, products, names, suffix, out)
+      return _eval(inner, consts, ins, label, suffix, out)
   bind = eqn.primitive.get_bind_params(p)  # (subfuns, params) before JAX 0.7, then params
   subfuns, params = bind if isinstance(bind, tuple) else ((), bind)
   with eqn.ctx.manager if hasattr(eqn, "ctx") else contextlib.nullcontext():
@@ -166,15 +211,15 @@ def _eval_eqn(eqn, ins, products, names, suffix, out) -> list:
   return list(result) if eqn.primitive.multiple_results else [result]
 
 
-def _unrolled_scan(p, ins, products, names, suffix, out) -> list:
+def _unrolled_scan(p, ins, label, suffix, out) -> list:
   nc, ncarry = p["num_consts"], p["num_carry"]
   consts, carry, xs = ins[:nc], ins[nc : nc + ncarry], ins[nc + ncarry :]
   body = p["jaxpr"]
   order = range(p["length"] - 1, -1, -1) if p["reverse"] else range(p["length"])
   ys: dict = {}
   for i in order:
-    res = _eval(body.jaxpr, body.consts, consts + carry + [x[i] for x in xs], products, names,
-                f"{suffix}[{i}]", out)  # fmt: skip
+    args = consts + carry + [x[i] for x in xs]
+    res = _eval(body.jaxpr, body.consts, args, label, f"{suffix}[{i}]", out)
     carry, ys[i] = res[:ncarry], res[ncarry:]
   n_ys = len(body.jaxpr.outvars) - ncarry
   return list(carry) + [jnp.stack([ys[i][k] for i in range(p["length"])]) for k in range(n_ys)]

@@ -106,7 +106,7 @@ def loss_and_grads(objective, params, inputs, targets, key=None, accum_steps: in
   sharded in contiguous blocks over the devices, every microbatch spans all of them.
   Its dropout key is fold_in(key, i)."""
   value_and_grad = lambda x, y, k: jax.value_and_grad(
-    lambda p: objective(p, x, y, None, k), has_aux=True
+    lambda p: objective(p, x, y, k), has_aux=True
   )(params)
   if accum_steps == 1:
     return value_and_grad(inputs, targets, key)

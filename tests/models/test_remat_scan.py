@@ -17,7 +17,7 @@ from flax import nnx
 from adamlab import models
 from adamlab.errors import ConfigError
 from adamlab.train.step import initial_state, make_train_step
-from adamlab.train import optimizer
+from adamlab.train import coordcheck, optimizer
 
 ROOT = pathlib.Path(__file__).parents[2]
 SWITCHES = [(remat, scan) for scan in (False, True) for remat in ("none", "block", "no_attention")]
@@ -75,7 +75,7 @@ def test_switches_keep_the_loss_trajectory(name):
 
 
 @pytest.mark.parametrize("name", ["gpt", "vit"])
-def test_scanned_blocks_keep_names_table_and_records(name):
+def test_scanned_blocks_keep_names_table_and_coordinate_check_layers(name):
   plain, table = optimizer.build_model(config(name, depth=3), jax.random.PRNGKey(0))
   scanned, scanned_table = optimizer.build_model(
     config(name, depth=3, scan_layers=True, remat="block"), jax.random.PRNGKey(0)
@@ -86,10 +86,15 @@ def test_scanned_blocks_keep_names_table_and_records(name):
   ]
   assert axes(scanned) == axes(plain) and ("blocks", 2, "mlp", "up", "kernel") in dict(axes(plain))
   x = models.task(config(name).model).fixed_batch(2, jax.random.PRNGKey(1))[0]
-  want, got = {}, {}
-  np.testing.assert_allclose(scanned(x, got), plain(x, want), rtol=1e-6, atol=1e-6)
-  assert list(got) == list(want) and "block2.out" in got  # one entry per block, in order
-  np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-6)
+  np.testing.assert_allclose(scanned(x), plain(x), rtol=1e-6, atol=1e-6)
+  # The coordinate check finds each block's tags in the scan, under the unrolled names.
+  batch = models.task(config(name).model).fixed_batch(2, jax.random.PRNGKey(1))
+  want = coordcheck.run(config(name, depth=3), widths=[32], steps=0, batch=batch)
+  got = coordcheck.run(config(name, depth=3, scan_layers=True), widths=[32], steps=0, batch=batch)
+  assert [r["layer"] for r in got] == [r["layer"] for r in want]
+  assert "block2.out" in {r["layer"] for r in got}  # one entry per block, in order
+  # (the same float32 sums in another fusion order: a few roundings, as above)
+  np.testing.assert_allclose([r["rms"] for r in got], [r["rms"] for r in want], rtol=1e-6)
 
 
 def test_bad_remat_names_the_field_and_the_choices():

@@ -61,12 +61,12 @@ def faulty(task_fn, where):
       def objective(self, apply):
         inner = super().objective(apply)
 
-        def loss(params, inputs, targets, records=None, dropout_key=None):
+        def loss(params, inputs, targets, dropout_key=None):
           bad = jnp.any(targets < 0)
           targets = jnp.where(targets < 0, -1 - targets, targets)
           if where == "grad":
             params = jax.tree.map(lambda p: _inf_grad(p, bad), params)
-          value, aux = inner(params, inputs, targets, records, dropout_key)
+          value, aux = inner(params, inputs, targets, dropout_key)
           if where == "loss":
             value = value * jnp.where(bad, jnp.nan, 1.0)
           return value, aux

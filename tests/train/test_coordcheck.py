@@ -63,7 +63,7 @@ def test_vit_coordinate_check_records_every_layer():
   layers = {r["layer"] for r in rows}
   assert layers == {"patch_embed", "block0.attn", "block0.mlp_hidden", "block0.out", "logits"}
   assert {(r["width"], r["step"]) for r in rows} == {(w, s) for w in (32, 64) for s in (0, 1)}
-  assert all(r["l1"] > 0 for r in rows)
+  assert all(r["rms"] > 0 for r in rows)
 
 
 def test_coordinate_check_with_skipped_steps_on():
@@ -73,7 +73,7 @@ def test_coordinate_check_with_skipped_steps_on():
   plain = coordcheck.run(config("mlp", "mup"), [32], steps=2)
   rows = coordcheck.run(c, [32], steps=2)
   # Nothing is skipped before the window holds 2 accepted steps: the same records.
-  assert [r["l1"] for r in rows] == [r["l1"] for r in plain]
+  assert [r["rms"] for r in rows] == [r["rms"] for r in plain]
 
 
 def test_mup_muon_is_flat_and_sp_muon_grows():
