@@ -16,6 +16,9 @@ S = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
 X = jnp.ones((2, 3, 16))  # (batch, seq, features): the example input the forward closes over
 TOKENS = jnp.zeros((2, 3), jnp.int32)
 FIELDS = ("role", "width_mult", "multiplier", "init_std", "lr", "eps", "readout_multiplier")
+# Hand-derived numbers are compared at rel=1e-12: each is a product of a few float64
+# powers, equal to the table's within a few ulps (1e-16 each). Entries of two layouts
+# are compared exactly: the same arithmetic on the same ratios.
 
 
 def entry(s):
@@ -67,11 +70,13 @@ def loop(p):
 @pytest.mark.parametrize("forward", [scanned, fori], ids=["scan", "fori_loop"])
 def test_stacked_leaves_get_the_unrolled_layers_entries(forward):
   stack, unroll = table(stacked, forward), table(unrolled, loop)
+  shapes_only = optim.parametrize(base=unrolled(32), target=unrolled(128))
   for name in ("norm", "w1", "w2"):
     s = stack["blocks"][name]
     assert s.layer_axes == (0,)
     for i in range(L):
       assert entry(s) == entry(unroll["blocks"][i][name]), name
+      assert entry(s) == entry(shapes_only["blocks"][i][name]), name  # the shape rule too
   # Hand-derived: w1's fan-in is d (32 at the base), not L * d.
   assert stack["blocks"]["w1"].init_std == pytest.approx(32**-0.5 * 4**-0.5, rel=1e-12)
   assert (stack["blocks"]["norm"].role, stack["blocks"]["norm"].kind) == ("input", "vector")
