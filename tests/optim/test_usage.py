@@ -191,9 +191,15 @@ def test_llamas_rounded_feed_forward_size_has_its_own_ratio():
 # --- through the transformations of JAX --------------------------------------------------
 
 
-def test_use_is_followed_through_jit_remat_cond_while_custom_jvp_and_vmap():
+def test_use_is_followed_through_jit_remat_cond_while_custom_derivatives_and_vmap():
   def make(n):
     return {"w_in": S(16, n), "w": S(L, n, n), "experts": S(2, n, n), "w_out": S(n, 10)}
+
+  @jax.custom_vjp
+  def readout(h, w):
+    return h @ w
+
+  readout.defvjp(lambda h, w: (h @ w, (h, w)), lambda res, g: (g @ res[1].T, res[0].T @ g))
 
   def forward(p):
     h = jax.jit(lambda a, w: a @ w)(X, p["w_in"])
@@ -204,12 +210,13 @@ def test_use_is_followed_through_jit_remat_cond_while_custom_jvp_and_vmap():
     # vmapped over weights and inputs (a vmap over weights alone against one shared
     # input is a product whose extra axis is fan-out, as attention heads are).
     h = jax.vmap(lambda w, h: h @ w)(p["experts"], jnp.stack([h, h])).sum(0)
-    return h @ p["w_out"]
+    return readout(h, p["w_out"])
 
   t = table(make, forward)
   assert (t["w"].role, t["w"].fan_in_axes, t["w"].layer_axes) == ("hidden", (1,), (0,))
   assert (t["experts"].role, t["experts"].layer_axes) == ("hidden", (0,))
   assert t["w"].lr == t["experts"].lr == 1 / 4
+  assert (t["w_out"].role, t["w_out"].multiplier) == ("output", 0.5)  # through custom_vjp
 
 
 def test_convolution_kernels_sum_over_space_and_input_channels():
