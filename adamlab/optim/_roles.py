@@ -35,7 +35,7 @@ class LeafRole:
   fan_in: tuple = ()  # the fan-in axes; the others, less layer axes, are fan-out
   layer_axes: tuple = ()  # stacked layers: neither fan-in nor width
   kind: str = "matrix"  # matrix, embedding or vector (init keeps a vector's value)
-  readout_mult: float = 1.0  # the fan-in ratio of a tied embedding's readout use
+  readout_mult: float = 1.0  # the width ratio of its use as a readout (a tied embedding)
   widths: tuple = ()  # (fan, base, probe and target sizes) of each width axis
 
 
@@ -140,20 +140,23 @@ def role(path, base, shape, probe=None, fan_in_axes: Optional[Callable] = None, 
     for i in changed
     if i not in layers
   ) + tuple(("in", base[i], probe[i], shape[i]) for i in (readout or ()) if i in changed)
-  readout_mult = float(ratio(readout)) if readout is not None else float(ratio(fan_in))
   info = dict(
     base_fan_in=_prod([base[i] for i in fan_in]),
     fan_in=tuple(fan_in),
     layer_axes=tuple(layers),
     kind=kind,
-    readout_mult=readout_mult,
     widths=widths,
   )
   if grows(fan_in):
-    return LeafRole("hidden" if grows(fan_out) else "output", float(ratio(fan_in)), **info)
-  if grows(fan_out):
-    return LeafRole("input", float(ratio(fan_out)), **info)
-  return LeafRole("fixed", 1.0, **info)
+    role, m = "hidden" if grows(fan_out) else "output", float(ratio(fan_in))
+  elif grows(fan_out):
+    role, m = "input", float(ratio(fan_out))
+  else:
+    role, m = "fixed", 1.0
+  # As a readout a leaf's fan-in is what its product contracts (the trace's), or the
+  # width it grows in (shapes: a tied embedding's d).
+  readout_mult = m if readout is None else float(ratio(readout))
+  return LeafRole(role, m, readout_mult=readout_mult, **info)
 
 
 def _check_use(where, use, given, base, shape, changed) -> None:

@@ -191,6 +191,15 @@ def _eqn(eqn, ins, ctx) -> list:
     return _conv(eqn, ins, ctx)
   if name == "gather":
     return [_gather(eqn, ins, ctx)]
+  if name in ("split", "unstack"):  # several outputs, each with the operand's axes
+    t = ins[0]
+    if name == "unstack":
+      _layers_dropped(t, {p["axis"]}, ctx)
+      t = {i: a[: p["axis"]] + a[p["axis"] + 1 :] for i, a in t.items()}
+    return [t] * len(eqn.outvars)
+  if name == "stack":  # a new axis (the stack of blocks a scan will slice)
+    new = lambda a: a[: p["axis"]] + (frozenset(),) + a[p["axis"] :]
+    return [_union(*[{i: new(a) for i, a in t.items()} for t in ins if t])]
   if name in _UNARY or name in _NARY:
     return [_elementwise(eqn, ins, ctx)]
   out = _layout(eqn, ins, ctx)
