@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def fail(name: str, value: Any, allowed: str):
@@ -95,3 +96,53 @@ def integer(name: str, value: Any, lo: int) -> None:
 def one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
   if value not in allowed:
     fail(name, value, "one of " + ", ".join(repr(a) for a in allowed))
+
+
+def boolean(name: str, value: Any) -> None:
+  """True or False (a flag that picks the computation, so never traced)."""
+  if not isinstance(value, (bool, np.bool_)):
+    fail(name, value, "True or False")
+
+
+def float_dtype(name: str, value: Any) -> None:
+  """None, or a floating dtype (a state's storage dtype)."""
+  if value is None:
+    return
+  try:
+    ok = jnp.issubdtype(jnp.dtype(value), jnp.floating)
+  except TypeError:
+    ok = False
+  if not ok:
+    fail(name, value, "None or a floating dtype, e.g. jnp.bfloat16")
+
+
+def _no_leaf(x) -> bool:
+  return x is None or isinstance(x, optax.MaskedNode)
+
+
+def update_shapes(updates: Any, like: Any, like_name: str = "params") -> None:
+  """ValueError naming the leaf whose update has another shape than its leaf of `like`.
+
+  like: the params, a state's moments (shaped like the params) or a tree of
+  `jax.ShapeDtypeStruct`. Leaves that optax.masked or partition left out (MaskedNode)
+  and None are skipped. Shapes are static: under jit this runs once, at trace time.
+  """
+  got, tree = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_no_leaf)
+  want, want_tree = jax.tree_util.tree_flatten_with_path(like, is_leaf=_no_leaf)
+  if tree != want_tree:  # type: ignore[operator]
+    mine = {jax.tree_util.keystr(p) for p, _ in got}
+    theirs = {jax.tree_util.keystr(p) for p, _ in want}
+    diff = sorted(theirs - mine) or sorted(mine - theirs) or ["(other containers)"]
+    fail_described(
+      "updates",
+      f"a tree of another structure than the {like_name} (differing at {', '.join(diff[:3])})",
+      f"the structure of the {like_name}",
+    )
+  for (path, u), (_, w) in zip(got, want):
+    if _no_leaf(u) or _no_leaf(w) or np.shape(u) == np.shape(w):
+      continue
+    fail_described(
+      f"params{jax.tree_util.keystr(path)}",
+      f"given an update of shape {np.shape(u)}",
+      f"given one of its own shape {np.shape(w)} (gradients of other params?)",
+    )

@@ -140,7 +140,7 @@ def role(path, base, shape, probe=None, fan_in_axes: Optional[Callable] = None, 
     for i in changed
     if i not in layers
   ) + tuple(("in", base[i], probe[i], shape[i]) for i in (readout or ()) if i in changed)
-  info = dict(
+  info: dict[str, Any] = dict(
     base_fan_in=_prod([base[i] for i in fan_in]),
     fan_in=tuple(fan_in),
     layer_axes=tuple(layers),

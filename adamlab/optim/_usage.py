@@ -72,7 +72,7 @@ class Trace:
   contraction (`dot_general` or convolution, by `id` of its equation) multiplies."""
 
   jaxpr: Any
-  uses: list
+  uses: Optional[list]
   products: dict
 
 
@@ -85,7 +85,7 @@ class _Ctx:
 
 def read_uses(apply: Callable, params: Any, names: list) -> list:
   """The `Use` of each leaf of `params` (in flatten order) under `apply(params)`."""
-  return trace(apply, params, names).uses
+  return trace(apply, params, names).uses or []
 
 
 def trace(apply: Callable, params: Any, names: list, decide: bool = True) -> Trace:
@@ -222,7 +222,7 @@ def _layout(eqn, ins, ctx) -> Optional[dict]:
   if name == "broadcast_in_dim":
     out = {}
     for i, a in t.items():
-      new = [frozenset()] * len(p["shape"])
+      new: list = [frozenset()] * len(p["shape"])
       for src, dst in enumerate(p["broadcast_dimensions"]):
         new[dst] = a[src]
       out[i] = tuple(new)
@@ -265,7 +265,7 @@ def _reshape(t, src, dst, ctx) -> dict:
     groups.append((gs, gd))
   out = {}
   for i, a in t.items():
-    new = [frozenset()] * len(dst)
+    new: list = [frozenset()] * len(dst)
     for gs, gd in groups:
       merged = frozenset().union(*[a[k] for k in gs])
       for k in gd:
@@ -341,7 +341,7 @@ def _gather(eqn, ins, ctx) -> Optional[dict]:
   out_rank = len(eqn.outvars[0].aval.shape)
   out = {}
   for leaf, a in operand.items():
-    new = [frozenset()] * out_rank
+    new: list = [frozenset()] * out_rank
     for src, dst in zip(kept, dn.offset_dims):
       new[dst] = a[src]
     out[leaf] = tuple(new)

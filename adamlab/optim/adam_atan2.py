@@ -12,7 +12,7 @@ import optax
 
 from adamlab.optim import _adam, _checks
 from adamlab.optim._atan2 import atan2_of_square
-from adamlab.optim.chain import with_learning_rate
+from adamlab.optim.chain import ADAM_FAMILIES, check_family, with_learning_rate
 
 
 class ScaleByAdamAtan2State(NamedTuple):
@@ -29,20 +29,23 @@ class ScaleByAdamAtan2State(NamedTuple):
   nu: optax.Updates
 
 
-def _check_atan2_args(b1, b2, a, b) -> None:
+def _check_atan2_args(b1, b2, a, b, mu_dtype, nesterov) -> None:
   _checks.decay_rate("b1", b1)
   _checks.decay_rate("b2", b2)
   _checks.positive("a", a)
   _checks.positive("b", b)
+  _checks.float_dtype("mu_dtype", mu_dtype)
+  _checks.boolean("nesterov", nesterov)
 
 
 def scale_by_adam_atan2(
   b1: float = 0.9,
   b2: float = 0.999,
+  *,
   a: float = 1.27,
   b: float = 1.0,
-  *,
   mu_dtype: Any = None,
+  nesterov: bool = False,
 ) -> optax.GradientTransformation:
   r"""Rescale updates by Adam-atan2's direction.
 
@@ -53,17 +56,24 @@ def scale_by_adam_atan2(
     d_t = a \cdot \operatorname{atan2}\big(\hat m_t, \, b \sqrt{\hat v_t}\big)
 
   a = 1.27 ~ 1 / atan(1) makes a * atan2(x, x) = 1, Adam's step at |m_hat| =
-  sqrt(v_hat). The defaults of b1 and b2 are `optax.scale_by_adam`'s.
+  sqrt(v_hat). With nesterov, m_hat is Nesterov's look-ahead, as in
+  `optax.scale_by_adam`: beta_1 m_t / (1 - beta_1^(t+1)) + (1 - beta_1) g_t /
+  (1 - beta_1^t). b1 and b2 are `optax.scale_by_adam`'s first two arguments, with
+  its defaults; there is no eps (nor eps_root) to take its third, so everything after
+  b2 is keyword-only, named as in optax where optax has the argument.
 
   Args:
     b1: decay of the first moment, in [0, 1).
     b2: decay of the second moment, in [0, 1).
     a: output scale, > 0.
     b: denominator scale, > 0.
-    mu_dtype: dtype of the first moment; None keeps the params' dtype.
+    mu_dtype: floating dtype of the first moment; None keeps the params' dtype.
+    nesterov: Nesterov momentum, True or False.
 
   Returns:
-    An `optax.GradientTransformation` whose state is `ScaleByAdamAtan2State`.
+    An `optax.GradientTransformation` whose state is `ScaleByAdamAtan2State`; its
+    update raises ValueError naming the leaf for gradients of another shape than the
+    params.
 
   Example:
     >>> import jax.numpy as jnp
@@ -77,8 +87,9 @@ def scale_by_adam_atan2(
   References:
     Everett et al. 2024, Scaling Exponents Across Parameterizations and
     Optimizers, arXiv:2407.05872 (Appendix C).
+    Dozat 2016, Incorporating Nesterov Momentum into Adam (nesterov).
   """
-  _check_atan2_args(b1, b2, a, b)
+  _check_atan2_args(b1, b2, a, b, mu_dtype, nesterov)
 
   def init_fn(params):
     mu, nu = _adam.zeros_moments(params, mu_dtype)
@@ -86,9 +97,10 @@ def scale_by_adam_atan2(
 
   def update_fn(updates, state, params=None):
     del params
+    _checks.update_shapes(updates, state.nu)
     count = optax.safe_increment(state.count)
 
-    _, mu, nu, mu_hat, nu_hat = _adam.moments(updates, state.mu, state.nu, count, b1, b2)
+    _, mu, nu, mu_hat, nu_hat = _adam.moments(updates, state.mu, state.nu, count, b1, b2, nesterov)
     u = jax.tree.map(
       lambda g, m, v: (a * atan2_of_square(m, (b * b) * v)).astype(g.dtype), updates, mu_hat, nu_hat
     )
@@ -103,12 +115,13 @@ def adam_atan2(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
   b2: float = 0.999,
+  *,
   a: float = 1.27,
   b: float = 1.0,
-  *,
+  mu_dtype: Any = None,
   weight_decay: optax.ScalarOrSchedule = 1e-4,
   mask: Any = None,
-  mu_dtype: Any = None,
+  nesterov: bool = False,
   parametrization: Any = None,
   weight_decay_mode: str = "coupled",
 ) -> optax.GradientTransformation:
@@ -121,7 +134,11 @@ def adam_atan2(
 
   with k the leaf's learning-rate multiplier from `parametrization` (Adam-atan2 has no
   eps, so the table's eps multipliers do not apply) and decay as `with_learning_rate`
-  says. b1, b2, weight_decay and mask default to `optax.adamw`'s values.
+  says. learning_rate, b1 and b2 are `optax.adamw`'s first three arguments (also
+  positionally); Adam-atan2 has no eps or eps_root to take optax's next two, so the
+  rest is keyword-only: an optax-style positional eps is a TypeError, not a silent
+  `a`. mu_dtype, weight_decay, mask and nesterov have optax.adamw's names and
+  defaults.
   The step saturates at a pi / 2 per coordinate whatever the gradients' size; in
   experiments/loss_spikes no (a, b) removed the loss spikes that eps 1e-6 removed
   from AdamW (README: "What to do").
@@ -132,17 +149,20 @@ def adam_atan2(
     b2: decay of the second moment, in [0, 1).
     a: output scale, > 0.
     b: denominator scale, > 0.
+    mu_dtype: floating dtype of the first moment; None keeps the params' dtype.
     weight_decay: lambda >= 0, or a schedule (default optax.adamw's 1e-4).
     mask: which leaves decay (None: all, as optax.adamw).
-    mu_dtype: dtype of the first moment; None keeps the params' dtype.
-    parametrization: a table from `parametrize`, or None.
+    nesterov: Nesterov momentum, True or False.
+    parametrization: a table from `parametrize(optimizer="adam")`, or None.
     weight_decay_mode: "coupled", "width_scaled" or "independent".
 
   Returns:
-    An `optax.GradientTransformation`.
+    An `optax.GradientTransformation`; its update raises ValueError naming the leaf
+    for gradients of another shape than the params.
 
   Raises:
-    ValueError: naming the argument, for any value out of its range.
+    ValueError: naming the argument, for any value out of its range, or a table
+      built for another optimizer family than "adam".
 
   Example:
     >>> import jax.numpy as jnp
@@ -157,7 +177,8 @@ def adam_atan2(
     Everett et al. 2024, Scaling Exponents Across Parameterizations and
     Optimizers, arXiv:2407.05872 (Appendix C).
   """
-  direction = scale_by_adam_atan2(b1, b2, a, b, mu_dtype=mu_dtype)
+  check_family(parametrization, ADAM_FAMILIES)
+  direction = scale_by_adam_atan2(b1, b2, a=a, b=b, mu_dtype=mu_dtype, nesterov=nesterov)
   return with_learning_rate(
     direction,
     learning_rate,

@@ -8,6 +8,7 @@ import optax
 
 from adamlab.optim import _checks
 from adamlab.optim.parametrization import (
+  LeafScale,
   _masked_like,
   check_params,
   decay_width_multipliers,
@@ -16,6 +17,39 @@ from adamlab.optim.parametrization import (
 
 # How an alias adds decoupled weight decay (`with_learning_rate`).
 DECAY_MODES = ("coupled", "independent", "width_scaled")
+# The table families (`parametrize`'s `optimizer`) the Adam aliases take.
+ADAM_FAMILIES = ("adam",)
+
+
+def _is_scale(x) -> bool:
+  return isinstance(x, LeafScale)
+
+
+def check_family(table: Any, allowed: tuple) -> None:
+  """ValueError naming `parametrization` unless the table was built for an allowed family.
+
+  A table's learning-rate and eps exponents depend on the optimizer family it was
+  built for (`exponents`): an SGD table under Adam gives every leaf the wrong
+  learning rate, silently.
+  """
+  if table is None:
+    return
+  leaves = jax.tree.leaves(table, is_leaf=_is_scale)
+  if not all(_is_scale(s) for s in leaves):
+    _checks.fail_described(
+      "parametrization",
+      "not a table",
+      "a table from optim.parametrize (one LeafScale per leaf)",
+    )
+  families = sorted({s.optimizer for s in leaves})
+  if set(families) - set(allowed):
+    built = ", ".join(repr(f) for f in families)
+    _checks.fail_described(
+      "parametrization",
+      f"a table built for optimizer {built}",
+      "a table built with parametrize(optimizer=...) for one of "
+      + ", ".join(repr(a) for a in allowed),
+    )
 
 
 def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
@@ -27,14 +61,18 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
 
   Chain it after any direction (`optax.scale_by_adam`, `scale_by_stable_adam`,
   `scale_by_adam_atan2`, `optax.trace` for SGD) and before the learning rate. Leaves
-  whose multiplier is 1 pass through untouched (no extra memory pass).
+  whose multiplier is 1 pass through untouched (no extra memory pass). This is the
+  generic path: it takes a table of any family (`parametrize`'s `optimizer`), since
+  it cannot know the direction; build the table for the direction you chain it
+  after. The aliases (`adamw`, `muon`, ...) check the family themselves.
 
   Args:
-    table: a table from `parametrize`, or None (the identity).
+    table: a table from `parametrize` (any optimizer family), or None (the identity).
 
   Returns:
     An `optax.GradientTransformation`; its init checks that the params have the
-    structure and shapes the table was built for (ValueError naming the leaf).
+    structure and shapes the table was built for, its update that the updates have
+    them (ValueError naming the leaf).
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -54,24 +92,32 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
   """
   if table is None:
     return optax.identity()
+  shapes = jax.tree.map(
+    lambda s: jax.ShapeDtypeStruct(s.shape, jnp.float32) if _is_scale(s) else s,
+    table,
+    is_leaf=_is_scale,
+  )
 
   def init_fn(params):
     check_params(table, params)
     return optax.EmptyState()
 
-  return _scale_leaves(lr_multipliers(table), init_fn)
+  return _scale_leaves(lr_multipliers(table), init_fn, shapes)
 
 
-def _scale_leaves(factors: Any, init_fn=None) -> optax.GradientTransformation:
+def _scale_leaves(factors: Any, init_fn=None, shapes=None) -> optax.GradientTransformation:
   """Each leaf's update times its static factor, a tree of floats like the params.
 
   Leaves whose factor is 1 pass through untouched (no extra memory pass); leaves that
   `optax.masked` or `optax.partition` left out (MaskedNode) are skipped. init_fn:
-  the transform's init (default: an empty state).
+  the transform's init (default: an empty state). shapes: a tree of the leaves'
+  shapes (`jax.ShapeDtypeStruct`) that update checks the updates against, or None.
   """
 
   def update_fn(updates, state, params=None):
     del params
+    if shapes is not None:
+      _checks.update_shapes(updates, shapes)
     scaled = jax.tree.map(
       lambda u, k: u if k == 1.0 else u * k, updates, _masked_like(factors, updates)
     )
@@ -148,11 +194,15 @@ def with_learning_rate(
       `optax.add_decayed_weights`.
     mask: which leaves decay (a tree of bools or a callable, as optax takes it);
       None decays every leaf, as `optax.adamw`.
-    parametrization: a table from `parametrize`, or None.
+    parametrization: a table from `parametrize`, or None. Any optimizer family:
+      this is the generic path, and the table must be built for the family of
+      `direction` (the aliases check theirs).
     weight_decay_mode: "coupled", "width_scaled" or "independent".
 
   Returns:
-    An `optax.GradientTransformation`.
+    An `optax.GradientTransformation`; its update raises ValueError naming the leaf
+    when an update has another shape than its param (checked at trace time, when
+    params are passed).
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -176,18 +226,37 @@ def with_learning_rate(
   if weight_decay_mode == "independent":
     # The chain's update is already -lr * direction here: the decay enters negated.
     negated = (lambda n: -weight_decay(n)) if callable(weight_decay) else -weight_decay
-    return optax.chain(
-      direction,
-      scale_by_parametrization(parametrization),
-      lr,
-      optax.add_decayed_weights(negated, mask),
+    return _checked_shapes(
+      optax.chain(
+        direction,
+        scale_by_parametrization(parametrization),
+        lr,
+        optax.add_decayed_weights(negated, mask),
+      )
     )
   scales = None
   if weight_decay_mode == "width_scaled":
     scales = decay_width_multipliers(parametrization)
-  return optax.chain(
-    direction,
-    _add_decayed_weights(weight_decay, mask, scales=scales),
-    scale_by_parametrization(parametrization),
-    lr,
+  return _checked_shapes(
+    optax.chain(
+      direction,
+      _add_decayed_weights(weight_decay, mask, scales=scales),
+      scale_by_parametrization(parametrization),
+      lr,
+    )
   )
+
+
+def _checked_shapes(
+  tx: optax.GradientTransformationExtraArgs,
+) -> optax.GradientTransformationExtraArgs:
+  """tx whose update first checks that each update has its param's shape (ValueError
+  naming the leaf), where a direction like optax.trace would broadcast silently. Its
+  state is tx's: the check runs at trace time and stores nothing."""
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if params is not None:
+      _checks.update_shapes(updates, params)
+    return tx.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)

@@ -93,7 +93,7 @@ def coord_check(
   if len(set(widths)) < 2 or any(not isinstance(w, int) or w < 1 for w in widths):
     _checks.fail("widths", widths, "at least two distinct integers >= 1")
   _checks.integer("steps", steps, 0)
-  per_width = [coord_records(*setup(w), steps=steps, layers=layers) for w in widths]
+  per_width = [_records_at(setup, w, steps, layers) for w in widths]
   names = per_width[0][0]
   for w, (found, _) in zip(widths, per_width):
     if found != names:
@@ -104,6 +104,11 @@ def coord_check(
   x = np.log2(np.asarray(widths, float))
   slopes = {k: float(np.polyfit(x, np.log2(rms[-1, :, i]), 1)[0]) for i, k in enumerate(names)}
   return CoordCheck(widths, names, rms, slopes)
+
+
+def _records_at(setup, width, steps, layers):
+  forward, loss, params, tx = setup(width)
+  return coord_records(forward, loss, params, tx, steps=steps, layers=layers)
 
 
 def coord_records(forward, loss, params, tx, steps: int = 3, layers: str = "all"):

@@ -164,7 +164,11 @@ def muon(
     _scale_leaves(shape_factors(parametrization, shape)),
   )
   adam = scale_by_stable_adam(
-    adam_b1, adam_b2, eps, adam_clip_threshold, eps_scale=eps_multipliers(parametrization)
+    adam_b1,
+    adam_b2,
+    eps,
+    clip_threshold=adam_clip_threshold,
+    eps_scale=eps_multipliers(parametrization),
   )
   direction = optax.partition({"muon": branch, "adam": adam}, labels)
   return with_learning_rate(

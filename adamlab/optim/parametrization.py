@@ -270,12 +270,19 @@ def in_blocks(path: tuple) -> bool:
   return "blocks" in path
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class LeafScale:
   """Everything width- and depth-dependent about one leaf: an entry of the table.
 
-  Not a pytree node, so a table is a tree shaped like the params with one LeafScale
-  per leaf.
+  A table is a tree shaped like the params with one LeafScale per leaf. LeafScale is
+  a pytree node with no children (every field is static aux data, hashable), so a
+  table is a pytree with no array leaves: it passes through `jax.jit`, `vmap` and
+  `grad` as an ordinary argument, and jit retraces only for a table of other
+  numbers. A dict table cannot be a `static_argnums` argument (a dict is not
+  hashable): pass it as an ordinary one, or close over it. To map over a table's
+  entries, pass `is_leaf=lambda x: isinstance(x, LeafScale)` to `jax.tree.map`,
+  `jax.tree.leaves` and the like; without it they see no leaves.
 
   Attributes:
     role: "input", "hidden", "output" or "fixed".
@@ -463,8 +470,8 @@ def _roles_of(base, target, delta, fan_in_axes, apply):
     if not callable(apply):
       _checks.fail("apply", apply, "a function f(params) -> outputs (the model's forward)")
     uses = _usage.read_uses(apply, target, names)
-  bases = treedef.flatten_up_to(base)  # type: ignore[attr-defined]
-  probes = [None] * len(paths) if delta is None else treedef.flatten_up_to(delta)  # type: ignore[attr-defined]
+  bases = treedef.flatten_up_to(base)
+  probes = [None] * len(paths) if delta is None else treedef.flatten_up_to(delta)
   roles = [
     _roles.role(p, _shape(b), _shape(t), None if d is None else _shape(d), fan_in_axes, u)
     for (p, t), b, d, u in zip(paths, bases, probes, uses)
@@ -631,7 +638,8 @@ def _masked_like(values: Any, updates: Any) -> Any:
 def _field(table, name):
   if table is None:
     return None
-  return jax.tree.map(lambda s: getattr(s, name), table)
+  is_scale = lambda x: isinstance(x, LeafScale)  # a pytree node with no children
+  return jax.tree.map(lambda s: getattr(s, name), table, is_leaf=is_scale)
 
 
 def _accessor_doc(what: str, field: str, example: str, value: str) -> str:

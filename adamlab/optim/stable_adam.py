@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from adamlab.optim import _adam, _checks
-from adamlab.optim.chain import with_learning_rate
+from adamlab.optim.chain import ADAM_FAMILIES, check_family, with_learning_rate
 from adamlab.optim.parametrization import eps_multipliers
 from adamlab.optim.state import states_of
 
@@ -35,10 +35,13 @@ class ScaleByStableAdamState(NamedTuple):
   rms: Any
 
 
-def _check_adam_args(b1, b2, eps) -> None:
+def _check_adam_args(b1, b2, eps, eps_root, mu_dtype, nesterov) -> None:
   _checks.decay_rate("b1", b1)
   _checks.decay_rate("b2", b2)
   _checks.non_negative("eps", eps)
+  _checks.non_negative("eps_root", eps_root)
+  _checks.float_dtype("mu_dtype", mu_dtype)
+  _checks.boolean("nesterov", nesterov)
 
 
 def _check_clip(clip_threshold) -> None:
@@ -50,10 +53,12 @@ def scale_by_stable_adam(
   b1: float = 0.9,
   b2: float = 0.999,
   eps: float = 1e-8,
-  clip_threshold: Optional[float] = 1.0,
-  *,
-  eps_scale: Any = None,
+  eps_root: float = 0.0,
   mu_dtype: Any = None,
+  *,
+  nesterov: bool = False,
+  clip_threshold: Optional[float] = 1.0,
+  eps_scale: Any = None,
   track_rms: bool = True,
 ) -> optax.GradientTransformation:
   r"""Adam's direction with per-tensor update clipping (StableAdamW).
@@ -65,27 +70,36 @@ def scale_by_stable_adam(
     \hat m_t = \frac{\beta_1 m_{t-1} + (1 - \beta_1) g_t}{1 - \beta_1^t}, \quad
     \hat u_t = \frac{\beta_2 u_{t-1} + (1 - \beta_2) g_t^2}{1 - \beta_2^t}
 
-    \text{RMS}_t = \sqrt{\operatorname{mean}(g_t^2 / \max(\hat u_t, \epsilon^2))},
-    \quad d_t = \frac{\hat m_t}{\sqrt{\hat u_t} + \epsilon}
+    \text{RMS}_t = \sqrt{\operatorname{mean}(g_t^2 / \max(\hat u_t + \epsilon_{root},
+    \epsilon^2))}, \quad d_t = \frac{\hat m_t}{\sqrt{\hat u_t + \epsilon_{root}} + \epsilon}
     \Big/ \max\Big(1, \frac{\text{RMS}_t}{\text{clip\_threshold}}\Big)
 
-  The defaults are `optax.scale_by_adam`'s (b2 0.999, eps 1e-8). The paper trained
+  With nesterov, m_hat is Nesterov's look-ahead, as in `optax.scale_by_adam`:
+  beta_1 m_t / (1 - beta_1^(t+1)) + (1 - beta_1) g_t / (1 - beta_1^t).
+
+  The positional arguments are `optax.scale_by_adam`'s, in its order, with its
+  defaults (b2 0.999, eps 1e-8); adamlab's own are keyword-only. The paper trained
   with b2 0.99 and eps 1e-6, as torch-optimi's StableAdamW defaults do; pass them to
   match. eps matters for loss spikes: compare optimizers at the same eps.
 
   Args:
     b1: decay of the first moment, in [0, 1).
     b2: decay of the second moment, in [0, 1).
-    eps: added to sqrt(u_t), >= 0.
+    eps: added to sqrt(u_t + eps_root), >= 0.
+    eps_root: added to u_t inside the square root, >= 0 (optax's; it keeps the
+      gradient of the update finite when differentiating through it).
+    mu_dtype: floating dtype of the first moment; None keeps the params' dtype.
+    nesterov: Nesterov momentum (NAdam's m_hat), True or False.
     clip_threshold: the RMS_t threshold, > 0, or None for no clipping (then exactly
       `optax.scale_by_adam`).
     eps_scale: a tree like the params of floats multiplying eps per leaf (a width
       table's `eps_multipliers`), or None.
-    mu_dtype: dtype of the first moment; None keeps the params' dtype.
     track_rms: keep RMS_t in the state when clipping is off (one reduction per leaf).
 
   Returns:
-    An `optax.GradientTransformation` whose state is `ScaleByStableAdamState`.
+    An `optax.GradientTransformation` whose state is `ScaleByStableAdamState`; its
+    update raises ValueError naming the leaf for gradients of another shape than the
+    params.
 
   Example:
     >>> import jax.numpy as jnp
@@ -99,8 +113,9 @@ def scale_by_stable_adam(
   References:
     Wortsman et al. 2023, Stable and low-precision training for large-scale
     vision-language models, arXiv:2304.13013 (Algorithm 2).
+    Dozat 2016, Incorporating Nesterov Momentum into Adam (nesterov).
   """
-  _check_adam_args(b1, b2, eps)
+  _check_adam_args(b1, b2, eps, eps_root, mu_dtype, nesterov)
   _check_clip(clip_threshold)
 
   def init_fn(params):
@@ -110,15 +125,18 @@ def scale_by_stable_adam(
 
   def update_fn(updates, state, params=None):
     del params
+    _checks.update_shapes(updates, state.nu)
     count = optax.safe_increment(state.count)
     eps_tree = _adam.leaf_eps(eps, eps_scale, updates)
 
-    g32, mu, nu, mu_hat, nu_hat = _adam.moments(updates, state.mu, state.nu, count, b1, b2)
+    g32, mu, nu, mu_hat, nu_hat = _adam.moments(
+      updates, state.mu, state.nu, count, b1, b2, nesterov
+    )
 
     def one(g, g32, m_hat, v_hat, v_new, e):
-      u = m_hat / (jnp.sqrt(v_hat) + e)
+      u = m_hat / (jnp.sqrt(v_hat + eps_root) + e)
       if clip_threshold is not None or track_rms:
-        rms = _rms(g32, v_new, e, count, b2)
+        rms = _rms(g32, v_new, e, eps_root, count, b2)
       else:
         rms = jnp.zeros([], jnp.float32)
       if clip_threshold is not None:
@@ -139,11 +157,13 @@ def stable_adamw(
   b1: float = 0.9,
   b2: float = 0.999,
   eps: float = 1e-8,
-  *,
-  weight_decay: optax.ScalarOrSchedule = 1e-4,
-  clip_threshold: Optional[float] = 1.0,
-  mask: Any = None,
+  eps_root: float = 0.0,
   mu_dtype: Any = None,
+  weight_decay: optax.ScalarOrSchedule = 1e-4,
+  mask: Any = None,
+  *,
+  nesterov: bool = False,
+  clip_threshold: Optional[float] = 1.0,
   parametrization: Any = None,
   weight_decay_mode: str = "coupled",
   track_rms: bool = True,
@@ -158,10 +178,13 @@ def stable_adamw(
   `parametrization` table (1 without one) and decay as `with_learning_rate` says.
   Weight decay uses the unclipped learning rate, as in the paper.
 
-  Every argument shared with `optax.adamw` has its default, so swapping
-  `optax.adamw(lr)` for `stable_adamw(lr)` changes only the clipping, and with
-  `clip_threshold=None` the updates are `optax.adamw`'s bit for bit. The paper
-  trained with b2 0.99 and eps 1e-6 (torch-optimi's defaults are b2 0.99, eps 1e-6,
+  The arguments up to `mask` are `optax.adamw`'s, in its order (positional too), with
+  its names and defaults, and so is `nesterov`; adamlab's own are keyword-only. So
+  swapping `optax.adamw(...)` for `stable_adamw(...)` changes only the clipping, and
+  with `clip_threshold=None` the updates are `optax.adamw`'s bit for bit for float32
+  gradients, whatever mu_dtype (bfloat16 or float16 gradients: the moments are
+  computed in float32 here, in the low precision by optax). The paper trained with
+  b2 0.99 and eps 1e-6 (torch-optimi's defaults are b2 0.99, eps 1e-6,
   weight decay 0): pass them to match. eps decides much of what is called a loss
   spike; compare optimizers at the same eps. In the memorization regimes of
   experiments/loss_spikes (README: "What to do"), eps 1e-6 removed every full-batch
@@ -172,20 +195,25 @@ def stable_adamw(
     learning_rate: a finite number >= 0 or a schedule.
     b1: decay of the first moment, in [0, 1).
     b2: decay of the second moment, in [0, 1).
-    eps: added to sqrt(u_t), >= 0; times the table's eps multiplier per leaf.
+    eps: added to sqrt(u_t + eps_root), >= 0; times the table's eps multiplier per
+      leaf.
+    eps_root: added to u_t inside the square root, >= 0.
+    mu_dtype: floating dtype of the first moment; None keeps the params' dtype.
     weight_decay: lambda >= 0, or a schedule (default optax.adamw's 1e-4).
-    clip_threshold: the RMS_t threshold, > 0, or None for no clipping (AdamW).
     mask: which leaves decay (None: all, as optax.adamw).
-    mu_dtype: dtype of the first moment; None keeps the params' dtype.
-    parametrization: a table from `parametrize`, or None.
+    nesterov: Nesterov momentum (NAdamW), True or False.
+    clip_threshold: the RMS_t threshold, > 0, or None for no clipping (AdamW).
+    parametrization: a table from `parametrize(optimizer="adam")`, or None.
     weight_decay_mode: "coupled", "width_scaled" or "independent".
     track_rms: keep RMS_t in the state when clipping is off.
 
   Returns:
-    An `optax.GradientTransformation`.
+    An `optax.GradientTransformation`; its update raises ValueError naming the leaf
+    for gradients of another shape than the params.
 
   Raises:
-    ValueError: naming the argument, for any value out of its range.
+    ValueError: naming the argument, for any value out of its range, or a table
+      built for another optimizer family than "adam".
 
   Example:
     >>> import jax.numpy as jnp
@@ -203,13 +231,16 @@ def stable_adamw(
     Loshchilov and Hutter 2019, Decoupled Weight Decay Regularization,
     arXiv:1711.05101.
   """
+  check_family(parametrization, ADAM_FAMILIES)
   direction = scale_by_stable_adam(
     b1,
     b2,
     eps,
-    clip_threshold,
+    eps_root,
+    mu_dtype,
+    nesterov=nesterov,
+    clip_threshold=clip_threshold,
     eps_scale=eps_multipliers(parametrization),
-    mu_dtype=mu_dtype,
     track_rms=track_rms,
   )
   return with_learning_rate(
@@ -227,10 +258,12 @@ def adamw(
   b1: float = 0.9,
   b2: float = 0.999,
   eps: float = 1e-8,
-  *,
+  eps_root: float = 0.0,
+  mu_dtype: Any = None,
   weight_decay: optax.ScalarOrSchedule = 1e-4,
   mask: Any = None,
-  mu_dtype: Any = None,
+  *,
+  nesterov: bool = False,
   parametrization: Any = None,
   weight_decay_mode: str = "coupled",
   track_rms: bool = True,
@@ -239,30 +272,38 @@ def adamw(
 
   .. math::
 
-    \theta \leftarrow \theta - \eta_t k \Big(\frac{\hat m_t}{\sqrt{\hat v_t}
-    + \epsilon e} + \lambda \theta\Big)
+    \theta \leftarrow \theta - \eta_t k \Big(\frac{\hat m_t}{\sqrt{\hat v_t +
+    \epsilon_{root}} + \epsilon e} + \lambda \theta\Big)
 
   with k and e the leaf's learning-rate and eps multipliers from `parametrization`.
-  Without a table and at default arguments it is `optax.adamw` bit for bit, with
-  RMS_t in the state (`last_rms`; `track_rms=False` drops that reduction).
-  optax's eps 1e-8 left every loss spike of experiments/loss_spikes' full-batch
-  memorization regime in place; 1e-6 removed them at no measured cost (README: "What
-  to do").
+  Its signature is `optax.adamw`'s up to `nesterov` (positional arguments in optax's
+  order, names and defaults); adamlab's own are keyword-only. Without a table it is
+  `optax.adamw` bit for bit (float32 gradients, as `stable_adamw` says), with RMS_t in
+  the state (`last_rms`; `track_rms=False` drops that reduction). optax's eps 1e-8
+  left every loss spike of experiments/loss_spikes' full-batch memorization regime in
+  place; 1e-6 removed them at no measured cost (README: "What to do").
 
   Args:
     learning_rate: a finite number >= 0 or a schedule.
     b1: decay of the first moment, in [0, 1).
     b2: decay of the second moment, in [0, 1).
-    eps: added to sqrt(v_t), >= 0.
+    eps: added to sqrt(v_t + eps_root), >= 0.
+    eps_root: added to v_t inside the square root, >= 0.
+    mu_dtype: floating dtype of the first moment; None keeps the params' dtype.
     weight_decay: lambda >= 0, or a schedule (default optax.adamw's 1e-4).
     mask: which leaves decay (None: all, as optax.adamw).
-    mu_dtype: dtype of the first moment; None keeps the params' dtype.
-    parametrization: a table from `parametrize`, or None.
+    nesterov: Nesterov momentum (NAdamW), True or False.
+    parametrization: a table from `parametrize(optimizer="adam")`, or None.
     weight_decay_mode: "coupled", "width_scaled" or "independent".
     track_rms: keep RMS_t (the StableAdamW statistic) in the state.
 
   Returns:
-    An `optax.GradientTransformation`.
+    An `optax.GradientTransformation`; its update raises ValueError naming the leaf
+    for gradients of another shape than the params.
+
+  Raises:
+    ValueError: naming the argument, for any value out of its range, or a table
+      built for another optimizer family than "adam".
 
   Example:
     >>> import jax.numpy as jnp
@@ -285,29 +326,32 @@ def adamw(
     b1,
     b2,
     eps,
-    weight_decay=weight_decay,
+    eps_root,
+    mu_dtype,
+    weight_decay,
+    mask,
+    nesterov=nesterov,
     clip_threshold=None,
-    mask=mask,
-    mu_dtype=mu_dtype,
     parametrization=parametrization,
     weight_decay_mode=weight_decay_mode,
     track_rms=track_rms,
   )
 
 
-def _rms(g32, v_new, e, count, b2):
-  """RMS_t = sqrt(mean(g^2 / max(u_t, eps^2))) of one leaf, as a float32 scalar.
+def _rms(g32, v_new, e, eps_root, count, b2):
+  """RMS_t = sqrt(mean(g^2 / max(u_t + eps_root, eps^2))) of one leaf, a float32 scalar.
 
   u_t already holds g_t, so g^2/u <= 1/(1-b2) and eps^2 mainly keeps 0/0 out (u_t = 0
   after zero gradients). The debiased u_t is nu / c with c = 1 - b2^t, so
-  g^2 / max(u_t, eps^2) = c g^2 / max(nu, c eps^2): on the stored nu, XLA fuses the
-  mean into one pass over g and nu instead of writing g^2 and u_t to memory first.
+  g^2 / max(u_t + eps_root, eps^2) = c g^2 / max(nu + c eps_root, c eps^2): on the
+  stored nu, XLA fuses the mean into one pass over g and nu instead of writing g^2
+  and u_t to memory first. eps_root = 0 adds exact zeros: RMS_t is unchanged.
   """
   dt = g32.dtype
   c = (1 - b2 ** count.astype(dt)).astype(dt)
   # (tiny: c eps^2 must not flush to 0 for eps below ~1e-18, or 0/0 comes back)
   floor = jnp.maximum(c * e * e, jnp.finfo(dt).tiny)
-  ratio = g32 * (g32 / jnp.maximum(v_new, floor))
+  ratio = g32 * (g32 / jnp.maximum(v_new + c * eps_root, floor))
   return jnp.sqrt(c * jnp.mean(ratio)).astype(jnp.float32)
 
 

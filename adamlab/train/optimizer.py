@@ -8,6 +8,7 @@ the state and packed runs can be vmapped over them. The aliases check their own
 arguments; `validate` reuses those checks, naming the config field.
 """
 
+import inspect
 from typing import Callable, NamedTuple
 
 import jax
@@ -390,8 +391,12 @@ def build(opt, table, params, values=None) -> optax.GradientTransformationExtraA
   # hyperparams) and evaluates schedules (the learning rate, an independent decay) at
   # each step.
   args = _alias_args(opt, hp)
-  # Strings (weight_decay_mode, Muon's shape) are static: they pick the chain.
-  static = ("mask", "parametrization") + tuple(k for k, v in args.items() if isinstance(v, str))
+  # Strings (weight_decay_mode, Muon's shape) are static: they pick the chain. So is every
+  # argument the registry does not name (optax.adamw's eps_root): left at its default, it
+  # would be injected too, and the state (what a checkpoint holds) would change with it.
+  named = {"learning_rate", *args, *OPTIMIZERS[opt.name].hyperparams}
+  fixed = [n for n in inspect.signature(OPTIMIZERS[opt.name].alias).parameters if n not in named]
+  static = tuple(fixed) + tuple(k for k, v in args.items() if isinstance(v, str))
   alias = optax.inject_hyperparams(OPTIMIZERS[opt.name].alias, static_args=static)
   tx = alias(
     learning_rate=schedule(opt, hp["learning_rate"]),

@@ -44,6 +44,33 @@ def test_matches_reference_step_by_step():
     np.testing.assert_allclose(params, want[t], rtol=1e-5, atol=1e-6, err_msg=f"step {t}")
 
 
+def test_nesterov_matches_reference_step_by_step():
+  rng = np.random.default_rng(6)
+  grads = [rng.standard_normal((6, 4)).astype(np.float32) + 0.5 for t in range(10)]
+  theta0 = rng.standard_normal((6, 4)).astype(np.float32)
+  args = (grads, theta0, [0.05] * 10, 0.9, 0.99, 1.27, 1.0, 0.1)
+  want, plain = reference.adam_atan2(*args, nesterov=True), reference.adam_atan2(*args)
+  assert np.abs(want[-1] - plain[-1]).max() > 1e-3  # the look-ahead moves the params
+  tx = optim.adam_atan2(0.05, 0.9, 0.99, weight_decay=0.1, nesterov=True, mu_dtype=jnp.float32)
+  params, state = jnp.asarray(theta0), None
+  state = tx.init(params)
+  step = jax.jit(tx.update)
+  for t, g in enumerate(grads):
+    u, state = step(jnp.asarray(g), state, params)
+    params = optax.apply_updates(params, u)
+    # float32 against float64 over 10 steps, as test_matches_reference_step_by_step.
+    np.testing.assert_allclose(params, want[t], rtol=1e-5, atol=1e-6, err_msg=f"step {t}")
+
+
+def test_an_optax_style_positional_eps_is_refused():
+  # optax.adamw's fourth argument is eps; Adam-atan2 has none, so `a` is keyword-only
+  # and a positional eps cannot silently become a = 1e-8.
+  with pytest.raises(TypeError):
+    optim.adam_atan2(1e-3, 0.9, 0.999, 1e-8)
+  with pytest.raises(TypeError):
+    optim.scale_by_adam_atan2(0.9, 0.999, 1e-8)
+
+
 @pytest.mark.parametrize("scale", [1e-12, 1e-6, 1e6, 1e12])
 def test_invariant_to_gradient_scale(scale):
   rng = np.random.default_rng(2)

@@ -101,6 +101,54 @@ def test_no_clipping_is_optax_adamw():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9), p1, p2)
 
 
+@pytest.mark.parametrize("clip", [1.0, None])
+@pytest.mark.parametrize("eps_root,nesterov", [(1e-5, False), (0.0, True), (1e-5, True)])
+def test_eps_root_and_nesterov_match_algorithm_2(clip, eps_root, nesterov):
+  grads = spiky_grads(12, (7, 5), spike_at=(4, 9))
+  theta0 = np.random.default_rng(1).standard_normal((7, 5)).astype(np.float32)
+  lr, b1, b2, eps, wd = 0.1, 0.9, 0.99, 1e-6, 0.1
+  args = (grads, theta0, [lr] * 12, b1, b2, eps, wd, clip)
+  want, want_rms = reference.stable_adamw(*args, eps_root, nesterov)
+  plain, _ = reference.stable_adamw(*args)
+  # eps_root (u_t ~ 1e-4 here) and the look-ahead both move the params.
+  assert np.abs(want[-1] - plain[-1]).max() > 1e-3
+  tx = optim.stable_adamw(
+    lr, b1, b2, eps, eps_root, weight_decay=wd, nesterov=nesterov, clip_threshold=clip
+  )
+  got = run(tx, jnp.asarray(theta0), [jnp.asarray(g) for g in grads])
+  for t, (params, state) in enumerate(got):
+    # float32 against float64, 12 steps: as test_matches_algorithm_2_step_by_step.
+    np.testing.assert_allclose(params, want[t], rtol=2e-5, atol=1e-6, err_msg=f"step {t}")
+    np.testing.assert_allclose(optim.last_rms(state), want_rms[t], rtol=1e-5)
+
+
+@pytest.mark.parametrize("mu_dtype", [None, jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("eps_root", [0.0, 1e-6])
+@pytest.mark.parametrize("alias", ["stable_adamw", "adamw"])
+def test_no_clipping_is_optax_adamw_bit_for_bit(alias, eps_root, nesterov, mu_dtype):
+  rng = np.random.default_rng(4)
+  params = {
+    "w": jnp.asarray(rng.standard_normal((6, 3)), jnp.float32),
+    "b": jnp.asarray(rng.standard_normal((3,)), jnp.float32),
+  }
+  grads = [
+    jax.tree.map(lambda p: jnp.asarray(1e-2 * rng.standard_normal(p.shape), jnp.float32), params)
+    for _ in range(6)
+  ]
+  sched, mask = optax.linear_schedule(0.0, 1e-2, 3), {"w": True, "b": False}
+  args = (sched, 0.8, 0.95, 1e-7, eps_root, mu_dtype, 0.1, mask)  # optax.adamw's order
+  extra = {"clip_threshold": None} if alias == "stable_adamw" else {}
+  ours = run(getattr(optim, alias)(*args, nesterov=nesterov, **extra), params, grads)
+  theirs = run(optax.adamw(*args, nesterov=nesterov), params, grads)
+  for (p1, s1), (p2, s2) in zip(ours, theirs):
+    jax.tree.map(np.testing.assert_array_equal, p1, p2)  # the same operations in order
+    (mine,) = optim.states_of(s1, optim.ScaleByStableAdamState)
+    (adam,) = optim.states_of(s2, optax.ScaleByAdamState)
+    jax.tree.map(np.testing.assert_array_equal, (mine.mu, mine.nu), (adam.mu, adam.nu))
+    assert mine.mu["w"].dtype == adam.mu["w"].dtype == jnp.dtype(mu_dtype or jnp.float32)
+
+
 def test_zero_gradients_are_finite_and_do_nothing():
   tx = optim.stable_adamw(1e-2, eps=1e-8, weight_decay=0.0)
   params = jnp.ones((3, 3))

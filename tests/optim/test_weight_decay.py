@@ -155,7 +155,9 @@ def test_coupled_is_the_default_and_todays_chain_bit_for_bit():
   # The chain before weight_decay_mode existed: decay added to the direction.
   t, g = table(), gradients()[0]
   before = optax.chain(
-    optim.scale_by_stable_adam(0.9, 0.95, 1e-6, None, eps_scale=optim.eps_multipliers(t)),
+    optim.scale_by_stable_adam(
+      0.9, 0.95, 1e-6, clip_threshold=None, eps_scale=optim.eps_multipliers(t)
+    ),
     optax.add_decayed_weights(0.3, jax.tree.map(lambda x: x.ndim >= 2, p)),
     optim.scale_by_parametrization(t),
     optax.scale_by_learning_rate(0.01),
@@ -186,7 +188,9 @@ def test_width_scaled_keeps_lr_times_decay_width_free(parametrization, family, a
     optimizer=family,
     alignment=alignment,
   )
-  for leaf in jax.tree.leaves(t):
+  leaves = jax.tree.leaves(t, is_leaf=lambda x: isinstance(x, optim.LeafScale))
+  assert len(leaves) == len(jax.tree.leaves(init(WIDTH)))
+  for leaf in leaves:
     assert leaf.lr * leaf.decay_width_mult == pytest.approx(1.0)
   sgd = optim.parametrize(
     base=init(BASE), target=init(WIDTH), parametrization="mup_tp5", optimizer="sgd"
@@ -201,7 +205,8 @@ def test_width_scaled_keeps_lr_times_decay_width_free(parametrization, family, a
   flat = optim.parametrize(
     base=init(BASE), target=init(WIDTH), parametrization="mup", per_layer_lr=False
   )
-  assert {v.decay_width_mult for v in jax.tree.leaves(flat)} == {1.0}
+  is_scale = lambda x: isinstance(x, optim.LeafScale)
+  assert {v.decay_width_mult for v in jax.tree.leaves(flat, is_leaf=is_scale)} == {1.0}
 
 
 def test_independent_decay_at_the_alias_level():
