@@ -15,7 +15,7 @@ import math
 
 import common
 from adamlab.analysis import transfer
-from adamlab.optim.parametrization import exponents
+from adamlab.optim.theory import exponents
 
 LABELS = {"sp": "SP + per-layer lr", "ntk": "NTK", "mup": "muP", "mfp": "mean-field"}
 GRID_SIGMA = 1 / math.sqrt(12)  # an optimum known to one log2 grid step

@@ -21,7 +21,7 @@ import numpy as np
 
 import common
 from adamlab.analysis import transfer
-from adamlab.optim.parametrization import exponents
+from adamlab.optim.theory import exponents
 
 MODES = ("coupled", "independent", "width_scaled", "timescale")
 SEED_004 = 0.1  # its near-optimal AdamW weight decay at every scale it tried

@@ -9,24 +9,25 @@ from adamlab.optim.coord_check import CoordCheck, coord_check, coord_records
 from adamlab.optim.chain import DECAY_MODES, scale_by_parametrization, with_learning_rate
 from adamlab.optim.init import apply_multipliers, init_params
 from adamlab.optim.muon import SHAPES as MUON_SHAPES, muon, muon_dimension_numbers, shape_factors
-from adamlab.optim.parametrization import (
+from adamlab.optim.theory import (
   ALIGNMENTS,
   FAMILIES,
   PARAMETRIZATIONS,
   ROLES,
   DepthExponents,
   Exponents,
-  LeafScale,
   branch_multiplier,
-  decay_width_multipliers,
   depth_exponents,
-  eps_multipliers,
   exponents,
+)
+from adamlab.optim.parametrization import in_blocks, parametrize
+from adamlab.optim.table import (
+  LeafScale,
+  decay_width_multipliers,
+  eps_multipliers,
   forward_multipliers,
-  in_blocks,
   init_stds,
   lr_multipliers,
-  parametrize,
 )
 from adamlab.optim.schedules import SCHEDULES, constant, warmup_cosine, wsd
 from adamlab.optim.skip_spikes import SkipSpikesState, skip_spikes, skip_stats

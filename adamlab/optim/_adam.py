@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamlab.optim.parametrization import _masked_like
+from adamlab.optim.table import masked_like
 
 
 def compute_dtype(dtype) -> jnp.dtype:
@@ -27,7 +27,7 @@ def leaf_eps(eps, eps_scale, tree):
   """eps per leaf: a scalar eps times an optional static per-leaf multiplier tree."""
   if eps_scale is None:
     return jax.tree.map(lambda _: eps, tree)
-  return jax.tree.map(lambda s: eps * s, _masked_like(eps_scale, tree))
+  return jax.tree.map(lambda s: eps * s, masked_like(eps_scale, tree))
 
 
 def zeros_moments(params, mu_dtype):

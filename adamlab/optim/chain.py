@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import optax
 
 from adamlab.optim import _checks
-from adamlab.optim.parametrization import (
+from adamlab.optim.table import (
   LeafScale,
-  _masked_like,
+  masked_like,
   check_params,
   decay_width_multipliers,
   lr_multipliers,
@@ -119,7 +119,7 @@ def _scale_leaves(factors: Any, init_fn=None, shapes=None) -> optax.GradientTran
     if shapes is not None:
       _checks.update_shapes(updates, shapes)
     scaled = jax.tree.map(
-      lambda u, k: u if k == 1.0 else u * k, updates, _masked_like(factors, updates)
+      lambda u, k: u if k == 1.0 else u * k, updates, masked_like(factors, updates)
     )
     return scaled, state
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from adamlab.optim._checks import fail_described
 from adamlab.optim._roles import leaf_name
-from adamlab.optim.parametrization import LeafScale, check_params
+from adamlab.optim.table import LeafScale, check_params
 
 
 def init_params(table: Any, params: Any, key: jax.Array) -> Any:

@@ -17,7 +17,7 @@ from optax import contrib
 
 from adamlab.optim import _checks
 from adamlab.optim.chain import _scale_leaves, with_learning_rate
-from adamlab.optim.parametrization import _is_leaf, eps_multipliers
+from adamlab.optim.table import eps_multipliers, is_entry
 from adamlab.optim.stable_adam import scale_by_stable_adam
 
 SHAPES = ("spectral", "rms", "none")
@@ -54,7 +54,7 @@ def muon_dimension_numbers(table: Any) -> Any:
     fan_out = tuple(i for i in range(len(s.shape)) if i not in skip)
     return contrib.MuonDimensionNumbers(reduction_axis=s.fan_in_axes, output_axis=fan_out)
 
-  return jax.tree.map(one, table, is_leaf=_is_leaf)
+  return jax.tree.map(one, table, is_leaf=is_entry)
 
 
 def muon(
@@ -201,7 +201,7 @@ def _check_table(table, family: str, shape: str) -> None:
     _checks.fail(
       "parametrization", None, "a table from parametrize(optimizer='muon'): it says which leaves"
     )
-  leaves = jax.tree.leaves(table, is_leaf=_is_leaf)
+  leaves = jax.tree.leaves(table, is_leaf=is_entry)
   families = {s.optimizer for s in leaves}
   if families != {family}:
     _checks.fail(
@@ -251,7 +251,7 @@ def shape_factors(table: Any, shape: str = "spectral") -> Any:
       return math.sqrt(max(1.0, fan_out / fan_in))
     return RMS_MATCH * math.sqrt(max(fan_in, fan_out))
 
-  return jax.tree.map(one, table, muon_dimension_numbers(table), is_leaf=_is_leaf)
+  return jax.tree.map(one, table, muon_dimension_numbers(table), is_leaf=is_entry)
 
 
 def _is_dims(x) -> bool:

@@ -15,7 +15,7 @@ import optax
 
 from adamlab.optim import _adam, _checks
 from adamlab.optim.chain import ADAM_FAMILIES, check_family, with_learning_rate
-from adamlab.optim.parametrization import eps_multipliers
+from adamlab.optim.table import eps_multipliers
 from adamlab.optim.state import states_of
 
 

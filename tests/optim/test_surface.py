@@ -44,7 +44,16 @@ def test_import_loads_only_jax_optax_numpy():
 def test_all_is_the_surface():
   public = {n for n in dir(optim) if not n.startswith("_")}
   modules = {n for n in public if inspect.ismodule(getattr(optim, n))}
-  assert modules == {"chain", "init", "parametrization", "schedules", "stable_adam", "state"}
+  assert modules == {
+    "chain",
+    "init",
+    "parametrization",
+    "schedules",
+    "stable_adam",
+    "state",
+    "table",
+    "theory",
+  }
   assert set(optim.__all__) == public - modules
   for name in optim.__all__:
     obj = getattr(optim, name)
