@@ -92,6 +92,7 @@ def test_gpt_narrower_than_its_base_width_is_mup():
     role = roles[names[-1] if names[-1] in roles else names[-2]]
     assert t.role == role, names
     init, lr = effective[role]
+    # (approx's default rel 1e-6: products of float64 powers of 1/4, equal to a few ulps)
     assert t.multiplier * t.init_std == pytest.approx(init * b.multiplier * b.init_std), names
     assert t.multiplier * t.lr == pytest.approx(lr * b.multiplier * b.lr), names
     if role == "hidden":
