@@ -142,26 +142,22 @@ def coord_records(forward, loss, params, tx, steps: int = 3, layers: str = "all"
   found = _usage.trace(forward, params, names, decide=False)
   keep = dict(all=("product", "name"), products=("product",), named=("name",))[layers]
   labels: list = []
-
-  @jax.jit
-  def record(p):
-    out = _evaluate(found, names, jax.tree.leaves(p), keep)
-    labels[:] = [k for k, _ in out]  # (set while tracing: names are not arrays)
-    return [v for _, v in out]
-
   tx = optax.with_extra_args_support(tx)
 
   @jax.jit
   def step(p, state):
+    """(params after one update, state, the records of p): one program to compile."""
+    out = _evaluate(found, names, jax.tree.leaves(p), keep)
+    labels[:] = [k for k, _ in out]  # (set while tracing: names are not arrays)
     value, grads = jax.value_and_grad(loss)(p)
     updates, state = tx.update(grads, state, p, loss=value)  # (skip_spikes reads it)
-    return optax.apply_updates(p, updates), state
+    return optax.apply_updates(p, updates), state, [v for _, v in out]
 
   state, rows = tx.init(params), []
-  for t in range(steps + 1):
-    rows.append([float(v) for v in record(params)])
-    if t < steps:
-      params, state = step(params, state)
+  for _ in range(steps + 1):  # (the last update is not kept: only its records are)
+    new_params, new_state, records = step(params, state)
+    rows.append([float(v) for v in records])
+    params, state = new_params, new_state
   return tuple(labels), np.asarray(rows)
 
 
