@@ -1,22 +1,9 @@
 """The command line: real subprocesses, real files, one-line errors with exit code 2."""
 
 import csv
-import pathlib
-import subprocess
-import sys
 
 
-ROOT = pathlib.Path(__file__).parents[1]
-
-
-def adamlab(*args, cwd=ROOT):
-  return subprocess.run(
-    [sys.executable, "-m", "adamlab.cli", *args],
-    cwd=cwd,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
+from tests.commands import adamlab
 
 
 def test_coordcheck_writes_csv_png_and_slopes(tmp_path):

@@ -18,7 +18,7 @@ import shlex
 
 from adamlab.sweep import fit, grid, search
 from adamlab.train.config import load
-from tests.test_cli import adamlab
+from tests.commands import adamlab
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## The trainer: configs, sweeps, searches"

@@ -3,28 +3,12 @@ one-line error naming the problem, exit code 2, no traceback, and leave an exist
 directory exactly as it was."""
 
 import hashlib
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
-from tests.train.test_trainer import ROOT, SMALL, train
-
-
-def adamlab(*args, devices=1):
-  env = dict(
-    os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"
-  )
-  return subprocess.run(
-    [sys.executable, "-m", "adamlab.cli", *args],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=600,
-    env=env,
-  )
+from tests.commands import adamlab
+from tests.train.test_trainer import SMALL, train
 
 
 def snapshot(directory: pathlib.Path) -> dict:

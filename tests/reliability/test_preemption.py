@@ -19,7 +19,8 @@ from adamlab.sweep import grid, jobs, results
 from adamlab.train import preemption
 from tests.reliability.test_kill_anywhere import _lines
 from tests.reliability.test_sweeps import GRID, check_complete, sweep
-from tests.sweep.test_sweep import ROOT, sweep_file
+from tests.commands import ROOT
+from tests.sweep.test_sweep import sweep_file
 from tests.train.test_trainer import final_params, rows, science, train
 
 STEPS = 300

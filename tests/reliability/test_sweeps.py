@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tests.sweep.test_sweep import ROOT, SWEEP, sweep_file
+from tests.commands import ROOT
+from tests.sweep.test_sweep import SWEEP, sweep_file
 
 # Four runs of 40 steps: long enough to be killed in the middle of.
 GRID = SWEEP.replace('"steps": 6,', '"steps": 40, "checkpoint_every": 5,').replace(

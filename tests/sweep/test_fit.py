@@ -10,7 +10,8 @@ import pytest
 from adamlab.analysis import transfer
 from adamlab.errors import ConfigError
 from adamlab.sweep import fit, grid
-from tests.sweep.test_sweep import adamlab, sweep_file
+from tests.commands import adamlab
+from tests.sweep.test_sweep import sweep_file
 
 TINY = {
   "model.base_width": 16,

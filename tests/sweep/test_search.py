@@ -10,7 +10,8 @@ from adamlab.analysis import sensitivity
 from adamlab.errors import ConfigError
 from adamlab.files import write_json
 from adamlab.sweep import grid, search
-from tests.sweep.test_sweep import adamlab, sweep_file
+from tests.commands import adamlab
+from tests.sweep.test_sweep import sweep_file
 
 SEARCH = """
 def get_search(arg=""):

@@ -3,17 +3,14 @@
 import csv
 import json
 import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from adamlab.errors import ConfigError
 from adamlab.sweep import grid, results
+from tests.commands import adamlab
 
-ROOT = pathlib.Path(__file__).parents[2]
 SWEEP = """
 def get_sweep(arg=""):
   return dict(
@@ -30,17 +27,6 @@ def sweep_file(tmp_path, text=SWEEP):
   path = tmp_path / "sweep.py"
   path.write_text(text)
   return str(path)
-
-
-def adamlab(*args, env=None):
-  return subprocess.run(
-    [sys.executable, "-m", "adamlab.cli", *args],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    env=dict(os.environ, JAX_PLATFORMS="cpu", **(env or {})),
-  )
 
 
 def test_grid_products_zips_and_stable_ids(tmp_path):
