@@ -11,12 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def adamlab(*args, devices: int = 1, env=None, timeout: int = 900):
   """The finished process (its returncode, stdout and stderr)."""
-  env = dict(
-    os.environ,
-    JAX_PLATFORMS="cpu",
-    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-    **(env or {}),
-  )
+  flags = f"--xla_force_host_platform_device_count={devices}"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags, **(env or {})}
   return subprocess.run(
     [sys.executable, "-m", "adamlab.cli", *args],
     cwd=ROOT,
