@@ -5,6 +5,7 @@ program, on any params layout (dicts, Flax linen or nnx, Equinox, Haiku).
 """
 
 from adamlab.optim.adam_atan2 import ScaleByAdamAtan2State, adam_atan2, scale_by_adam_atan2
+from adamlab.optim.aliases import adafactor, lion, sgd
 from adamlab.optim.coord_check import CoordCheck, coord_check, coord_records
 from adamlab.optim.chain import DECAY_MODES, scale_by_parametrization, with_learning_rate
 from adamlab.optim.init import apply_multipliers, init_params
@@ -54,6 +55,9 @@ __all__ = (
   "adamw",
   "stable_adamw",
   "adam_atan2",
+  "lion",
+  "sgd",
+  "adafactor",
   "muon",
   "muon_dimension_numbers",
   "shape_factors",

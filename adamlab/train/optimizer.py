@@ -28,49 +28,7 @@ class Optimizer(NamedTuple):
   hyperparams: tuple  # scalar arguments it injects (and a sweep may vmap over)
 
 
-def _lion(
-  learning_rate,
-  b1,
-  b2,
-  weight_decay,
-  mask=None,
-  *,
-  parametrization=None,
-  weight_decay_mode="coupled",
-):
-  _checks.decay_rate("b1", b1)
-  _checks.decay_rate("b2", b2)
-  return optim.with_learning_rate(
-    optax.scale_by_lion(b1, b2),
-    learning_rate,
-    weight_decay,
-    mask,
-    parametrization=parametrization,
-    weight_decay_mode=weight_decay_mode,
-  )
-
-
-def _sgd(
-  learning_rate,
-  momentum,
-  weight_decay,
-  mask=None,
-  *,
-  parametrization=None,
-  weight_decay_mode="coupled",
-):
-  _checks.decay_rate("momentum", momentum)
-  return optim.with_learning_rate(
-    optax.trace(momentum),
-    learning_rate,
-    weight_decay,
-    mask,
-    parametrization=parametrization,
-    weight_decay_mode=weight_decay_mode,
-  )
-
-
-def _adafactor(
+def _adafactor_clip_threshold(
   learning_rate,
   weight_decay,
   clip_threshold=1.0,
@@ -79,19 +37,14 @@ def _adafactor(
   parametrization=None,
   weight_decay_mode="coupled",
 ):
-  """Adafactor: factored second moments (optax's decay schedule 1 - t^-0.8), block-RMS
-  update clipping (always on; 1 is its default), parameter scale."""
-  _checks.positive("clip_threshold", clip_threshold)
-  direction = optax.chain(
-    optax.scale_by_factored_rms(),
-    optax.clip_by_block_rms(clip_threshold),
-    optax.scale_by_param_block_rms(),
-  )
-  return optim.with_learning_rate(
-    direction,
+  """`optim.adafactor` under the config's name for its `clipping_threshold`:
+  `clip_threshold`, shared with stable_adamw, and the name it is injected under (a
+  checkpoint's state holds it). Clipping is always on here: 1 is its default."""
+  return optim.adafactor(
     learning_rate,
-    weight_decay,
-    mask,
+    clipping_threshold=clip_threshold,
+    weight_decay=weight_decay,
+    mask=mask,
     parametrization=parametrization,
     weight_decay_mode=weight_decay_mode,
   )
@@ -137,9 +90,11 @@ OPTIMIZERS = {
     optim.stable_adamw, "adam", ("b1", "b2", "eps", "weight_decay", "clip_threshold")
   ),
   "adam_atan2": Optimizer(optim.adam_atan2, "adam", ("b1", "b2", "a", "b", "weight_decay")),
-  "lion": Optimizer(_lion, "adam", ("b1", "b2", "weight_decay")),
-  "sgd": Optimizer(_sgd, "sgd", ("momentum", "weight_decay")),
-  "adafactor": Optimizer(_adafactor, "adafactor", ("weight_decay", "clip_threshold")),
+  "lion": Optimizer(optim.lion, "adam", ("b1", "b2", "weight_decay")),
+  "sgd": Optimizer(optim.sgd, "sgd", ("momentum", "weight_decay")),
+  "adafactor": Optimizer(
+    _adafactor_clip_threshold, "adafactor", ("weight_decay", "clip_threshold")
+  ),
   "muon": Optimizer(_muon, "muon", ("beta", "b1", "b2", "eps", "weight_decay")),
 }
 # How decoupled weight decay meets the learning rate (`optim.with_learning_rate`), and

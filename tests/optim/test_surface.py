@@ -45,6 +45,7 @@ def test_all_is_the_surface():
   public = {n for n in dir(optim) if not n.startswith("_")}
   modules = {n for n in public if inspect.ismodule(getattr(optim, n))}
   assert modules == {
+    "aliases",
     "chain",
     "init",
     "parametrization",
