@@ -118,12 +118,11 @@ def role(path, base, shape, probe=None, fan_in_axes: Optional[Callable] = None, 
   ):
     fail_described(where, f"{shape} at the target, {probe} at delta",
                    "delta must differ from base in the width axes only")  # fmt: skip
-  given = fan_in_axes(path_names(path), shape) if fan_in_axes else None
-  given = None if given is None else tuple(sorted(a % len(shape) for a in given))
+  given = given_fan_in(path, shape, fan_in_axes)
   layers, kind, readout = (), "matrix", None
-  if use is not None:
+  if use is not None:  # (given, if any, is in it: `_usage.decide`)
     fan_in, layers, kind, readout = use.fan_in, use.layer_axes, use.kind, use.readout_fan_in
-    _check_use(where, use, given, base, shape, changed)
+    _check_use(where, use, base, shape, changed)
   elif given is not None:
     fan_in = given
   elif len(shape) < 2 or _is_bias(path):  # like inputs: a fan-in of one
@@ -159,14 +158,14 @@ def role(path, base, shape, probe=None, fan_in_axes: Optional[Callable] = None, 
   return LeafRole(role, m, readout_mult=readout_mult, **info)
 
 
-def _check_use(where, use, given, base, shape, changed) -> None:
-  """The trace against what a user passed, and axes the trace says are fixed."""
-  if given is not None and given != tuple(use.fan_in):
-    fail_described(
-      where,
-      f"given fan_in_axes {given}, but apply contracts it over {tuple(use.fan_in)}",
-      "the axes its forward contracts (drop fan_in_axes for it)",
-    )
+def given_fan_in(path, shape, fan_in_axes: Optional[Callable]) -> Optional[tuple]:
+  """The fan-in axes a user's `fan_in_axes(path names, shape)` gives a leaf, or None."""
+  given = fan_in_axes(path_names(path), tuple(shape)) if fan_in_axes else None
+  return None if given is None else tuple(sorted(a % len(shape) for a in given))
+
+
+def _check_use(where, use, base, shape, changed) -> None:
+  """Axes the trace says are fixed must not change between base and target."""
   for i in use.layer_axes:
     if i in changed or base[i] != shape[i]:
       fail_described(

@@ -1,7 +1,7 @@
 """How a model uses each parameter, read from its traced forward (the jaxpr).
 
 Shapes say which axes grow with width; only the computation says how a leaf is used.
-`read_uses(apply, params)` traces `apply(params)` once on shapes (`jax.make_jaxpr` on
+`trace(apply, params, names)` traces `apply(params)` once on shapes (`jax.make_jaxpr` on
 ShapeDtypeStructs: no memory, no FLOPs) and follows every value derived from a leaf,
 axis by axis, through reshape, transpose, broadcast, slicing, dtype conversion and
 scalar scaling, into `jit`, `scan`, `while`, `cond`, `remat` and custom derivatives:
@@ -68,12 +68,14 @@ class _Facts:
 
 @dataclasses.dataclass
 class Trace:
-  """A forward traced on shapes: its jaxpr, each leaf's `Use`, and which leaf each
-  contraction (`dot_general` or convolution, by `id` of its equation) multiplies."""
+  """A forward traced on shapes: its jaxpr, each leaf's `Use`, which leaf each
+  contraction (`dot_general` or convolution, by `id` of its equation) multiplies, and
+  each leaf's raw facts (for `decide` with a user's fan-in axes)."""
 
   jaxpr: Any
   uses: Optional[list]
   products: dict
+  facts: list
 
 
 @dataclasses.dataclass
@@ -81,11 +83,6 @@ class _Ctx:
   facts: list
   shapes: list
   products: dict
-
-
-def read_uses(apply: Callable, params: Any, names: list) -> list:
-  """The `Use` of each leaf of `params` (in flatten order) under `apply(params)`."""
-  return trace(apply, params, names).uses or []
 
 
 def trace(apply: Callable, params: Any, names: list, decide: bool = True) -> Trace:
@@ -108,7 +105,30 @@ def trace(apply: Callable, params: Any, names: list, decide: bool = True) -> Tra
   tags = [{i: tuple(frozenset([a]) for a in range(len(s.shape)))} for i, s in enumerate(shapes)]
   _walk(closed.jaxpr, tags, ctx)
   uses = [_decide(f, n) for f, n in zip(ctx.facts, names)] if decide else None
-  return Trace(closed, uses, ctx.products)
+  return Trace(closed, uses, ctx.products, ctx.facts)
+
+
+def decide(f: _Facts, name: str, given: Optional[tuple] = None) -> Use:
+  """A leaf's `Use` from its facts. given: the fan-in axes a user passed for it, which
+  decide a use the trace cannot (elementwise only, unknown primitives, two products)
+  and must agree with a single product or lookup the trace found."""
+  if given is None:
+    return _decide(f, name)
+  layers = tuple(sorted(f.layers))
+  drop = lambda axes: tuple(sorted(set(axes) - f.layers))
+  fan_in = drop(given)
+  products = {drop(c) for c in f.contracted}
+  found = {drop(set().union(*f.looked_up))} if f.looked_up else products
+  if len(found) == 1 and found != {fan_in}:
+    fail_described(
+      name,
+      f"given fan_in_axes {tuple(given)}, but apply contracts it over {found.pop()}",
+      "the axes its forward contracts (drop fan_in_axes for it)",
+    )
+  if len(found) > 1 and fan_in not in found:
+    _ambiguous(name, found)
+  readout = next(iter(products)) if f.looked_up and len(products) == 1 else None
+  return Use("embedding" if f.looked_up else "matrix", fan_in, layers, readout)
 
 
 def _decide(f: _Facts, name: str) -> Use:

@@ -301,6 +301,23 @@ mlp = lambda n: {"w_in": S(16, n), "w_out": S(n, 10)}
 def test_a_use_the_trace_cannot_decide_is_an_error_naming_the_leaf(make, forward, match):
   with pytest.raises(ValueError, match=match):
     table(make, forward)
+  if "fan_in_axes" in match or "two products" in match:  # the error's advice works
+    leaf = match.split("'")[1]
+    given = lambda path, shape: (0,) if path == (leaf,) else None
+    t = table(make, forward, fan_in_axes=given)
+    assert t[leaf].fan_in_axes == (0,) and t[leaf].kind == "matrix"
+
+
+def test_fan_in_axes_decide_a_masked_weight():
+  # A weight times a constant mask of its own shape: the trace sees an elementwise use
+  # (it cannot tell a mask from an activation), so it reads a vector, and init_params
+  # would keep its value. fan_in_axes says what it is.
+  mask = jnp.triu(jnp.ones((128, 128)))
+  fwd = lambda p: jnp.tanh(X @ p["w_in"]) @ (p["w"] * mask) @ p["w_out"]
+  make = lambda n: {"w_in": S(16, n), "w": S(n, n), "w_out": S(n, 10)}
+  assert table(make, fwd)["w"].kind == "vector"
+  t = table(make, fwd, fan_in_axes=lambda path, shape: (0,) if path == ("w",) else None)
+  assert (t["w"].role, t["w"].kind, t["w"].lr) == ("hidden", "matrix", 1 / 4)
 
 
 def test_the_trace_overrules_no_one_silently():
