@@ -1,7 +1,7 @@
 """How a model uses each parameter, read from its traced forward (the jaxpr).
 
 Shapes say which axes grow with width; only the computation says how a leaf is used.
-`trace(apply, params, names)` traces `apply(params)` once on shapes (`jax.make_jaxpr` on
+`trace(apply, params)` traces `apply(params)` once on shapes (`jax.make_jaxpr` on
 ShapeDtypeStructs: no memory, no FLOPs) and follows every value derived from a leaf,
 axis by axis, through reshape, transpose, broadcast, slicing, dtype conversion and
 scalar scaling, into `jit`, `scan`, `while`, `cond`, `remat` and custom derivatives:
@@ -25,8 +25,6 @@ import numpy as np
 
 from adamlab.optim._checks import fail_described
 
-Axes = tuple  # per axis of a value: the frozenset of leaf axes it carries
-
 # Primitives that act on each element and keep the axes of their operands.
 _UNARY = {
   "neg", "exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "sin", "cos", "sqrt",
@@ -38,6 +36,16 @@ _NARY = {"add", "add_any", "sub", "mul", "div", "max", "min", "pow", "atan2", "r
          "clamp", "nextafter"}  # fmt: skip
 # Sub-jaxpr parameters of call-like primitives whose operands are the jaxpr's inputs.
 _CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+
+
+def call_body(eqn) -> Optional[tuple[Any, Any]]:
+  """(jaxpr, consts) of a call-like equation (jit, remat, custom derivatives, ...)
+  whose operands are its body's inputs, or None."""
+  sub = next((eqn.params[k] for k in _CALL_PARAMS if k in eqn.params), None)
+  if sub is None:
+    return None
+  body, consts = getattr(sub, "jaxpr", sub), getattr(sub, "consts", ())
+  return (body, consts) if len(body.invars) == len(eqn.invars) else None
 
 
 @dataclasses.dataclass
@@ -68,12 +76,11 @@ class _Facts:
 
 @dataclasses.dataclass
 class Trace:
-  """A forward traced on shapes: its jaxpr, each leaf's `Use`, which leaf each
-  contraction (`dot_general` or convolution, by `id` of its equation) multiplies, and
-  each leaf's raw facts (for `decide` with a user's fan-in axes)."""
+  """A forward traced on shapes: its jaxpr, which leaf each contraction (`dot_general`
+  or convolution, by `id` of its equation) multiplies, and each leaf's facts, from
+  which `decide` gives its `Use`."""
 
   jaxpr: Any
-  uses: Optional[list]
   products: dict
   facts: list
 
@@ -85,12 +92,8 @@ class _Ctx:
   products: dict
 
 
-def trace(apply: Callable, params: Any, names: list, decide: bool = True) -> Trace:
-  """Trace `apply(params)` on shapes and read every leaf's use.
-
-  names: each leaf's name, for errors. Raises ValueError naming a leaf whose use the
-  trace cannot decide (read by no product, or only by primitives it does not know),
-  unless decide is False (then uses is None: only the products are wanted)."""
+def trace(apply: Callable, params: Any) -> Trace:
+  """Trace `apply(params)` on shapes and read every leaf's facts (in flatten order)."""
   leaves, treedef = jax.tree.flatten(params)
   shapes = [jax.ShapeDtypeStruct(np.shape(x), getattr(x, "dtype", np.float32)) for x in leaves]
   try:
@@ -104,21 +107,24 @@ def trace(apply: Callable, params: Any, names: list, decide: bool = True) -> Tra
   ctx = _Ctx([_Facts() for _ in leaves], shapes, {})
   tags = [{i: tuple(frozenset([a]) for a in range(len(s.shape)))} for i, s in enumerate(shapes)]
   _walk(closed.jaxpr, tags, ctx)
-  uses = [_decide(f, n) for f, n in zip(ctx.facts, names)] if decide else None
-  return Trace(closed, uses, ctx.products, ctx.facts)
+  return Trace(closed, ctx.products, ctx.facts)
 
 
 def decide(f: _Facts, name: str, given: Optional[tuple] = None) -> Use:
-  """A leaf's `Use` from its facts. given: the fan-in axes a user passed for it, which
-  decide a use the trace cannot (elementwise only, unknown primitives, two products)
-  and must agree with a single product or lookup the trace found."""
-  if given is None:
-    return _decide(f, name)
+  """A leaf's `Use` from its facts; name: the leaf's, for errors.
+
+  given: the fan-in axes a user passed for it, which decide a use the trace cannot
+  (elementwise only, unknown primitives, two products) and must agree with a single
+  product or lookup the trace found. Without it, a use the trace cannot decide (read
+  by no product, or only by primitives it does not know) is a ValueError."""
   layers = tuple(sorted(f.layers))
   drop = lambda axes: tuple(sorted(set(axes) - f.layers))
-  fan_in = drop(given)
   products = {drop(c) for c in f.contracted}
-  found = {drop(set().union(*f.looked_up))} if f.looked_up else products
+  looked_up = drop(set().union(*f.looked_up)) if f.looked_up else None
+  if given is None:
+    return _decide(f, name, layers, products, looked_up)
+  fan_in = drop(given)
+  found = {looked_up} if looked_up is not None else products
   if len(found) == 1 and found != {fan_in}:
     fail_described(
       name,
@@ -131,17 +137,15 @@ def decide(f: _Facts, name: str, given: Optional[tuple] = None) -> Use:
   return Use("embedding" if f.looked_up else "matrix", fan_in, layers, readout)
 
 
-def _decide(f: _Facts, name: str) -> Use:
-  layers = tuple(sorted(f.layers))
-  drop = lambda axes: tuple(sorted(set(axes) - f.layers))
-  products = {drop(c) for c in f.contracted}
-  if f.looked_up:
+def _decide(f: _Facts, name: str, layers, products, looked_up) -> Use:
+  """`decide` with no axes given: the trace alone."""
+  if looked_up is not None:
     readout = None
     if len(products) == 1:
       readout = products.pop()
     elif products:
       _ambiguous(name, products)
-    return Use("embedding", drop(set().union(*f.looked_up)), layers, readout)
+    return Use("embedding", looked_up, layers, readout)
   if len(products) > 1:
     _ambiguous(name, products)
   if products:
@@ -165,18 +169,19 @@ def _ambiguous(name, products):
   )
 
 
-def _literal(v) -> bool:
+def literal(v) -> bool:
+  """A jaxpr operand that is a constant written in the equation, not a variable."""
   return type(v).__name__ == "Literal"  # (jax.core.Literal moved between releases)
 
 
 def _walk(jaxpr, tags: list, ctx) -> list:
-  """Propagate leaf tags ({leaf: Axes} or None per invar) through `jaxpr`; returns the
-  outvars' tags."""
+  """Propagate leaf tags ({leaf: per axis the frozenset of leaf axes it carries}, or
+  None, per invar) through `jaxpr`; returns the outvars' tags."""
   env: dict = {}
   for v, t in zip(jaxpr.invars, tags):
     if t:
       env[v] = t
-  read = lambda v: None if _literal(v) else env.get(v)
+  read = lambda v: None if literal(v) else env.get(v)
   for eqn in jaxpr.eqns:
     ins = [read(v) for v in eqn.invars]
     if not any(ins):
@@ -199,11 +204,9 @@ def _eqn(eqn, ins, ctx) -> list:
   if name == "cond":
     outs = [_walk(b.jaxpr, ins[1:], ctx) for b in p["branches"]]
     return [_union(*ts) for ts in zip(*outs)]
-  sub = next((p[k] for k in _CALL_PARAMS if k in p), None)
-  if sub is not None:
-    sub = getattr(sub, "jaxpr", sub)
-    if len(sub.invars) == len(ins):
-      return _walk(sub, ins, ctx)
+  body = call_body(eqn)
+  if body is not None:
+    return _walk(body[0], ins, ctx)
   if name == "dot_general":
     _dot(eqn, ins, ctx)
     return none
@@ -235,7 +238,8 @@ def _layout(eqn, ins, ctx) -> Optional[dict]:
   """Primitives that move, copy or slice axes: the output's tags, or None if unknown."""
   name, p, t = eqn.primitive.name, eqn.params, ins[0]
   shape = lambda v: tuple(v.aval.shape)
-  if name in ("slice", "dynamic_slice", "rev", "pad", "dynamic_update_slice", "cumsum"):
+  if name in ("slice", "dynamic_slice", "rev", "pad", "dynamic_update_slice", "cumsum",
+              "concatenate"):  # fmt: skip
     return _union(*[x for x in ins if x])
   if name == "transpose":
     return {i: tuple(a[j] for j in p["permutation"]) for i, a in t.items()}
@@ -253,8 +257,6 @@ def _layout(eqn, ins, ctx) -> Optional[dict]:
     return {i: tuple(x for k, x in enumerate(a) if k not in dims) for i, a in t.items()}
   if name == "reshape":
     return _reshape(t, shape(eqn.invars[0]), shape(eqn.outvars[0]), ctx)
-  if name == "concatenate":
-    return _union(*[x for x in ins if x])
   return None
 
 
@@ -306,7 +308,7 @@ def _union(*ts) -> Optional[dict]:
 def _elementwise(eqn, ins, ctx) -> Optional[dict]:
   """A leaf scaled by a constant stays a leaf; against an activation it is a vector use."""
   others = [v for v, t in zip(eqn.invars, ins) if not t]
-  scalar = lambda v: _literal(v) or int(np.prod(v.aval.shape)) == 1
+  scalar = lambda v: literal(v) or int(np.prod(v.aval.shape)) == 1
   if all(scalar(v) for v in others):
     return _union(*[t for t in ins if t])
   for t in ins:

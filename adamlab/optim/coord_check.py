@@ -139,7 +139,7 @@ def coord_records(forward, loss, params, tx, steps: int = 3, layers: str = "all"
   _checks.one_of("layers", layers, LAYERS)
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   names = [_roles.leaf_name(p) for p, _ in leaves]
-  found = _usage.trace(forward, params, names, decide=False)
+  found = _usage.trace(forward, params)
   keep = dict(all=("product", "name"), products=("product",), named=("name",))[layers]
   labels: list = []
   tx = optax.with_extra_args_support(tx)
@@ -184,7 +184,7 @@ def _evaluate(found, names, flat, keep) -> list:
 def _eval(jaxpr, consts, args, label, suffix, out) -> list:
   env = dict(zip(jaxpr.constvars, consts))
   env.update(zip(jaxpr.invars, args))
-  read = lambda v: v.val if type(v).__name__ == "Literal" else env[v]
+  read = lambda v: v.val if _usage.literal(v) else env[v]
   for eqn in jaxpr.eqns:
     ins = [read(v) for v in eqn.invars]
     outs = _eval_eqn(eqn, ins, label, suffix, out)
@@ -200,11 +200,9 @@ def _eval_eqn(eqn, ins, label, suffix, out) -> list:
   name, p = eqn.primitive.name, eqn.params
   if name == "scan":
     return _unrolled_scan(p, ins, label, suffix, out)
-  sub = next((p[k] for k in ("jaxpr", "call_jaxpr") if k in p), None)
-  if name in _CALLS and sub is not None:
-    inner, consts = getattr(sub, "jaxpr", sub), getattr(sub, "consts", ())
-    if len(inner.invars) == len(ins):
-      return _eval(inner, consts, ins, label, suffix, out)
+  body = _usage.call_body(eqn) if name in _CALLS else None
+  if body is not None:  # (inlined, so the records inside are seen)
+    return _eval(*body, ins, label, suffix, out)
   bind = eqn.primitive.get_bind_params(p)  # (subfuns, params) before JAX 0.7, then params
   subfuns, params = bind if isinstance(bind, tuple) else ((), bind)
   with eqn.ctx.manager if hasattr(eqn, "ctx") else contextlib.nullcontext():

@@ -179,7 +179,7 @@ def _roles_of(base, target, delta, fan_in_axes, apply):
   if apply is not None:
     if not callable(apply):
       _checks.fail("apply", apply, "a function f(params) -> outputs (the model's forward)")
-    facts = _usage.trace(apply, target, names, decide=False).facts
+    facts = _usage.trace(apply, target).facts
     uses = [
       _usage.decide(f, n, _roles.given_fan_in(p, shape_of(t), fan_in_axes))
       for f, n, (p, t) in zip(facts, names, paths)
