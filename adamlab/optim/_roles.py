@@ -39,6 +39,10 @@ class LeafRole:
   widths: tuple = ()  # (fan, base, probe and target sizes) of each width axis
 
 
+def is_role(x) -> bool:
+  return isinstance(x, LeafRole)
+
+
 def path_names(path) -> tuple:
   """A jax key path as plain keys: dict keys, attribute names, sequence indices."""
   return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
@@ -106,20 +110,19 @@ def role(path, base, shape, probe=None, fan_in_axes: Optional[Callable] = None, 
   None for the target. use: the leaf's `_usage.Use` from the model's trace, or None."""
   where = leaf_name(path)
   base, shape = tuple(base), tuple(shape)
-  probe = shape if probe is None else tuple(probe)
+  has_probe = probe is not None
+  probe = tuple(probe) if has_probe else shape
   for other in (shape, probe):
     if len(base) != len(other):
       fail_described(
         where, f"{other}, of another rank than the base's {base}", "of the base's rank"
       )
   changed = [i for i, (b, s) in enumerate(zip(base, probe)) if b != s]
-  if probe is not shape and any(
-    b != s and i not in changed for i, (b, s) in enumerate(zip(base, shape))
-  ):
+  if has_probe and any(b != s and i not in changed for i, (b, s) in enumerate(zip(base, shape))):
     fail_described(where, f"{shape} at the target, {probe} at delta",
                    "delta must differ from base in the width axes only")  # fmt: skip
-  given = given_fan_in(path, shape, fan_in_axes)
   layers, kind, readout = (), "matrix", None
+  given = None if use is not None else given_fan_in(path, shape, fan_in_axes)
   if use is not None:  # (given, if any, is in it: `_usage.decide`)
     fan_in, layers, kind, readout = use.fan_in, use.layer_axes, use.kind, use.readout_fan_in
     _check_use(where, use, base, shape, changed)
@@ -185,7 +188,6 @@ def _check_use(where, use, base, shape, changed) -> None:
 def check_widths(roles: Any, allow_narrower: bool) -> None:
   """Every width dimension is one layer's fan-out and another's fan-in (a feature one
   layer makes and another consumes), and none shrinks unless narrower is asked for."""
-  is_role = lambda x: isinstance(x, LeafRole)
   leaves = jax.tree_util.tree_flatten_with_path(roles, is_leaf=is_role)[0]
   fans: dict = {}
   ratios = set()

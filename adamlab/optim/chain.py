@@ -8,7 +8,7 @@ import optax
 
 from adamlab.optim import _checks
 from adamlab.optim.table import (
-  LeafScale,
+  is_scale,
   masked_like,
   check_params,
   decay_width_multipliers,
@@ -21,10 +21,6 @@ DECAY_MODES = ("coupled", "independent", "width_scaled")
 ADAM_FAMILIES = ("adam",)
 
 
-def _is_scale(x) -> bool:
-  return isinstance(x, LeafScale)
-
-
 def check_family(table: Any, allowed: tuple) -> None:
   """ValueError naming `parametrization` unless the table was built for an allowed family.
 
@@ -34,8 +30,8 @@ def check_family(table: Any, allowed: tuple) -> None:
   """
   if table is None:
     return
-  leaves = jax.tree.leaves(table, is_leaf=_is_scale)
-  if not all(_is_scale(s) for s in leaves):
+  leaves = jax.tree.leaves(table, is_leaf=is_scale)
+  if not all(is_scale(s) for s in leaves):
     _checks.fail_described(
       "parametrization",
       "not a table",
@@ -93,9 +89,9 @@ def scale_by_parametrization(table: Any) -> optax.GradientTransformation:
   if table is None:
     return optax.identity()
   shapes = jax.tree.map(
-    lambda s: jax.ShapeDtypeStruct(s.shape, jnp.float32) if _is_scale(s) else s,
+    lambda s: jax.ShapeDtypeStruct(s.shape, jnp.float32) if is_scale(s) else s,
     table,
-    is_leaf=_is_scale,
+    is_leaf=is_scale,
   )
 
   def init_fn(params):

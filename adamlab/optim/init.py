@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from adamlab.optim._checks import fail_described
 from adamlab.optim._roles import leaf_name
-from adamlab.optim.table import LeafScale, check_params
+from adamlab.optim.table import check_params, is_scale
 
 
 def init_params(table: Any, params: Any, key: jax.Array) -> Any:
@@ -99,7 +99,6 @@ def apply_multipliers(table: Any, params: Any) -> Any:
     Optimizers, arXiv:2407.05872.
   """
   check_params(table, params)
-  is_scale = lambda x: isinstance(x, LeafScale)
   return jax.tree.map(
     lambda s, p: p if s.multiplier == 1.0 else p * s.multiplier, table, params, is_leaf=is_scale
   )

@@ -163,11 +163,10 @@ def parametrize(
     _check_stacked_depth(path, r, t, depth)
     return _depth_scale(scale, rule, per_layer_lr, adam_eps)
 
-  is_role = lambda x: isinstance(x, _roles.LeafRole)
   if rule is not None and rule[0] != 1.0:
-    _check_some_block(roles, in_block, is_role, depth)
+    _check_some_block(roles, in_block, depth)
   trees = (roles, target) if stds is None else (roles, target, stds)
-  return jax.tree_util.tree_map_with_path(leaf, *trees, is_leaf=is_role)
+  return jax.tree_util.tree_map_with_path(leaf, *trees, is_leaf=_roles.is_role)
 
 
 def _roles_of(base, target, delta, fan_in_axes, apply):
@@ -243,8 +242,8 @@ def _width_scale(r, e: Exponents, k, std, per_layer_lr, adam_eps, m_back, sgd) -
 
 def _readout_ratio(roles) -> Optional[float]:
   """The output leaves' width ratio when they agree (the backward signal's), else None."""
-  is_role = lambda x: isinstance(x, _roles.LeafRole)
-  ratios = {r.width_mult for r in jax.tree.leaves(roles, is_leaf=is_role) if r.role == "output"}
+  leaves = jax.tree.leaves(roles, is_leaf=_roles.is_role)
+  ratios = {r.width_mult for r in leaves if r.role == "output"}
   return ratios.pop() if len(ratios) == 1 else None
 
 
@@ -269,9 +268,9 @@ def _checked_constants(constants) -> dict:
   return constants
 
 
-def _check_some_block(roles, in_block, is_role, depth) -> None:
+def _check_some_block(roles, in_block, depth) -> None:
   # A predicate that matches nothing would silently leave depth out of the table.
-  paths = jax.tree_util.tree_flatten_with_path(roles, is_leaf=is_role)[0]
+  paths = jax.tree_util.tree_flatten_with_path(roles, is_leaf=_roles.is_role)[0]
   if not any(in_block(_roles.path_names(path)) or r.layer_axes for path, r in paths):
     _checks.fail(
       "in_block",

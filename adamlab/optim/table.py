@@ -62,6 +62,12 @@ class LeafScale:
   optimizer: str = "adam"
 
 
+def is_scale(x) -> bool:
+  """A table's entry (LeafScale is a pytree node with no children: pass this as
+  `is_leaf` to map over a table)."""
+  return isinstance(x, LeafScale)
+
+
 def shape_of(x) -> tuple:
   """A leaf's shape: an array's or a ShapeDtypeStruct's; () for a Python number."""
   return tuple(getattr(x, "shape", ()))
@@ -134,7 +140,6 @@ def masked_like(values: Any, updates: Any) -> Any:
 def _field(table, name):
   if table is None:
     return None
-  is_scale = lambda x: isinstance(x, LeafScale)  # a pytree node with no children
   return jax.tree.map(lambda s: getattr(s, name), table, is_leaf=is_scale)
 
 
